@@ -1,0 +1,92 @@
+/*
+ * datago C ABI: the contract between libdatago.so (Go) and its callers (Python, through cffi).
+ *
+ * Ownership rules:
+ * - Inputs (config JSON, ...) are borrowed for the duration of the call.
+ * - Everything the library returns is allocated by the library with C malloc and is released only
+ *   through the library: strings with datago_free, samples with datago_sample_free (which releases
+ *   the sample, its id, its buffers and its items). Pixel and byte buffers are never Go memory.
+ * - A client is an opaque non-zero handle. Every function is safe to call from any thread.
+ * - This header is included by the Go exports themselves (go/capi), so the build fails if a Go
+ *   signature drifts from it; that is also why pointer parameters are not const (cgo cannot say const).
+ * - Every function that can fail returns a status code; on an error status, *err (when err is not
+ *   NULL) receives a message that the caller frees with datago_free. No Go panic crosses the ABI:
+ *   it is reported as DATAGO_ERR_INTERNAL.
+ */
+#ifndef DATAGO_H
+#define DATAGO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DATAGO_ABI_VERSION 1
+
+/* Status codes. */
+#define DATAGO_OK 0
+#define DATAGO_END 1           /* datago_client_next: the source is exhausted or the limit reached */
+#define DATAGO_TIMEOUT 2       /* datago_client_next: nothing ready within timeout_ms; call again */
+#define DATAGO_ERR_CONFIG 3    /* bad configuration; the message starts with the key path, e.g. "source_config.rank: ..." */
+#define DATAGO_ERR_RUNTIME 4   /* the client failed while running (for example its source broke) */
+#define DATAGO_ERR_STATE 5     /* misuse: unknown or freed handle, next before start, ... */
+#define DATAGO_ERR_INTERNAL 6  /* a bug in datago (a recovered Go panic) */
+
+/* Kinds of the named items a sample may carry besides its main image. */
+#define DATAGO_ITEM_MASK 1             /* single-channel image aligned with the main image */
+#define DATAGO_ITEM_ADDITIONAL_IMAGE 2 /* RGB image aligned with the main image */
+#define DATAGO_ITEM_BYTES 3            /* raw bytes (latents, extra archive members, ...) */
+
+typedef uint64_t datago_client;
+
+/* Pixels (row-major height x width x channels, uint8) when channels > 0; encoded or raw bytes when channels == 0. */
+typedef struct datago_buffer {
+    uint8_t *data;
+    size_t len;
+    int32_t width;
+    int32_t height;
+    int32_t channels;
+} datago_buffer;
+
+typedef struct datago_item {
+    char *name;
+    int32_t kind;
+    datago_buffer buf;
+} datago_item;
+
+typedef struct datago_sample {
+    char *id;
+    datago_buffer image;
+    int32_t original_width;   /* size before processing, after EXIF orientation */
+    int32_t original_height;
+    int32_t n_items;
+    datago_item *items;       /* n_items entries, NULL when n_items == 0 */
+    char *meta_json;          /* NULL, or a JSON object with source-specific metadata */
+} datago_sample;
+
+int32_t datago_abi_version(void);
+/* A static string: never free it. */
+char *datago_version(void);
+
+int32_t datago_client_new(char *config_json, datago_client *out, char **err);
+int32_t datago_client_start(datago_client client, char **err);
+/* Blocks up to timeout_ms (negative: forever). On DATAGO_OK, *out is a sample to free with datago_sample_free. */
+int32_t datago_client_next(datago_client client, int32_t timeout_ms, datago_sample **out, char **err);
+void datago_sample_free(datago_sample *sample);
+/* *out_json: a JSON object of counters, freed with datago_free. */
+int32_t datago_client_stats(datago_client client, char **out_json, char **err);
+/* Stops the pipeline and waits for its goroutines. Idempotent. */
+int32_t datago_client_stop(datago_client client, char **err);
+/* Stops if needed and releases the handle. Unknown handles are ignored. */
+void datago_client_free(datago_client client);
+
+/* Drains the reports of samples skipped since the last call: *out_json is a JSON array of
+ * {"id": ..., "reason": ..., "message": ...} objects (the most recent 1024 are kept between calls),
+ * freed with datago_free. Skips are also counted in the stats. */
+int32_t datago_client_errors(datago_client client, char **out_json, char **err);
+
+/* Aspect-ratio buckets as a JSON array of [width, height] pairs, freed with datago_free. */
+int32_t datago_buckets(int32_t default_image_size, int32_t downsampling_ratio, double min_aspect_ratio,
+                       double max_aspect_ratio, char **out_json, char **err);
+
+void datago_free(void *p);
+
+#endif

@@ -1,0 +1,270 @@
+// Command capi is built with -buildmode=c-shared into libdatago.so; this file is its whole C ABI,
+// declared in datago.h (which cgo includes here, so a drifting signature fails the build).
+//
+// Ownership: inputs are borrowed for the call. Everything returned is C memory (malloc, or libvips'
+// g_malloc, which is malloc) owned by the caller until it calls datago_free / datago_sample_free.
+// Go objects never cross: clients are integer handles into a table. Every export recovers panics
+// into DATAGO_ERR_INTERNAL so that no panic unwinds into the host process.
+package main
+
+/*
+#include <stdlib.h>
+#include "datago.h"
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/datago-dev/datago/datago"
+	"github.com/datago-dev/datago/datago/imaging"
+)
+
+func main() {}
+
+var handles = struct {
+	sync.Mutex
+	next    uint64
+	clients map[uint64]*datago.Client
+}{clients: map[uint64]*datago.Client{}}
+
+func lookup(h C.datago_client) (*datago.Client, error) {
+	handles.Lock()
+	defer handles.Unlock()
+	c, ok := handles.clients[uint64(h)]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown or freed client handle %d", datago.ErrState, uint64(h))
+	}
+	return c, nil
+}
+
+// fail stores msg in *errOut (when the caller asked for it) and returns the status of err.
+func fail(err error, errOut **C.char) C.int32_t {
+	if errOut != nil {
+		*errOut = C.CString(err.Error())
+	}
+	var ce *datago.ConfigError
+	switch {
+	case errors.As(err, &ce):
+		return C.DATAGO_ERR_CONFIG
+	case errors.Is(err, datago.ErrState):
+		return C.DATAGO_ERR_STATE
+	}
+	return C.DATAGO_ERR_RUNTIME
+}
+
+// guard turns a panic into DATAGO_ERR_INTERNAL; deferred by every export that returns a status.
+func guard(status *C.int32_t, errOut **C.char) {
+	if r := recover(); r != nil {
+		*status = C.DATAGO_ERR_INTERNAL
+		if errOut != nil {
+			*errOut = C.CString(fmt.Sprintf("datago internal error: %v\n%s", r, debug.Stack()))
+		}
+	}
+}
+
+//export datago_abi_version
+func datago_abi_version() C.int32_t { return C.DATAGO_ABI_VERSION }
+
+var version = sync.OnceValue(func() *C.char { return C.CString(datago.Version) })
+
+//export datago_version
+func datago_version() *C.char { return version() }
+
+//export datago_client_new
+func datago_client_new(config *C.char, out *C.datago_client, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	if config == nil || out == nil {
+		return fail(fmt.Errorf("%w: config and out must not be NULL", datago.ErrState), errOut)
+	}
+	c, err := datago.NewFromJSON([]byte(C.GoString(config)))
+	if err != nil {
+		return fail(err, errOut)
+	}
+	handles.Lock()
+	handles.next++
+	h := handles.next
+	handles.clients[h] = c
+	handles.Unlock()
+	*out = C.datago_client(h)
+	return C.DATAGO_OK
+}
+
+//export datago_client_start
+func datago_client_start(h C.datago_client, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	c, err := lookup(h)
+	if err == nil {
+		err = c.Start()
+	}
+	if err != nil {
+		return fail(err, errOut)
+	}
+	return C.DATAGO_OK
+}
+
+//export datago_client_next
+func datago_client_next(h C.datago_client, timeoutMs C.int32_t, out **C.datago_sample, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	if out == nil {
+		return fail(fmt.Errorf("%w: out must not be NULL", datago.ErrState), errOut)
+	}
+	*out = nil
+	c, err := lookup(h)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	timeout := time.Duration(timeoutMs) * time.Millisecond
+	if timeoutMs < 0 {
+		timeout = -1
+	}
+	s, err := c.Next(timeout)
+	switch {
+	case errors.Is(err, datago.ErrEnd):
+		return C.DATAGO_END
+	case errors.Is(err, datago.ErrTimeout):
+		return C.DATAGO_TIMEOUT
+	case err != nil:
+		return fail(err, errOut)
+	}
+	*out = toC(s)
+	return C.DATAGO_OK
+}
+
+// toC moves a sample's C buffers into a malloc'd datago_sample; the Go sample must not be freed after.
+func toC(s *datago.Sample) *C.datago_sample {
+	cs := (*C.datago_sample)(C.calloc(1, C.sizeof_datago_sample))
+	cs.id = C.CString(s.ID)
+	setBuffer(&cs.image, s.Image)
+	cs.original_width = C.int32_t(s.Image.OriginalWidth)
+	cs.original_height = C.int32_t(s.Image.OriginalHeight)
+	if n := len(s.Items); n > 0 {
+		cs.n_items = C.int32_t(n)
+		cs.items = (*C.datago_item)(C.calloc(C.size_t(n), C.sizeof_datago_item))
+		items := unsafe.Slice(cs.items, n)
+		for i, it := range s.Items {
+			items[i].name = C.CString(it.Name)
+			items[i].kind = C.int32_t(it.Kind)
+			setBuffer(&items[i].buf, it.Image)
+		}
+	}
+	if s.Meta != nil {
+		cs.meta_json = C.CString(string(s.Meta))
+	}
+	return cs
+}
+
+func setBuffer(b *C.datago_buffer, img *imaging.Image) {
+	if img == nil {
+		return
+	}
+	b.data = (*C.uint8_t)(img.Data)
+	b.len = C.size_t(img.Len)
+	b.width = C.int32_t(img.Width)
+	b.height = C.int32_t(img.Height)
+	b.channels = C.int32_t(img.Channels)
+	img.Data = nil // ownership moved to the C struct
+}
+
+//export datago_sample_free
+func datago_sample_free(s *C.datago_sample) {
+	defer func() { _ = recover() }()
+	if s == nil {
+		return
+	}
+	C.free(unsafe.Pointer(s.id))
+	C.free(unsafe.Pointer(s.image.data))
+	if s.n_items > 0 {
+		for _, it := range unsafe.Slice(s.items, int(s.n_items)) {
+			C.free(unsafe.Pointer(it.name))
+			C.free(unsafe.Pointer(it.buf.data))
+		}
+	}
+	C.free(unsafe.Pointer(s.items))
+	C.free(unsafe.Pointer(s.meta_json))
+	C.free(unsafe.Pointer(s))
+}
+
+//export datago_client_stats
+func datago_client_stats(h C.datago_client, out **C.char, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	c, err := lookup(h)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	return jsonOut(c.Stats(), out, errOut)
+}
+
+//export datago_client_errors
+func datago_client_errors(h C.datago_client, out **C.char, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	c, err := lookup(h)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	reports := c.DrainSkips()
+	if reports == nil {
+		reports = []datago.SkipReport{}
+	}
+	return jsonOut(reports, out, errOut)
+}
+
+func jsonOut(v any, out **C.char, errOut **C.char) C.int32_t {
+	if out == nil {
+		return fail(fmt.Errorf("%w: out must not be NULL", datago.ErrState), errOut)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	*out = C.CString(string(b))
+	return C.DATAGO_OK
+}
+
+//export datago_client_stop
+func datago_client_stop(h C.datago_client, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	c, err := lookup(h)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	c.Stop()
+	return C.DATAGO_OK
+}
+
+//export datago_client_free
+func datago_client_free(h C.datago_client) {
+	defer func() { _ = recover() }()
+	handles.Lock()
+	c, ok := handles.clients[uint64(h)]
+	delete(handles.clients, uint64(h))
+	handles.Unlock()
+	if ok {
+		c.Stop()
+	}
+}
+
+//export datago_buckets
+func datago_buckets(size, ratio C.int32_t, minAR, maxAR C.double, out **C.char, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	cfg := fmt.Sprintf(`{"crop_and_resize": true, "default_image_size": %d, "downsampling_ratio": %d, "min_aspect_ratio": %v, "max_aspect_ratio": %v}`,
+		int32(size), int32(ratio), float64(minAR), float64(maxAR))
+	ic, err := datago.ParseImageConfig([]byte(cfg))
+	if err != nil {
+		return fail(err, errOut)
+	}
+	pairs := make([][2]int, len(ic.Buckets))
+	for i, b := range ic.Buckets {
+		pairs[i] = [2]int{b.Width, b.Height}
+	}
+	return jsonOut(pairs, out, errOut)
+}
+
+//export datago_free
+func datago_free(p unsafe.Pointer) { C.free(p) }

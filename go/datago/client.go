@@ -1,0 +1,282 @@
+// Package datago is the loader: it validates a configuration, wires a source to a pool of workers
+// that fetch and process images, and serves the processed samples from a bounded ready queue.
+//
+//	source.List (1 goroutine) -> items (prefetch_buffer_size) -> workers (concurrency) -> ready (samples_buffer_size) -> Next
+//
+// Every stage stops when the client's context is cancelled; Stop waits for all of them.
+package datago
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/datago-dev/datago/datago/imaging"
+	"github.com/datago-dev/datago/datago/source"
+)
+
+// Version of the loader.
+const Version = "0.1.0"
+
+var (
+	// ErrEnd: the source is exhausted or the limit reached.
+	ErrEnd = errors.New("end of samples")
+	// ErrTimeout: no sample was ready within the timeout.
+	ErrTimeout = errors.New("timeout waiting for a sample")
+	// ErrState: the call does not fit the client's state.
+	ErrState = errors.New("invalid client state")
+)
+
+// Skip reasons that come from image processing (sources add theirs).
+const (
+	ReasonDecodeError = "decode_error"
+	ReasonTooLarge    = source.ReasonTooLarge
+	ReasonEmpty       = source.ReasonEmpty
+	ReasonReadError   = source.ReasonReadError
+)
+
+type state int
+
+const (
+	created state = iota
+	started
+	stopped
+)
+
+// Client runs one pipeline. All methods are safe for concurrent use.
+type Client struct {
+	cfg  *Config
+	src  source.Source
+	opts imaging.Options
+	stat counters
+
+	mu      sync.Mutex
+	state   state
+	cancel  context.CancelFunc
+	ready   chan *Sample
+	wg      sync.WaitGroup
+	failure error // a source failure, reported once the ready queue is drained
+}
+
+// NewFromJSON parses a JSON configuration and returns a client that has not started.
+func NewFromJSON(data []byte) (*Client, error) {
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg)
+}
+
+// New returns a client for a validated configuration.
+func New(cfg *Config) (*Client, error) {
+	if err := imaging.Init(); err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, opts: imaging.Options{MaxPixels: DefaultMaxPixels}}
+	switch cfg.SourceType {
+	case "filesystem":
+		c.src = source.NewFilesystem(cfg.Filesystem)
+	default:
+		return nil, &ConfigError{Key: "source_type", Msg: fmt.Sprintf("unknown source type %q", cfg.SourceType)}
+	}
+	if ic := cfg.Image; ic != nil {
+		c.opts = imaging.Options{
+			CropAndResize: ic.CropAndResize,
+			Buckets:       ic.Buckets,
+			PreEncode:     ic.PreEncodeImages,
+			MaxPixels:     ic.MaxPixels,
+		}
+	}
+	return c, nil
+}
+
+// Config returns the validated configuration.
+func (c *Client) Config() *Config { return c.cfg }
+
+// Start launches the pipeline. Starting a started client does nothing; a stopped one cannot restart.
+func (c *Client) Start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case started:
+		return nil
+	case stopped:
+		return fmt.Errorf("%w: a stopped client cannot be restarted; create a new one", ErrState)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.state = started
+	c.stat.started.Store(time.Now().UnixNano())
+	items := make(chan source.Item, c.cfg.PrefetchBufferSize)
+	c.ready = make(chan *Sample, c.cfg.SamplesBufferSize)
+
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(items)
+		emit := func(it source.Item) bool {
+			select {
+			case items <- it:
+				c.stat.listed.Add(1)
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		if err := c.src.List(ctx, emit, c.stat.skip); err != nil && ctx.Err() == nil {
+			c.mu.Lock()
+			c.failure = err
+			c.mu.Unlock()
+		}
+	}()
+
+	var workers sync.WaitGroup
+	for i := 0; i < c.cfg.Concurrency; i++ {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			c.work(ctx, items)
+		}()
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		workers.Wait()
+		close(c.ready)
+	}()
+	return nil
+}
+
+func (c *Client) work(ctx context.Context, items <-chan source.Item) {
+	for it := range items {
+		if ctx.Err() != nil {
+			return
+		}
+		s := c.process(ctx, it)
+		if s == nil {
+			continue
+		}
+		select {
+		case c.ready <- s:
+		case <-ctx.Done():
+			s.Free()
+			return
+		}
+	}
+}
+
+// process fetches and decodes one item; a failure is counted and reported, never fatal.
+func (c *Client) process(ctx context.Context, it source.Item) *Sample {
+	raw, err := c.src.Fetch(ctx, it)
+	if err != nil {
+		reason := ReasonReadError
+		if errors.Is(err, source.ErrEmpty) {
+			reason = ReasonEmpty
+		}
+		c.stat.skip(it.ID, reason, err)
+		return nil
+	}
+	c.stat.bytesRead.Add(int64(len(raw.Image)))
+	img, err := imaging.Process(raw.Image, &c.opts)
+	if err != nil {
+		reason := ReasonDecodeError
+		switch {
+		case errors.Is(err, imaging.ErrTooLarge):
+			reason = ReasonTooLarge
+		case errors.Is(err, imaging.ErrEmpty):
+			reason = ReasonEmpty
+		}
+		c.stat.skip(it.ID, reason, err)
+		return nil
+	}
+	return &Sample{ID: it.ID, Image: img}
+}
+
+// Next returns the next sample, waiting up to timeout (negative: forever). It returns ErrEnd once the
+// source is exhausted or the limit reached, ErrTimeout when nothing was ready in time, and the source's
+// error if it failed. The caller owns the returned sample.
+func (c *Client) Next(timeout time.Duration) (*Sample, error) {
+	c.mu.Lock()
+	st, ready := c.state, c.ready
+	c.mu.Unlock()
+	switch st {
+	case created:
+		return nil, fmt.Errorf("%w: the client is not started", ErrState)
+	case stopped:
+		return nil, ErrEnd
+	}
+	limit := int64(c.cfg.Limit)
+	if limit > 0 && c.stat.served.Load() >= limit {
+		return nil, ErrEnd
+	}
+	var s *Sample
+	var ok bool
+	switch {
+	case timeout < 0:
+		s, ok = <-ready
+	case timeout == 0:
+		select {
+		case s, ok = <-ready:
+		default:
+			return nil, ErrTimeout
+		}
+	default:
+		t := time.NewTimer(timeout)
+		select {
+		case s, ok = <-ready:
+			t.Stop()
+		case <-t.C:
+			return nil, ErrTimeout
+		}
+	}
+	if !ok {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.failure != nil {
+			return nil, c.failure
+		}
+		return nil, ErrEnd
+	}
+	if limit > 0 {
+		n := c.stat.served.Add(1)
+		if n > limit {
+			c.stat.served.Add(-1)
+			s.Free()
+			return nil, ErrEnd
+		}
+		if n == limit {
+			c.mu.Lock()
+			c.cancel() // nothing more will be served: stop producing
+			c.mu.Unlock()
+		}
+		return s, nil
+	}
+	c.stat.served.Add(1)
+	return s, nil
+}
+
+// Stop cancels the pipeline, frees the samples still queued and waits for every goroutine. Idempotent.
+func (c *Client) Stop() {
+	c.mu.Lock()
+	if c.state != started {
+		c.state = stopped
+		c.mu.Unlock()
+		return
+	}
+	c.state = stopped
+	c.cancel()
+	ready := c.ready
+	c.mu.Unlock()
+	for s := range ready {
+		s.Free()
+	}
+	c.wg.Wait()
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Client) Stats() Stats { return c.stat.snapshot() }
+
+// DrainSkips returns the reports of samples skipped since the last call.
+func (c *Client) DrainSkips() []SkipReport { return c.stat.drain() }

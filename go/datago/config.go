@@ -1,0 +1,390 @@
+package datago
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+
+	"github.com/datago-dev/datago/datago/imaging"
+	"github.com/datago-dev/datago/datago/source"
+)
+
+// Config is a validated loader configuration. Its JSON form keeps the keys of the original datago.
+type Config struct {
+	SourceType         string
+	Filesystem         source.FilesystemConfig
+	Image              *ImageConfig // nil: images are decoded and delivered at full size
+	PrefetchBufferSize int
+	SamplesBufferSize  int
+	Concurrency        int
+	Limit              int
+}
+
+// ImageConfig controls the processing applied to every image.
+type ImageConfig struct {
+	CropAndResize     bool
+	DefaultImageSize  int
+	DownsamplingRatio int
+	MinAspectRatio    float64
+	MaxAspectRatio    float64
+	PreEncodeImages   bool
+	MaxPixels         int64
+	Buckets           []imaging.Bucket // derived from the fields above
+}
+
+// Default values, documented in README.md.
+const (
+	DefaultPageSize           = 512
+	DefaultPrefetchBufferSize = 64
+	DefaultSamplesBufferSize  = 128
+	DefaultImageSize          = 512
+	DefaultDownsamplingRatio  = 16
+	DefaultMinAspectRatio     = 0.5
+	DefaultMaxAspectRatio     = 2.0
+	DefaultMaxPixels          = 100_000_000
+)
+
+// ConfigError is a configuration mistake; Key is the path of the offending key, e.g. "source_config.rank".
+type ConfigError struct {
+	Key string
+	Msg string
+}
+
+func (e *ConfigError) Error() string { return e.Key + ": " + e.Msg }
+
+// ParseConfig reads, validates and completes a JSON configuration.
+func ParseConfig(data []byte) (*Config, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var raw any
+	if err := dec.Decode(&raw); err != nil {
+		return nil, &ConfigError{Key: "config", Msg: "invalid JSON: " + err.Error()}
+	}
+	if dec.More() {
+		return nil, &ConfigError{Key: "config", Msg: "invalid JSON: trailing data after the top-level object"}
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return nil, &ConfigError{Key: "config", Msg: "must be a JSON object"}
+	}
+	r := &reader{}
+	cfg := r.config(&object{m: m})
+	if r.err != nil {
+		return nil, r.err
+	}
+	return cfg, nil
+}
+
+func (r *reader) config(top *object) *Config {
+	cfg := &Config{
+		PrefetchBufferSize: DefaultPrefetchBufferSize,
+		SamplesBufferSize:  DefaultSamplesBufferSize,
+		Concurrency:        runtime.NumCPU(),
+	}
+	r.str(top, "source_type", &cfg.SourceType, true)
+	switch strings.ToLower(cfg.SourceType) {
+	case "filesystem", "file":
+		cfg.SourceType = "filesystem"
+	default:
+		if r.err == nil {
+			r.fail("source_type", fmt.Sprintf("unknown source type %q (valid: %q, %q)", cfg.SourceType, "filesystem", "file"))
+		}
+	}
+	sc := r.obj(top, "source_config", true)
+	if sc != nil && cfg.SourceType == "filesystem" {
+		fs := &cfg.Filesystem
+		fs.PageSize, fs.WorldSize = DefaultPageSize, 1
+		r.str(sc, "root_path", &fs.RootPath, true)
+		r.integer(sc, "page_size", &fs.PageSize, 1)
+		r.integer(sc, "rank", &fs.Rank, 0)
+		r.integer(sc, "world_size", &fs.WorldSize, 1)
+		if r.err == nil && fs.Rank >= fs.WorldSize {
+			r.fail("source_config.rank", fmt.Sprintf("must be < world_size (%d), got %d", fs.WorldSize, fs.Rank))
+		}
+		if r.err == nil {
+			st, err := os.Stat(fs.RootPath)
+			switch {
+			case err != nil:
+				r.fail("source_config.root_path", err.Error())
+			case !st.IsDir():
+				r.fail("source_config.root_path", fmt.Sprintf("%q is not a directory", fs.RootPath))
+			}
+		}
+		r.finish(sc)
+	}
+	if ic := r.obj(top, "image_config", false); ic != nil {
+		cfg.Image = r.imageConfig(ic)
+	}
+	r.integer(top, "prefetch_buffer_size", &cfg.PrefetchBufferSize, 1)
+	r.integer(top, "samples_buffer_size", &cfg.SamplesBufferSize, 1)
+	r.integer(top, "concurrency", &cfg.Concurrency, 0)
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = runtime.NumCPU()
+	}
+	r.integer(top, "limit", &cfg.Limit, 0)
+	r.finish(top)
+	return cfg
+}
+
+func (r *reader) imageConfig(o *object) *ImageConfig {
+	ic := &ImageConfig{
+		DefaultImageSize:  DefaultImageSize,
+		DownsamplingRatio: DefaultDownsamplingRatio,
+		MinAspectRatio:    DefaultMinAspectRatio,
+		MaxAspectRatio:    DefaultMaxAspectRatio,
+		MaxPixels:         DefaultMaxPixels,
+	}
+	r.boolean(o, "crop_and_resize", &ic.CropAndResize)
+	r.integer(o, "default_image_size", &ic.DefaultImageSize, 1)
+	r.integer(o, "downsampling_ratio", &ic.DownsamplingRatio, 1)
+	r.float(o, "min_aspect_ratio", &ic.MinAspectRatio)
+	r.float(o, "max_aspect_ratio", &ic.MaxAspectRatio)
+	r.boolean(o, "pre_encode_images", &ic.PreEncodeImages)
+	maxPixels := int(ic.MaxPixels)
+	r.integer(o, "max_pixels", &maxPixels, 1)
+	ic.MaxPixels = int64(maxPixels)
+	r.finish(o)
+	if r.err != nil {
+		return ic
+	}
+	switch {
+	case ic.MinAspectRatio <= 0:
+		r.fail(o.path+".min_aspect_ratio", fmt.Sprintf("must be > 0, got %g", ic.MinAspectRatio))
+	case ic.MaxAspectRatio <= 0:
+		r.fail(o.path+".max_aspect_ratio", fmt.Sprintf("must be > 0, got %g", ic.MaxAspectRatio))
+	case ic.MinAspectRatio > ic.MaxAspectRatio:
+		r.fail(o.path+".min_aspect_ratio", fmt.Sprintf("must be <= max_aspect_ratio (%g), got %g", ic.MaxAspectRatio, ic.MinAspectRatio))
+	case ic.DefaultImageSize%ic.DownsamplingRatio != 0:
+		r.fail(o.path+".default_image_size", fmt.Sprintf("must be a multiple of downsampling_ratio (%d), got %d", ic.DownsamplingRatio, ic.DefaultImageSize))
+	}
+	if r.err == nil && ic.CropAndResize {
+		ic.Buckets = imaging.Buckets(ic.DefaultImageSize, ic.DownsamplingRatio, ic.MinAspectRatio, ic.MaxAspectRatio)
+		if len(ic.Buckets) == 0 {
+			r.fail(o.path+".min_aspect_ratio", fmt.Sprintf("no aspect-ratio bucket lies between %g and %g at this size", ic.MinAspectRatio, ic.MaxAspectRatio))
+		}
+	}
+	return ic
+}
+
+// object is a JSON object being read; used records the keys consumed so unknown ones can be reported.
+type object struct {
+	path string
+	m    map[string]any
+	used []string
+}
+
+func (o *object) key(k string) string {
+	if o.path == "" {
+		return k
+	}
+	return o.path + "." + k
+}
+
+func (o *object) get(k string) (any, bool) {
+	o.used = append(o.used, k)
+	v, ok := o.m[k]
+	return v, ok && v != nil
+}
+
+// reader keeps the first error; later reads are no-ops so the first mistake is the one reported.
+type reader struct{ err *ConfigError }
+
+func (r *reader) fail(key, msg string) {
+	if r.err == nil {
+		r.err = &ConfigError{Key: key, Msg: msg}
+	}
+}
+
+func (r *reader) str(o *object, k string, dst *string, required bool) {
+	v, ok := o.get(k)
+	if r.err != nil {
+		return
+	}
+	if !ok {
+		if required {
+			r.fail(o.key(k), "is required")
+		}
+		return
+	}
+	s, isStr := v.(string)
+	if !isStr {
+		r.fail(o.key(k), "must be a string, got "+jsonType(v))
+		return
+	}
+	if required && s == "" {
+		r.fail(o.key(k), "must not be empty")
+		return
+	}
+	*dst = s
+}
+
+func (r *reader) boolean(o *object, k string, dst *bool) {
+	v, ok := o.get(k)
+	if r.err != nil || !ok {
+		return
+	}
+	b, isBool := v.(bool)
+	if !isBool {
+		r.fail(o.key(k), "must be a boolean, got "+jsonType(v))
+		return
+	}
+	*dst = b
+}
+
+func (r *reader) integer(o *object, k string, dst *int, min int) {
+	v, ok := o.get(k)
+	if r.err != nil || !ok {
+		return
+	}
+	n, isNum := v.(json.Number)
+	if !isNum {
+		r.fail(o.key(k), "must be an integer, got "+jsonType(v))
+		return
+	}
+	i, err := n.Int64()
+	if err != nil {
+		r.fail(o.key(k), "must be an integer, got "+n.String())
+		return
+	}
+	if i < int64(min) {
+		r.fail(o.key(k), fmt.Sprintf("must be >= %d, got %d", min, i))
+		return
+	}
+	*dst = int(i)
+}
+
+func (r *reader) float(o *object, k string, dst *float64) {
+	v, ok := o.get(k)
+	if r.err != nil || !ok {
+		return
+	}
+	n, isNum := v.(json.Number)
+	if !isNum {
+		r.fail(o.key(k), "must be a number, got "+jsonType(v))
+		return
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		r.fail(o.key(k), "must be a finite number, got "+n.String())
+		return
+	}
+	*dst = f
+}
+
+func (r *reader) obj(o *object, k string, required bool) *object {
+	v, ok := o.get(k)
+	if r.err != nil {
+		return nil
+	}
+	if !ok {
+		if required {
+			r.fail(o.key(k), "is required")
+		}
+		return nil
+	}
+	m, isObj := v.(map[string]any)
+	if !isObj {
+		r.fail(o.key(k), "must be an object, got "+jsonType(v))
+		return nil
+	}
+	return &object{path: o.key(k), m: m}
+}
+
+// finish reports the first unknown key of o, with the closest valid name.
+func (r *reader) finish(o *object) {
+	if r.err != nil {
+		return
+	}
+	var unknown []string
+	for k := range o.m {
+		if !contains(o.used, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return
+	}
+	sort.Strings(unknown)
+	msg := "unknown key"
+	if best := closest(unknown[0], o.used); best != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	r.fail(o.key(unknown[0]), msg)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// closest returns the candidate with the smallest edit distance to s, if it is plausibly a typo.
+func closest(s string, candidates []string) string {
+	best, bestDist := "", len(s)/2+2
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case json.Number:
+		return "a number"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	}
+	return "null"
+}
+
+// ParseImageConfig validates an image_config object on its own (used to compute buckets for callers).
+func ParseImageConfig(data []byte) (*ImageConfig, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, &ConfigError{Key: "image_config", Msg: "invalid JSON: " + err.Error()}
+	}
+	r := &reader{}
+	ic := r.imageConfig(&object{path: "image_config", m: m})
+	if r.err != nil {
+		return nil, r.err
+	}
+	return ic, nil
+}

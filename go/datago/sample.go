@@ -1,0 +1,43 @@
+package datago
+
+import "github.com/datago-dev/datago/datago/imaging"
+
+// ItemKind says what a named item of a sample is; the values match the C ABI's DATAGO_ITEM_*.
+type ItemKind int
+
+const (
+	ItemMask            ItemKind = 1
+	ItemAdditionalImage ItemKind = 2
+	ItemBytes           ItemKind = 3
+)
+
+// Sample is one delivered sample. Its images live in C memory and belong to the sample until Free,
+// or until ownership is handed over (the C ABI does that).
+type Sample struct {
+	ID    string
+	Image *imaging.Image
+	Items []SampleItem
+	Meta  []byte // a JSON object of source-specific metadata, or nil
+}
+
+// SampleItem is a named extra of a sample: a mask, an additional image or raw bytes (as an encoded Image).
+type SampleItem struct {
+	Name  string
+	Kind  ItemKind
+	Image *imaging.Image
+}
+
+// Free releases the sample's C memory; safe to call twice.
+func (s *Sample) Free() {
+	if s == nil {
+		return
+	}
+	if s.Image != nil {
+		s.Image.Free()
+	}
+	for i := range s.Items {
+		if s.Items[i].Image != nil {
+			s.Items[i].Image.Free()
+		}
+	}
+}

@@ -1,0 +1,129 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// FilesystemConfig is source_config for "source_type": "filesystem".
+type FilesystemConfig struct {
+	RootPath  string
+	PageSize  int // directory entries read per system call
+	Rank      int
+	WorldSize int
+}
+
+// Filesystem serves the images under a directory tree, streaming the listing: the first sample does
+// not wait for a large tree to be listed.
+type Filesystem struct {
+	cfg FilesystemConfig
+}
+
+// NewFilesystem returns the filesystem source of cfg.
+func NewFilesystem(cfg FilesystemConfig) *Filesystem { return &Filesystem{cfg: cfg} }
+
+// IsImageName reports whether name has an image extension datago serves, in any letter case.
+func IsImageName(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".jpg", ".jpeg", ".png", ".webp":
+		return true
+	}
+	return false
+}
+
+type dirKey struct{ dev, ino uint64 }
+
+// List walks the tree depth first. Symbolic links are followed, and every directory is entered at
+// most once (by device and inode), so symlink cycles end.
+func (f *Filesystem) List(ctx context.Context, emit func(Item) bool, skip func(string, string, error)) error {
+	root := f.cfg.RootPath
+	seen := map[dirKey]bool{}
+	if k, err := keyOf(root); err == nil {
+		seen[k] = true
+	} else {
+		return fmt.Errorf("source_config.root_path: %w", err)
+	}
+	stack := []string{root}
+	batch := max(f.cfg.PageSize, 1)
+	for len(stack) > 0 {
+		dir := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		d, err := os.Open(dir)
+		if err != nil {
+			skip(dir, ReasonReadError, err)
+			continue
+		}
+		for {
+			if ctx.Err() != nil {
+				d.Close()
+				return nil
+			}
+			entries, err := d.ReadDir(batch)
+			for _, e := range entries {
+				p := filepath.Join(dir, e.Name())
+				isDir, isFile := e.IsDir(), e.Type().IsRegular()
+				if e.Type()&os.ModeSymlink != 0 {
+					st, serr := os.Stat(p)
+					if serr != nil {
+						continue // dangling link
+					}
+					isDir, isFile = st.IsDir(), st.Mode().IsRegular()
+				}
+				switch {
+				case isDir:
+					if k, kerr := keyOf(p); kerr == nil && !seen[k] {
+						seen[k] = true
+						stack = append(stack, p)
+					}
+				case isFile && IsImageName(e.Name()):
+					rel, _ := filepath.Rel(root, p)
+					if Rank(filepath.ToSlash(rel), f.cfg.WorldSize) != f.cfg.Rank {
+						continue
+					}
+					if !emit(Item{ID: p, Path: p}) {
+						d.Close()
+						return nil
+					}
+				}
+			}
+			if err == io.EOF || (err == nil && len(entries) == 0) {
+				break
+			}
+			if err != nil {
+				skip(dir, ReasonReadError, err)
+				break
+			}
+		}
+		d.Close()
+	}
+	return nil
+}
+
+func keyOf(path string) (dirKey, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return dirKey{}, err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return dirKey{}, fmt.Errorf("%s: no inode information", path)
+	}
+	return dirKey{uint64(sys.Dev), uint64(sys.Ino)}, nil
+}
+
+// Fetch reads the file of it.
+func (f *Filesystem) Fetch(_ context.Context, it Item) (*Raw, error) {
+	b, err := os.ReadFile(it.Path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) == 0 {
+		return nil, ErrEmpty
+	}
+	return &Raw{Image: b}, nil
+}

@@ -1,0 +1,86 @@
+package datago
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// maxReports bounds the skip reports kept between two DrainSkips calls.
+const maxReports = 1024
+
+// SkipReport describes one sample that was skipped.
+type SkipReport struct {
+	ID      string `json:"id"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
+// Stats is a snapshot of a client's counters.
+type Stats struct {
+	Listed         int64            `json:"listed"`
+	Served         int64            `json:"served"`
+	Skipped        map[string]int64 `json:"skipped"`
+	SkippedTotal   int64            `json:"skipped_total"`
+	BytesRead      int64            `json:"bytes_read"`
+	ReportsDropped int64            `json:"reports_dropped"`
+	ElapsedS       float64          `json:"elapsed_s"`
+}
+
+type counters struct {
+	listed, served, bytesRead atomic.Int64
+	started                   atomic.Int64 // unix nanoseconds
+
+	mu      sync.Mutex
+	skipped map[string]int64
+	reports []SkipReport
+	dropped int64
+}
+
+func (c *counters) skip(id, reason string, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.skipped == nil {
+		c.skipped = map[string]int64{}
+	}
+	c.skipped[reason]++
+	if len(c.reports) == maxReports {
+		// Keep the most recent reports: drop the oldest.
+		copy(c.reports, c.reports[1:])
+		c.reports = c.reports[:maxReports-1]
+		c.dropped++
+	}
+	c.reports = append(c.reports, SkipReport{ID: id, Reason: reason, Message: msg})
+}
+
+func (c *counters) drain() []SkipReport {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.reports
+	c.reports = nil
+	return r
+}
+
+func (c *counters) snapshot() Stats {
+	s := Stats{
+		Listed:    c.listed.Load(),
+		Served:    c.served.Load(),
+		BytesRead: c.bytesRead.Load(),
+		Skipped:   map[string]int64{},
+	}
+	if t := c.started.Load(); t != 0 {
+		s.ElapsedS = time.Since(time.Unix(0, t)).Seconds()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, v := range c.skipped {
+		s.Skipped[k] = v
+		s.SkippedTotal += v
+	}
+	s.ReportsDropped = c.dropped
+	return s
+}

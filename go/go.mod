@@ -1,0 +1,3 @@
+module github.com/datago-dev/datago
+
+go 1.22
