@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -253,6 +254,11 @@ func datago_client_free(h C.datago_client) {
 //export datago_buckets
 func datago_buckets(size, ratio C.int32_t, minAR, maxAR C.double, out **C.char, errOut **C.char) (status C.int32_t) {
 	defer guard(&status, errOut)
+	for key, v := range map[string]C.double{"min_aspect_ratio": minAR, "max_aspect_ratio": maxAR} {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fail(&datago.ConfigError{Key: "image_config." + key, Msg: fmt.Sprintf("must be a finite number, got %v", float64(v))}, errOut)
+		}
+	}
 	cfg := fmt.Sprintf(`{"crop_and_resize": true, "default_image_size": %d, "downsampling_ratio": %d, "min_aspect_ratio": %v, "max_aspect_ratio": %v}`,
 		int32(size), int32(ratio), float64(minAR), float64(maxAR))
 	ic, err := datago.ParseImageConfig([]byte(cfg))

@@ -47,6 +47,7 @@ const (
 	DefaultMinAspectRatio     = 0.5
 	DefaultMaxAspectRatio     = 2.0
 	DefaultMaxPixels          = 100_000_000
+	MaxImageSize              = 16384 // bucket sides beyond this are not images anyone trains on
 )
 
 // ConfigError is a configuration mistake; Key is the path of the offending key, e.g. "source_config.rank".
@@ -159,6 +160,8 @@ func (r *reader) imageConfig(o *object) *ImageConfig {
 		r.fail(o.path+".max_aspect_ratio", fmt.Sprintf("must be > 0, got %g", ic.MaxAspectRatio))
 	case ic.MinAspectRatio > ic.MaxAspectRatio:
 		r.fail(o.path+".min_aspect_ratio", fmt.Sprintf("must be <= max_aspect_ratio (%g), got %g", ic.MaxAspectRatio, ic.MinAspectRatio))
+	case ic.DefaultImageSize > MaxImageSize:
+		r.fail(o.path+".default_image_size", fmt.Sprintf("must be <= %d, got %d", MaxImageSize, ic.DefaultImageSize))
 	case ic.DefaultImageSize%ic.DownsamplingRatio != 0:
 		r.fail(o.path+".default_image_size", fmt.Sprintf("must be a multiple of downsampling_ratio (%d), got %d", ic.DownsamplingRatio, ic.DefaultImageSize))
 	}

@@ -1,0 +1,496 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include <vips/vips.h>
+
+#include "vips.h"
+
+int
+dg_init(void)
+{
+	if (VIPS_INIT("datago"))
+		return -1;
+	/* Every image is seen once: caching operations would only pin memory (and, for buffer
+	 * loads, references to the caller's bytes). */
+	vips_cache_set_max(0);
+	/* Parallelism comes from the caller's goroutines: one libvips worker per image. */
+	vips_concurrency_set(1);
+	return 0;
+}
+
+char *
+dg_take_error(void)
+{
+	/* Copy and clear under libvips' lock: the buffer is process-wide. */
+	return vips_error_buffer_copy();
+}
+
+void
+dg_free_error(char *s)
+{
+	g_free(s);
+}
+
+/* Every intermediate image is parked in an array owned by ctx, so unreffing ctx releases them
+ * all on every path. */
+static VipsImage **
+dg_slots(VipsObject *ctx, int n)
+{
+	return (VipsImage **) vips_object_local_array(ctx, n);
+}
+
+static VipsObject *
+dg_context(void)
+{
+	return VIPS_OBJECT(vips_image_new());
+}
+
+int
+dg_read_header(const void *buf, size_t len, dg_header *out)
+{
+	const char *class_name;
+	const char *nickname;
+	VipsImage *im;
+
+	memset(out, 0, sizeof(*out));
+	if (!(class_name = vips_foreign_find_load_buffer(buf, len)))
+		return -1;
+	/* Only the header is parsed here; pixels are decoded on first access, which never comes. */
+	if (!(im = vips_image_new_from_buffer(buf, len, "", NULL)))
+		return -1;
+
+	out->orientation = vips_image_get_orientation(im);
+	if (vips_image_get_orientation_swap(im)) {
+		out->width = im->Ysize;
+		out->height = im->Xsize;
+	} else {
+		out->width = im->Xsize;
+		out->height = im->Ysize;
+	}
+	g_object_unref(im);
+
+	out->loader = DG_LOADER_OTHER;
+	nickname = vips_nickname_find(g_type_from_name(class_name));
+	if (nickname && strcmp(nickname, "jpegload_buffer") == 0)
+		out->loader = DG_LOADER_JPEG;
+	else if (nickname && strcmp(nickname, "webpload_buffer") == 0)
+		out->loader = DG_LOADER_WEBP;
+	return 0;
+}
+
+static VipsImage *
+dg_load(VipsObject *ctx, const void *buf, size_t len, const dg_params *p)
+{
+	VipsImage **t = dg_slots(ctx, 1);
+	VipsAccess access = VIPS_ACCESS_SEQUENTIAL;
+	/* Pillow refuses truncated files too; other decoder complaints are tolerated. */
+	VipsFailOn fail_on = VIPS_FAIL_ON_TRUNCATED;
+	int r;
+
+	if (p->loader == DG_LOADER_JPEG && p->shrink > 1)
+		r = vips_jpegload_buffer((void *) buf, len, &t[0], "shrink", p->shrink, "access", access,
+					 "fail_on", fail_on, NULL);
+	else if (p->loader == DG_LOADER_WEBP && p->shrink > 1)
+		r = vips_webpload_buffer((void *) buf, len, &t[0], "scale", 1.0 / p->shrink, "access",
+					 access, "fail_on", fail_on, NULL);
+	else {
+		t[0] = vips_image_new_from_buffer(buf, len, "", "access", access, "fail_on", fail_on,
+						  NULL);
+		r = t[0] ? 0 : -1;
+	}
+	return r ? NULL : t[0];
+}
+
+static int
+dg_icc_to_srgb(VipsImage *in, VipsImage **out, int cmyk)
+{
+	const void *data;
+	size_t len;
+	/* A profile that does not fit the pixels (wrong colour space) is ignored rather than fatal. */
+	gboolean embedded = vips_image_get_typeof(in, VIPS_META_ICC_NAME) &&
+			    !vips_image_get_blob(in, VIPS_META_ICC_NAME, &data, &len) &&
+			    vips_icc_is_compatible_profile(in, data, len);
+
+	/* Without lcms, pixels are taken as sRGB (and CMYK fails further on). */
+	if ((!embedded && !cmyk) || !vips_icc_present()) {
+		*out = in;
+		g_object_ref(in);
+		return 0;
+	}
+	/* Without an embedded profile, CMYK goes through libvips' built-in fallback CMYK profile.
+	 * Perceptual intent is what Pillow's ImageCms uses by default. */
+	return vips_icc_transform(in, out, "srgb", "embedded", embedded, "input_profile",
+				  cmyk ? "cmyk" : "srgb", "intent", VIPS_INTENT_PERCEPTUAL, "depth", 8,
+				  NULL);
+}
+
+/* The colour space the pixels are really in, trusting the loader's label only when it is
+ * consistent with the band count and the sample format. */
+static VipsInterpretation
+dg_source_space(VipsImage *in)
+{
+	VipsInterpretation s = vips_image_guess_interpretation(in);
+	int wide = in->BandFmt == VIPS_FORMAT_USHORT;
+
+	if (in->Bands == 1) {
+		if (s == VIPS_INTERPRETATION_GREY16 || (s == VIPS_INTERPRETATION_B_W && !wide))
+			return s;
+		return wide ? VIPS_INTERPRETATION_GREY16 : VIPS_INTERPRETATION_B_W;
+	}
+	switch (s) {
+	case VIPS_INTERPRETATION_sRGB:
+	case VIPS_INTERPRETATION_RGB16:
+		return wide ? VIPS_INTERPRETATION_RGB16 : VIPS_INTERPRETATION_sRGB;
+	case VIPS_INTERPRETATION_scRGB:
+	case VIPS_INTERPRETATION_XYZ:
+	case VIPS_INTERPRETATION_LAB:
+	case VIPS_INTERPRETATION_LCH:
+	case VIPS_INTERPRETATION_CMC:
+	case VIPS_INTERPRETATION_LABS:
+	case VIPS_INTERPRETATION_YXY:
+	case VIPS_INTERPRETATION_HSV:
+		return s;
+	default:
+		return wide ? VIPS_INTERPRETATION_RGB16 : VIPS_INTERPRETATION_sRGB;
+	}
+}
+
+/* To 8-bit sRGB (3 bands) or, for masks, 8-bit greyscale (1 band), with alpha flattened onto
+ * white (or dropped for masks). */
+static VipsImage *
+dg_colour(VipsObject *ctx, VipsImage *in, int mask)
+{
+	VipsImage **t = dg_slots(ctx, 10);
+	int cmyk = vips_image_guess_interpretation(in) == VIPS_INTERPRETATION_CMYK && in->Bands >= 4;
+	int ncolour = cmyk ? 4 : in->Bands >= 3 ? 3 : 1;
+	VipsImage *colour = in;
+	VipsImage *alpha = NULL;
+
+	/* Alpha is handled on its own: its scale depends on the sample format, not the colour
+	 * space, and it must not go through colour management. */
+	if (in->Bands > ncolour) {
+		if (vips_extract_band(in, &t[0], 0, "n", ncolour, NULL))
+			return NULL;
+		colour = t[0];
+		if (!mask) {
+			if (vips_extract_band(in, &t[1], ncolour, NULL))
+				return NULL;
+			alpha = t[1];
+		}
+	}
+
+	/* Masks are labels, not colours: only CMYK (meaningless otherwise) is colour managed. Grey
+	 * profiles are left alone, like Pillow does. */
+	if (cmyk || (ncolour == 3 && !mask)) {
+		if (dg_icc_to_srgb(colour, &t[2], cmyk))
+			return NULL;
+		colour = t[2];
+	}
+
+	if (vips_colourspace(colour, &t[3], mask ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB,
+			     "source_space", dg_source_space(colour), NULL))
+		return NULL;
+	colour = t[3];
+	if (colour->BandFmt != VIPS_FORMAT_UCHAR) {
+		if (vips_cast(colour, &t[4], VIPS_FORMAT_UCHAR, NULL))
+			return NULL;
+		colour = t[4];
+	}
+	if (colour->Bands != (mask ? 1 : 3)) {
+		if (colour->Bands == 1) {
+			VipsImage *grey[3] = {colour, colour, colour};
+
+			if (vips_bandjoin(grey, &t[5], 3, NULL))
+				return NULL;
+		} else if (vips_extract_band(colour, &t[5], 0, "n", mask ? 1 : 3, NULL))
+			return NULL;
+		colour = t[5];
+	}
+
+	if (alpha) {
+		VipsImage *joined[2];
+		VipsArrayDouble *white;
+		int r;
+
+		if (alpha->BandFmt != VIPS_FORMAT_UCHAR) {
+			/* shift maps 16-bit 65535 to 255 (>> 8); other formats are clamped. */
+			if (vips_cast(alpha, &t[6], VIPS_FORMAT_UCHAR, "shift",
+				      alpha->BandFmt == VIPS_FORMAT_USHORT, NULL))
+				return NULL;
+			alpha = t[6];
+		}
+		joined[0] = colour;
+		joined[1] = alpha;
+		if (vips_bandjoin(joined, &t[7], 2, NULL))
+			return NULL;
+		white = vips_array_double_newv(3, 255.0, 255.0, 255.0);
+		r = vips_flatten(t[7], &t[8], "background", white, "max_alpha", 255.0, NULL);
+		vips_area_unref(VIPS_AREA(white));
+		if (r)
+			return NULL;
+		colour = t[8];
+		if (colour->BandFmt != VIPS_FORMAT_UCHAR) {
+			if (vips_cast(colour, &t[9], VIPS_FORMAT_UCHAR, NULL))
+				return NULL;
+			colour = t[9];
+		}
+	}
+	return colour;
+}
+
+static VipsImage *
+dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
+{
+	VipsImage **t = dg_slots(ctx, 3);
+
+	if (in->Xsize != p->cover_width || in->Ysize != p->cover_height) {
+		double hscale = (double) p->cover_width / in->Xsize;
+		double vscale = (double) p->cover_height / in->Ysize;
+		/* Nearest keeps masks free of grey levels that were not in the input. */
+		VipsKernel kernel = p->mask ? VIPS_KERNEL_NEAREST : VIPS_KERNEL_LANCZOS3;
+
+		if (vips_resize(in, &t[0], hscale, "vscale", vscale, "kernel", kernel, NULL))
+			return NULL;
+		in = t[0];
+	}
+	/* vips_resize rounds each axis on its own and can land a pixel off the cover size; the
+	 * crop geometry is defined on the exact cover size, so pad or trim to it. */
+	if (in->Xsize != p->cover_width || in->Ysize != p->cover_height) {
+		if (vips_embed(in, &t[1], 0, 0, p->cover_width, p->cover_height, "extend",
+			       VIPS_EXTEND_COPY, NULL))
+			return NULL;
+		in = t[1];
+	}
+	if (in->Xsize != p->out_width || in->Ysize != p->out_height) {
+		if (vips_extract_area(in, &t[2], p->crop_left, p->crop_top, p->out_width, p->out_height,
+				      NULL))
+			return NULL;
+		in = t[2];
+	}
+	return in;
+}
+
+/* Hands a g_malloc'd buffer over as malloc memory. */
+static void *
+dg_to_malloc(void *buf, size_t len)
+{
+	void *copy;
+
+	/* glib >= 2.46 always allocates with the system malloc. */
+	if (!glib_check_version(2, 46, 0))
+		return buf;
+	if ((copy = malloc(len ? len : 1)))
+		memcpy(copy, buf, len);
+	g_free(buf);
+	return copy;
+}
+
+/* Computes every pixel of in into dst (VIPS_IMAGE_SIZEOF_IMAGE(in) bytes) on the calling thread.
+ * vips_image_write() would run libvips' thread pool: a handoff per image that costs more than it
+ * gives when goroutines already keep every core busy, and a pool whose threads are gone in a
+ * forked child, where it would wait forever. */
+static int
+dg_compute(VipsImage *in, void *dst)
+{
+	VipsRect all = { 0, 0, in->Xsize, in->Ysize };
+	VipsImage *wrap;
+	VipsRegion *from = NULL;
+	VipsRegion *to = NULL;
+	int ret = -1;
+
+	if (!(wrap = vips_image_new_from_memory(dst, VIPS_IMAGE_SIZEOF_IMAGE(in), in->Xsize,
+						in->Ysize, in->Bands, in->BandFmt)))
+		return -1;
+	if (!(from = vips_region_new(in)) || !(to = vips_region_new(wrap)))
+		goto done;
+	if (vips_region_image(to, &all) || vips_region_prepare_to(from, to, &all, 0, 0))
+		goto done;
+	ret = 0;
+done:
+	VIPS_UNREF(from);
+	VIPS_UNREF(to);
+	g_object_unref(wrap);
+	return ret;
+}
+
+/* An in-memory copy of in, computed on the calling thread (see dg_compute). */
+static VipsImage *
+dg_copy_memory(VipsObject *ctx, VipsImage *in)
+{
+	VipsImage **t = dg_slots(ctx, 1);
+
+	t[0] = vips_image_new_memory();
+	if (vips_image_pipelinev(t[0], VIPS_DEMAND_STYLE_ANY, in, NULL) ||
+	    vips_image_write_prepare(t[0]) || dg_compute(in, VIPS_IMAGE_ADDR(t[0], 0, 0)))
+		return NULL;
+	return t[0];
+}
+
+static int
+dg_write(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
+{
+	if (p->pre_encode) {
+		void *buf = NULL;
+		size_t len = 0;
+		int r;
+
+		/* The savers run libvips' thread pool anyway; computing first keeps the decode on
+		 * this thread. */
+		if (!(in = dg_copy_memory(ctx, in)))
+			return -1;
+		if (in->Bands == 3)
+			r = vips_jpegsave_buffer(in, &buf, &len, "Q", 95, "strip", TRUE, NULL);
+		else
+			r = vips_pngsave_buffer(in, &buf, &len, "strip", TRUE, NULL);
+		if (r)
+			return -1;
+		if (!(out->data = dg_to_malloc(buf, len))) {
+			vips_error("datago", "out of memory");
+			return -1;
+		}
+		out->len = len;
+		out->encoded = 1;
+	} else {
+		size_t len = VIPS_IMAGE_SIZEOF_IMAGE(in);
+		void *data;
+
+		/* Written straight into malloc memory so the caller can free() it. */
+		if (!(data = malloc(len ? len : 1))) {
+			vips_error("datago", "out of memory");
+			return -1;
+		}
+		if (dg_compute(in, data)) {
+			free(data);
+			return -1;
+		}
+		out->data = data;
+		out->len = len;
+		out->bands = in->Bands;
+	}
+	out->width = in->Xsize;
+	out->height = in->Ysize;
+	return 0;
+}
+
+int
+dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out)
+{
+	VipsObject *ctx = dg_context();
+	VipsImage **t = dg_slots(ctx, 2);
+	VipsImage *im;
+	int ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (!(im = dg_load(ctx, buf, len, p)))
+		goto done;
+	if (p->orientation > 2) {
+		/* Rotations (anything but a left-right mirror) read rows out of order, which a
+		 * sequential load cannot serve and a random-access JPEG load serves by decoding
+		 * again and again. Decode once, top to bottom, into memory instead. */
+		if (!(im = dg_copy_memory(ctx, im)))
+			goto done;
+	}
+	if (p->orientation > 1) {
+		if (vips_autorot(im, &t[1], NULL))
+			goto done;
+		im = t[1];
+	}
+	if (p->mask) {
+		/* Nearest-neighbour picks pixels and the conversion is per pixel, so they commute:
+		 * converting after the resize gives the same result on far fewer pixels. */
+		if (p->resize && !(im = dg_resize_crop(ctx, im, p)))
+			goto done;
+		if (!(im = dg_colour(ctx, im, 1)))
+			goto done;
+	} else {
+		/* Colour first: alpha must be flattened and colours converted before Lanczos mixes
+		 * neighbouring pixels. */
+		if (!(im = dg_colour(ctx, im, 0)))
+			goto done;
+		if (p->resize && !(im = dg_resize_crop(ctx, im, p)))
+			goto done;
+	}
+	if (dg_write(ctx, im, p, out))
+		goto done;
+	ret = 0;
+
+done:
+	/* Drops the whole pipeline, and with it every reference to buf. */
+	g_object_unref(ctx);
+	return ret;
+}
+
+size_t
+dg_tracked_mem(void)
+{
+	return vips_tracked_get_mem();
+}
+
+int
+dg_tracked_allocs(void)
+{
+	return vips_tracked_get_allocs();
+}
+
+static void *
+dg_count_object(void *object, void *a, void *b)
+{
+	(void) object;
+	(void) b;
+	(*(int *) a)++;
+	return NULL;
+}
+
+int
+dg_object_count(void)
+{
+	int n = 0;
+
+	vips_object_map(dg_count_object, &n, NULL);
+	return n;
+}
+
+int
+dg_test_encode(const void *pixels, int width, int height, int bands, const char *suffix,
+	       const char *profile, int keep_profile, void **out, size_t *out_len)
+{
+	VipsObject *ctx = dg_context();
+	VipsImage **t = dg_slots(ctx, 3);
+	VipsImage *im;
+	void *buf = NULL;
+	size_t len = 0;
+	int ret = -1;
+
+	*out = NULL;
+	*out_len = 0;
+	if (!(t[0] = vips_image_new_from_memory(pixels, (size_t) width * height * bands, width,
+						height, bands, VIPS_FORMAT_UCHAR)))
+		goto done;
+	im = t[0];
+	if (profile) {
+		/* Attaches the profile too. */
+		if (vips_icc_transform(im, &t[1], profile, "input_profile", "srgb", NULL))
+			goto done;
+		im = t[1];
+		if (!keep_profile) {
+			if (vips_copy(im, &t[2], NULL))
+				goto done;
+			vips_image_remove(t[2], VIPS_META_ICC_NAME);
+			im = t[2];
+		}
+	}
+	if (vips_image_write_to_buffer(im, suffix, &buf, &len, NULL))
+		goto done;
+	if (!(*out = malloc(len))) {
+		g_free(buf);
+		goto done;
+	}
+	memcpy(*out, buf, len);
+	*out_len = len;
+	g_free(buf);
+	ret = 0;
+
+done:
+	g_object_unref(ctx);
+	return ret;
+}

@@ -1,0 +1,70 @@
+/*
+ * C side of the imaging package. cgo cannot call libvips' variadic functions, so every libvips
+ * call goes through these helpers. Each helper that reads the caller's encoded bytes (Go memory)
+ * releases every VipsImage before it returns: libvips loads buffers lazily without copying them,
+ * and no reference to Go memory may outlive the call.
+ */
+#ifndef DATAGO_IMAGING_VIPS_H
+#define DATAGO_IMAGING_VIPS_H
+
+#include <stddef.h>
+
+#define DG_LOADER_OTHER 0
+#define DG_LOADER_JPEG 1
+#define DG_LOADER_WEBP 2
+
+typedef struct dg_header {
+	int width; /* after EXIF orientation */
+	int height;
+	int orientation; /* 1..8 */
+	int loader;      /* DG_LOADER_* */
+} dg_header;
+
+typedef struct dg_params {
+	int loader;      /* from dg_read_header */
+	int orientation; /* from dg_read_header */
+	int shrink;      /* shrink-on-load factor: 1 (none), or a power of two (JPEG: up to 8) */
+	int resize;      /* 0: deliver the whole image; otherwise resize to cover then crop */
+	int cover_width;
+	int cover_height;
+	int crop_left;
+	int crop_top;
+	int out_width;
+	int out_height;
+	int mask;       /* one 8-bit band, nearest-neighbour resampling */
+	int pre_encode; /* JPEG (3 bands) or PNG (1 band) instead of raw pixels */
+} dg_params;
+
+typedef struct dg_output {
+	void *data; /* malloc'd: release with free() */
+	size_t len;
+	int width;
+	int height;
+	int bands; /* 0 when encoded */
+	int encoded;
+} dg_output;
+
+int dg_init(void);
+
+/* Reads only the header of an encoded image. */
+int dg_read_header(const void *buf, size_t len, dg_header *out);
+
+/* Decodes, converts, resizes, crops and writes to C memory in one go. */
+int dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out);
+
+/* The pending libvips error text (copied then cleared); release with dg_free_error. NULL if none. */
+char *dg_take_error(void);
+void dg_free_error(char *s);
+
+/* Introspection for leak tests. */
+size_t dg_tracked_mem(void);
+int dg_tracked_allocs(void);
+int dg_object_count(void);
+
+/* Test helper: encode 8-bit pixels with the libvips saver chosen by suffix (".webp", ".jpg", ...),
+ * optionally converted from sRGB to a built-in ICC profile ("cmyk", "p3"), which is embedded
+ * only when keep_profile. Returns a malloc'd buffer. */
+int dg_test_encode(const void *pixels, int width, int height, int bands, const char *suffix,
+		   const char *profile, int keep_profile, void **out, size_t *out_len);
+
+#endif

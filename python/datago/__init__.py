@@ -1,0 +1,64 @@
+"""datago: an image data loader for ML training (Go + libvips core, loaded through cffi).
+
+Importing datago does not load the native library (nor start its Go runtime): that happens on first
+use (creating a Client, calling aspect_ratio_buckets or library_version).
+"""
+
+from __future__ import annotations
+
+import json
+
+from . import _lib
+from .client import Client
+from .errors import ConfigError, DatagoError, LibraryLoadError
+from .sample import Sample
+
+__version__ = "0.1.0"
+
+SourceTypeFileSystem = "filesystem"
+SourceTypeDB = "db"
+
+__all__ = [
+    "Client",
+    "ConfigError",
+    "DatagoError",
+    "LibraryLoadError",
+    "Sample",
+    "SourceTypeDB",
+    "SourceTypeFileSystem",
+    "__version__",
+    "aspect_ratio_buckets",
+    "library_version",
+]
+
+
+def aspect_ratio_buckets(
+    default_image_size: int,
+    downsampling_ratio: int,
+    min_aspect_ratio: float,
+    max_aspect_ratio: float,
+) -> list[tuple[int, int]]:
+    """The (width, height) buckets images are resized to by ``crop_and_resize`` with these settings.
+
+    Raises ConfigError for invalid settings.
+    """
+    lib = _lib.get_lib()
+    out = _lib.ffi.new("char **")
+    err = _lib.ffi.new("char **")
+    status = lib.datago_buckets(
+        int(default_image_size),
+        int(downsampling_ratio),
+        float(min_aspect_ratio),
+        float(max_aspect_ratio),
+        out,
+        err,
+    )
+    _lib.check(status, err, "datago_buckets")
+    pairs = json.loads(_lib.take_string(out[0]))
+    return [(int(w), int(h)) for w, h in pairs]
+
+
+def library_version() -> str:
+    """The version string of the loaded libdatago.so (loads the library)."""
+    raw: bytes = _lib.ffi.string(_lib.get_lib().datago_version())
+    return raw.decode("utf-8", "replace")

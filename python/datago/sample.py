@@ -1,0 +1,234 @@
+"""One loaded sample: a Python view of a ``datago_sample`` owned by the library."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image as PILImage
+
+from . import _lib
+from .errors import DatagoError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = ["Sample"]
+
+_PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def _check_buffer(buf: Any, what: str) -> tuple[int, int, int, int]:
+    width, height, channels, length = int(buf.width), int(buf.height), int(buf.channels), int(buf.len)
+    if channels > 0:
+        if width < 0 or height < 0 or length != width * height * channels:
+            raise DatagoError(
+                f"{what}: inconsistent buffer from libdatago ({width}x{height}x{channels}, {length} bytes)"
+            )
+        if length and buf.data == _lib.ffi.NULL:
+            raise DatagoError(f"{what}: NULL pixel buffer from libdatago")
+    return width, height, channels, length
+
+
+def _view(owner: Any, buf: Any, what: str, squeeze: bool = False) -> npt.NDArray[np.uint8]:
+    """A NumPy array viewing ``buf``'s pixels without copying; it keeps ``owner`` (the sample) alive.
+
+    The array's base is a cffi buffer over ``keep``, a pointer wrapped with ``ffi.gc`` whose (no-op)
+    destructor closure references the sample owner: the sample can only be freed (by
+    ``datago_sample_free``) once every such array is gone.
+    """
+    width, height, channels, length = _check_buffer(buf, what)
+    if channels <= 0:
+        raise DatagoError(f"{what} holds encoded bytes, not pixels (pre_encode_images is set)")
+    shape: tuple[int, ...] = (height, width) if squeeze and channels == 1 else (height, width, channels)
+    if length == 0:
+        return np.zeros(shape, dtype=np.uint8)
+    keep = _lib.ffi.gc(_lib.ffi.cast("uint8_t *", buf.data), lambda _p, _owner=owner: None)
+    return np.frombuffer(_lib.ffi.buffer(keep, length), dtype=np.uint8).reshape(shape)
+
+
+def _pil(buf: Any, what: str) -> PILImage.Image:
+    """A PIL image holding a COPY of ``buf``'s pixels (it never references library memory)."""
+    width, height, channels, _ = _check_buffer(buf, what)
+    mode = _PIL_MODES.get(channels)
+    if mode is None:
+        raise DatagoError(f"{what}: unsupported number of channels {channels}")
+    return PILImage.frombytes(mode, (width, height), _lib.ffi.buffer(buf.data, buf.len))
+
+
+def _bytes(buf: Any) -> bytes:
+    if buf.len == 0:
+        return b""
+    return bytes(_lib.ffi.buffer(buf.data, buf.len))
+
+
+class Sample:
+    """A sample delivered by a :class:`~datago.Client`.
+
+    The pixels live in library memory, released when the Sample and every array returned by
+    :attr:`array` or the ``*_arrays()`` methods are gone. PIL images and ``bytes`` are copies.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_additional_images",
+        "_array",
+        "_image",
+        "_latents",
+        "_masks",
+        "_metadata",
+        "_owner",
+        "id",
+        "original_size",
+    )
+
+    id: str
+    original_size: tuple[int, int]
+
+    def __init__(self, owner: Any) -> None:
+        """Wrap ``owner``, a ``datago_sample *`` already wrapped with ``ffi.gc(ptr, datago_sample_free)``.
+
+        Samples are created by :class:`~datago.Client`; there is no reason to call this directly.
+        """
+        self._owner = owner
+        self.id = _lib.ffi.string(owner.id).decode("utf-8", "surrogateescape") if owner.id else ""
+        self.original_size = (int(owner.original_width), int(owner.original_height))
+        self._image: PILImage.Image | bytes | None = None
+        self._array: npt.NDArray[np.uint8] | None = None
+        self._metadata: dict[str, Any] | None = None
+        self._masks: dict[str, PILImage.Image] | None = None
+        self._additional_images: dict[str, PILImage.Image] | None = None
+        self._latents: dict[str, bytes] | None = None
+
+    def __repr__(self) -> str:
+        buf = self._owner.image
+        shape = f"{buf.width}x{buf.height}" if buf.channels > 0 else f"{buf.len} encoded bytes"
+        return f"<datago.Sample id={self.id!r} {shape} original_size={self.original_size}>"
+
+    # -- main image -------------------------------------------------------------------------------
+
+    @property
+    def pre_encoded(self) -> bool:
+        """Whether the image is delivered as encoded bytes (``image_config.pre_encode_images``)."""
+        return bool(self._owner.image.channels <= 0)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the delivered image (after processing)."""
+        buf = self._owner.image
+        return (int(buf.width), int(buf.height))
+
+    @property
+    def image(self) -> PILImage.Image | bytes:
+        """The image: a PIL image of mode "RGB" (created on first access, then cached), or the encoded
+        ``bytes`` when the configuration has ``pre_encode_images``."""
+        image = self._image
+        if image is None:
+            buf = self._owner.image
+            image = _bytes(buf) if buf.channels <= 0 else _pil(buf, f"sample {self.id!r}")
+            self._image = image
+        return image
+
+    @property
+    def array(self) -> npt.NDArray[np.uint8]:
+        """The image as a height x width x 3 uint8 array viewing library memory (no copy).
+
+        Raises DatagoError when the image is pre-encoded.
+        """
+        array = self._array
+        if array is None:
+            array = _view(self._owner, self._owner.image, f"sample {self.id!r}")
+            self._array = array
+        return array
+
+    # Compatibility with the original datago sample.
+    @property
+    def ID(self) -> str:  # noqa: N802
+        """Alias of :attr:`id`."""
+        return self.id
+
+    @property
+    def Image(self) -> PILImage.Image | bytes:  # noqa: N802
+        """Alias of :attr:`image`."""
+        return self.image
+
+    # -- items ------------------------------------------------------------------------------------
+
+    def _items(self, kind: int) -> list[tuple[str, Any]]:
+        owner = self._owner
+        out = []
+        for i in range(int(owner.n_items)):
+            item = owner.items[i]
+            if item.kind == kind:
+                name = _lib.ffi.string(item.name).decode("utf-8", "surrogateescape") if item.name else ""
+                out.append((name, item.buf))
+        return out
+
+    @property
+    def masks(self) -> dict[str, PILImage.Image]:
+        """Masks by name, as PIL images of mode "L" (copies)."""
+        if self._masks is None:
+            self._masks = {
+                name: _pil(buf, f"mask {name!r} of {self.id!r}")
+                for name, buf in self._items(_lib.DATAGO_ITEM_MASK)
+            }
+        return self._masks
+
+    @property
+    def additional_images(self) -> dict[str, PILImage.Image]:
+        """Additional images by name, as PIL images (copies)."""
+        if self._additional_images is None:
+            self._additional_images = {
+                name: _pil(buf, f"image {name!r} of {self.id!r}")
+                for name, buf in self._items(_lib.DATAGO_ITEM_ADDITIONAL_IMAGE)
+            }
+        return self._additional_images
+
+    @property
+    def latents(self) -> dict[str, bytes]:
+        """Raw byte items (latents, extra members, ...) by name."""
+        if self._latents is None:
+            self._latents = {name: _bytes(buf) for name, buf in self._items(_lib.DATAGO_ITEM_BYTES)}
+        return self._latents
+
+    def mask_arrays(self) -> dict[str, npt.NDArray[np.uint8]]:
+        """Masks by name as height x width uint8 arrays viewing library memory (no copy)."""
+        return {
+            name: _view(self._owner, buf, f"mask {name!r} of {self.id!r}", squeeze=True)
+            for name, buf in self._items(_lib.DATAGO_ITEM_MASK)
+        }
+
+    def additional_image_arrays(self) -> dict[str, npt.NDArray[np.uint8]]:
+        """Additional images by name as height x width x channels uint8 arrays (no copy)."""
+        return {
+            name: _view(self._owner, buf, f"image {name!r} of {self.id!r}")
+            for name, buf in self._items(_lib.DATAGO_ITEM_ADDITIONAL_IMAGE)
+        }
+
+    # -- metadata ---------------------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Source-specific metadata (the sample's ``meta_json``), ``{}`` when there is none."""
+        if self._metadata is None:
+            meta = self._owner.meta_json
+            parsed: Any = json.loads(_lib.ffi.string(meta).decode("utf-8", "replace")) if meta else {}
+            self._metadata = parsed if isinstance(parsed, dict) else {"value": parsed}
+        return self._metadata
+
+    @property
+    def source(self) -> str | None:
+        return self.metadata.get("source")
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return self.metadata.get("attributes") or {}
+
+    @property
+    def tags(self) -> list[str]:
+        return self.metadata.get("tags") or []
+
+    @property
+    def duplicate_state(self) -> Any:
+        return self.metadata.get("duplicate_state")

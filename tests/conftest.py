@@ -1,0 +1,85 @@
+"""Fixtures that generate image folders (with Pillow and NumPy) for the datago tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datago_testutil import LIBRARY, PYTHON_DIR, photo, save  # noqa: E402
+
+if str(PYTHON_DIR) not in sys.path:
+    sys.path.insert(0, str(PYTHON_DIR))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"datago library: {os.environ.get('DATAGO_LIBRARY') or LIBRARY}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _library_built() -> None:
+    if not os.environ.get("DATAGO_LIBRARY") and not LIBRARY.is_file():
+        pytest.exit(f"{LIBRARY} does not exist: run `python3 build.py` first", returncode=2)
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A nested tree of images with mixed-case extensions, non-image files and a symlink cycle.
+
+    Returns (root, the image files datago must deliver).
+    """
+    root = tmp_path / "tree"
+    expected: list[Path] = []
+    specs = [
+        ("a.jpg", "JPEG"),
+        ("B.JPG", "JPEG"),
+        ("c.Png", "PNG"),
+        ("d.webp", "WEBP"),
+        ("e.jpeg", "JPEG"),
+        ("sub/f.png", "PNG"),
+        ("sub/G.PNG", "PNG"),
+        ("sub/deeper/h.JPEG", "JPEG"),
+        ("sub/deeper/i.WebP", "WEBP"),
+        ("other/j.jpg", "JPEG"),
+        ("other/nested/k.png", "PNG"),
+        ("other/nested/more/l.jpg", "JPEG"),
+    ]
+    for i, (rel, fmt) in enumerate(specs):
+        expected.append(save(root / rel, photo(24 + i, 20 + 2 * i, seed=i), fmt))
+    # Non-ASCII names, one of them not even UTF-8: ids decode like os.fsdecode.
+    expected.append(save(root / "sub" / "ünïcödé.png", photo(21, 17, seed=40), "PNG"))
+    raw_name = os.fsencode(root / "other") + b"/bad\xffname.png"
+    with open(raw_name, "wb") as f:
+        f.write((root / "sub" / "ünïcödé.png").read_bytes())
+    expected.append(Path(os.fsdecode(raw_name)))
+    for rel, data in [
+        ("readme.txt", b"not an image"),
+        ("sub/meta.json", b"{}"),
+        ("sub/deeper/image.jpg.bak", b"\xff\xd8\xff"),
+        ("other/noext", b"\x89PNG"),
+        ("other/photo.gif", b"GIF89a"),
+    ]:
+        (root / rel).write_bytes(data)
+    os.symlink(root, root / "sub" / "deeper" / "loop")  # a cycle back to the root
+    os.symlink("..", root / "other" / "nested" / "up")  # a relative cycle
+    return root, expected
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Callable[..., tuple[Path, list[Path]]]:
+    """Factory: ``photo_dir(n, size=(w, h), fmt="PNG")`` writes n photo-like images into a new folder."""
+    counter = iter(range(1_000_000))
+
+    def make(
+        n: int, size: tuple[int, int] = (32, 24), fmt: str = "PNG", name: str = ""
+    ) -> tuple[Path, list[Path]]:
+        root = tmp_path / (name or f"photos{next(counter)}")
+        ext = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}[fmt]
+        paths = [save(root / f"img{i:05d}.{ext}", photo(*size, seed=i), fmt) for i in range(n)]
+        return root, paths
+
+    return make
