@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from cffi import FFI  # type: ignore[import-untyped,unused-ignore]
 
