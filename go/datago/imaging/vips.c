@@ -5,6 +5,18 @@
 
 #include "vips.h"
 
+/* Interpolators are stateless: one shared instance, made at init, serves every thread. */
+static VipsInterpolate *dg_bicubic;
+
+static void
+dg_drop_log(const char *domain, GLogLevelFlags level, const char *message, gpointer data)
+{
+	(void) domain;
+	(void) level;
+	(void) message;
+	(void) data;
+}
+
 int
 dg_init(void)
 {
@@ -15,6 +27,11 @@ dg_init(void)
 	vips_cache_set_max(0);
 	/* Parallelism comes from the caller's goroutines: one libvips worker per image. */
 	vips_concurrency_set(1);
+	if (!(dg_bicubic = vips_interpolate_new("bicubic")))
+		return -1;
+	/* Bad samples are counted and reported by datago; libvips' own warnings on stderr would
+	 * repeat them in every training log. Errors still reach us through the error buffer. */
+	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING, dg_drop_log, NULL);
 	return 0;
 }
 
@@ -238,20 +255,48 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask)
 	return colour;
 }
 
+/* Enlarges in to exactly width x height with sample centres aligned (output pixel x samples input
+ * (x + 0.5) / scale - 0.5, as Pillow does). libvips 8.14's vips_resize enlarges through vips_affine
+ * without the output half-pixel offset, which shifts the image by half an output pixel. */
+static VipsImage *
+dg_enlarge(VipsObject *ctx, VipsImage *in, int width, int height, gboolean mask)
+{
+	VipsImage **t = dg_slots(ctx, 1);
+	VipsInterpolate *interpolate =
+		mask ? vips_interpolate_nearest_static() : dg_bicubic;
+	VipsArrayInt *area = vips_array_int_newv(4, 0, 0, width, height);
+	int r;
+
+	r = vips_affine(in, &t[0], (double) width / in->Xsize, 0.0, 0.0, (double) height / in->Ysize,
+			"interpolate", interpolate, "idx", 0.5, "idy", 0.5, "odx", -0.5, "ody", -0.5,
+			"oarea", area, "extend", VIPS_EXTEND_COPY,
+			/* Pixels are sampled, never mixed with their alpha: no (un)premultiply round trip. */
+			"premultiplied", TRUE, NULL);
+	vips_area_unref(VIPS_AREA(area));
+	return r ? NULL : t[0];
+}
+
 static VipsImage *
 dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
 {
 	VipsImage **t = dg_slots(ctx, 3);
+	double hscale = (double) p->cover_width / in->Xsize;
+	double vscale = (double) p->cover_height / in->Ysize;
 
-	if (in->Xsize != p->cover_width || in->Ysize != p->cover_height) {
-		double hscale = (double) p->cover_width / in->Xsize;
-		double vscale = (double) p->cover_height / in->Ysize;
-		/* Nearest keeps masks free of grey levels that were not in the input. */
+	/* Reduce the axes that shrink (Lanczos; nearest keeps masks free of new grey levels), then
+	 * enlarge the axes that grow: libvips only applies its kernels when reducing. */
+	if (hscale < 1.0 || vscale < 1.0) {
 		VipsKernel kernel = p->mask ? VIPS_KERNEL_NEAREST : VIPS_KERNEL_LANCZOS3;
 
-		if (vips_resize(in, &t[0], hscale, "vscale", vscale, "kernel", kernel, NULL))
+		if (vips_resize(in, &t[0], MIN(hscale, 1.0), "vscale", MIN(vscale, 1.0), "kernel",
+				kernel, NULL))
 			return NULL;
 		in = t[0];
+	}
+	if (p->cover_width > in->Xsize || p->cover_height > in->Ysize) {
+		if (!(in = dg_enlarge(ctx, in, MAX(p->cover_width, in->Xsize),
+				      MAX(p->cover_height, in->Ysize), p->mask)))
+			return NULL;
 	}
 	/* vips_resize rounds each axis on its own and can land a pixel off the cover size; the
 	 * crop geometry is defined on the exact cover size, so pad or trim to it. */
