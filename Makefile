@@ -23,6 +23,8 @@ $(VENV)/.deps: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q cffi numpy pillow pytest ruff
+	# The package itself, from the source tree (the library is built into python/datago by make lib).
+	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/datago-src.pth", "w").write(sys.argv[1] + "\n")' $(CURDIR)/python
 	cd go && $(GO) mod download
 	touch $@
 
