@@ -3,6 +3,7 @@
 
 #include <vips/vips.h>
 
+#include "resample.h"
 #include "vips.h"
 
 /* Interpolators are stateless: one shared instance, made at init, serves every thread. */
@@ -276,6 +277,30 @@ dg_enlarge(VipsObject *ctx, VipsImage *in, int width, int height, gboolean mask)
 	return r ? NULL : t[0];
 }
 
+static VipsImage *dg_copy_memory(VipsObject *ctx, VipsImage *in);
+
+/* Enlarges in (8-bit) with the separable Lanczos-3 of resample.c, computing only the crop. */
+static VipsImage *
+dg_enlarge_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
+{
+	VipsImage **t = dg_slots(ctx, 1);
+
+	if (!(in = dg_copy_memory(ctx, in)))
+		return NULL;
+	t[0] = vips_image_new_memory();
+	vips_image_init_fields(t[0], p->out_width, p->out_height, in->Bands, VIPS_FORMAT_UCHAR,
+			       VIPS_CODING_NONE, in->Type, 1.0, 1.0);
+	if (vips_image_write_prepare(t[0]))
+		return NULL;
+	if (dg_enlarge_lanczos(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
+			       p->cover_width, p->cover_height, p->crop_left, p->crop_top,
+			       p->out_width, p->out_height, VIPS_IMAGE_ADDR(t[0], 0, 0))) {
+		vips_error("datago", "out of memory");
+		return NULL;
+	}
+	return t[0];
+}
+
 static VipsImage *
 dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
 {
@@ -283,6 +308,8 @@ dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
 	double hscale = (double) p->cover_width / in->Xsize;
 	double vscale = (double) p->cover_height / in->Ysize;
 
+	if (hscale >= 1.0 && vscale >= 1.0 && !p->mask && in->BandFmt == VIPS_FORMAT_UCHAR)
+		return dg_enlarge_crop(ctx, in, p);
 	/* Reduce the axes that shrink (Lanczos; nearest keeps masks free of new grey levels), then
 	 * enlarge the axes that grow: libvips only applies its kernels when reducing. */
 	if (hscale < 1.0 || vscale < 1.0) {

@@ -6,6 +6,8 @@ package imaging
 
 /*
 #cgo pkg-config: vips
+#cgo CFLAGS: -O3
+#cgo LDFLAGS: -lm
 #include <stdlib.h>
 #include "vips.h"
 */
