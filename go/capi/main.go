@@ -152,7 +152,12 @@ func toC(s *datago.Sample) *C.datago_sample {
 		for i, it := range s.Items {
 			items[i].name = C.CString(it.Name)
 			items[i].kind = C.int32_t(it.Kind)
-			setBuffer(&items[i].buf, it.Image)
+			if it.Image != nil {
+				setBuffer(&items[i].buf, it.Image)
+			} else if len(it.Bytes) > 0 {
+				items[i].buf.data = (*C.uint8_t)(C.CBytes(it.Bytes))
+				items[i].buf.len = C.size_t(len(it.Bytes))
+			}
 		}
 	}
 	if s.Meta != nil {

@@ -8,6 +8,7 @@ package datago
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -71,16 +72,23 @@ func NewFromJSON(data []byte) (*Client, error) {
 
 // New returns a client for a validated configuration.
 func New(cfg *Config) (*Client, error) {
+	kind := lookupSource(cfg.SourceType)
+	if kind == nil {
+		return nil, &ConfigError{Key: "source_type", Msg: fmt.Sprintf("unknown source type %q", cfg.SourceType)}
+	}
+	src, err := kind.open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return newClient(cfg, src)
+}
+
+// newClient runs cfg's pipeline over src (tests bring their own sources).
+func newClient(cfg *Config, src source.Source) (*Client, error) {
 	if err := imaging.Init(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, opts: imaging.Options{MaxPixels: DefaultMaxPixels}}
-	switch cfg.SourceType {
-	case "filesystem":
-		c.src = source.NewFilesystem(cfg.Filesystem)
-	default:
-		return nil, &ConfigError{Key: "source_type", Msg: fmt.Sprintf("unknown source type %q", cfg.SourceType)}
-	}
+	c := &Client{cfg: cfg, src: src, opts: imaging.Options{MaxPixels: DefaultMaxPixels}}
 	if ic := cfg.Image; ic != nil {
 		c.opts = imaging.Options{
 			CropAndResize: ic.CropAndResize,
@@ -169,7 +177,10 @@ func (c *Client) work(ctx context.Context, items <-chan source.Item) {
 
 // process fetches and decodes one item; a failure is counted and reported, never fatal.
 func (c *Client) process(ctx context.Context, it source.Item) *Sample {
-	raw, err := c.src.Fetch(ctx, it)
+	raw, err := it.Raw, error(nil)
+	if raw == nil {
+		raw, err = c.src.Fetch(ctx, it)
+	}
 	if err != nil {
 		reason := ReasonReadError
 		if errors.Is(err, source.ErrEmpty) {
@@ -178,8 +189,8 @@ func (c *Client) process(ctx context.Context, it source.Item) *Sample {
 		c.stat.skip(it.ID, reason, err)
 		return nil
 	}
-	c.stat.bytesRead.Add(int64(len(raw.Image)))
-	img, err := imaging.Process(raw.Image, &c.opts)
+	c.stat.bytesRead.Add(int64(raw.Size()))
+	s, err := c.decode(it.ID, raw)
 	if err != nil {
 		reason := ReasonDecodeError
 		switch {
@@ -191,7 +202,50 @@ func (c *Client) process(ctx context.Context, it source.Item) *Sample {
 		c.stat.skip(it.ID, reason, err)
 		return nil
 	}
-	return &Sample{ID: it.ID, Image: img}
+	return s
+}
+
+// decode processes the main image, then the masks and additional images with the main image's
+// bucket, so that a crop keeps them pixel-aligned with it.
+func (c *Client) decode(id string, raw *source.Raw) (*Sample, error) {
+	img, err := imaging.Process(raw.Image, &c.opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sample{ID: id, Image: img}
+	extra := func(kind ItemKind, members []source.Named) error {
+		opts := c.opts
+		opts.Mask, opts.PreEncode = kind == ItemMask, false
+		if opts.CropAndResize {
+			opts.Target = &imaging.Bucket{Width: img.Width, Height: img.Height}
+		}
+		for _, m := range members {
+			im, err := imaging.Process(m.Data, &opts)
+			if err != nil {
+				return fmt.Errorf("%s: %w", m.Name, err)
+			}
+			s.Items = append(s.Items, SampleItem{Name: m.Name, Kind: kind, Image: im})
+		}
+		return nil
+	}
+	if err := extra(ItemMask, raw.Masks); err != nil {
+		s.Free()
+		return nil, err
+	}
+	if err := extra(ItemAdditionalImage, raw.AdditionalImages); err != nil {
+		s.Free()
+		return nil, err
+	}
+	for _, b := range raw.Bytes {
+		s.Items = append(s.Items, SampleItem{Name: b.Name, Kind: ItemBytes, Bytes: b.Data})
+	}
+	if len(raw.Meta) > 0 {
+		if s.Meta, err = json.Marshal(raw.Meta); err != nil {
+			s.Free()
+			return nil, fmt.Errorf("metadata: %w", err)
+		}
+	}
+	return s, nil
 }
 
 // Next returns the next sample, waiting up to timeout (negative: forever). It returns ErrEnd once the

@@ -1,6 +1,8 @@
 package datago
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"image"
@@ -12,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/datago-dev/datago/datago/source"
 )
 
 // writeImages writes n small PNGs under root (in a few subfolders) and returns their paths.
@@ -42,7 +46,7 @@ func writeImages(t testing.TB, root string, n, w, h int) []string {
 	return paths
 }
 
-func newClient(t testing.TB, root, extra string) *Client {
+func openClient(t testing.TB, root, extra string) *Client {
 	t.Helper()
 	c, err := NewFromJSON([]byte(fmt.Sprintf(`{"source_type": "filesystem", "source_config": {"root_path": %q}%s}`, root, extra)))
 	if err != nil {
@@ -90,7 +94,7 @@ func TestPipelineDeliversEveryFileOnceAndSkipsBadOnes(t *testing.T) {
 		}
 	}
 	base := runtime.NumGoroutine()
-	c := newClient(t, root, `, "concurrency": 4, "prefetch_buffer_size": 3, "samples_buffer_size": 2,
+	c := openClient(t, root, `, "concurrency": 4, "prefetch_buffer_size": 3, "samples_buffer_size": 2,
 		"image_config": {"crop_and_resize": true, "default_image_size": 64, "downsampling_ratio": 16}`)
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
@@ -118,7 +122,7 @@ func TestPipelineDeliversEveryFileOnceAndSkipsBadOnes(t *testing.T) {
 func TestPipelineLimitAndConcurrentConsumers(t *testing.T) {
 	root := t.TempDir()
 	writeImages(t, root, 60, 8, 8)
-	c := newClient(t, root, `, "limit": 25, "concurrency": 3`)
+	c := openClient(t, root, `, "limit": 25, "concurrency": 3`)
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +165,7 @@ func TestStopUnderLoadLeavesNoGoroutine(t *testing.T) {
 	writeImages(t, root, 200, 64, 48)
 	base := runtime.NumGoroutine()
 	for i := 0; i < 20; i++ {
-		c := newClient(t, root, `, "concurrency": 4, "samples_buffer_size": 4, "prefetch_buffer_size": 4`)
+		c := openClient(t, root, `, "concurrency": 4, "samples_buffer_size": 4, "prefetch_buffer_size": 4`)
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +190,7 @@ func TestStopUnderLoadLeavesNoGoroutine(t *testing.T) {
 
 func TestNextStates(t *testing.T) {
 	root := t.TempDir()
-	c := newClient(t, root, "")
+	c := openClient(t, root, "")
 	if _, err := c.Next(0); !errors.Is(err, ErrState) {
 		t.Fatalf("Next before Start: %v", err)
 	}
@@ -197,4 +201,96 @@ func TestNextStates(t *testing.T) {
 		t.Fatalf("empty folder: %v", err)
 	}
 	c.Stop()
+}
+
+// memSource serves items whose bytes are already in memory, as archive sources do.
+type memSource struct{ items []source.Item }
+
+func (m *memSource) List(ctx context.Context, emit func(source.Item) bool, _ func(string, string, error)) error {
+	for _, it := range m.items {
+		if !emit(it) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (m *memSource) Fetch(context.Context, source.Item) (*source.Raw, error) {
+	return nil, errors.New("items carry their bytes")
+}
+
+func encodePNG(t *testing.T, img image.Image) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestMasksAndExtrasStayAlignedWithTheImage(t *testing.T) {
+	const w, h = 300, 100 // wider than every bucket: the crop drops columns on both sides
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	mask := image.NewGray(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			img.Set(x, y, color.RGBA{uint8(x * 255 / w), 0, 0, 255})
+			if x >= w/2 { // right half marked
+				mask.SetGray(x, y, color.Gray{255})
+			}
+		}
+	}
+	raw := &source.Raw{
+		Image:            encodePNG(t, img),
+		Masks:            []source.Named{{Name: "half", Data: encodePNG(t, mask)}},
+		AdditionalImages: []source.Named{{Name: "copy", Data: encodePNG(t, img)}},
+		Bytes:            []source.Named{{Name: "latent", Data: []byte{1, 2, 3}}},
+		Meta:             map[string]any{"caption": "a red ramp", "label": 3},
+	}
+	bad := &source.Raw{Image: raw.Image, Masks: []source.Named{{Name: "broken", Data: []byte("nope")}}}
+	cfg, err := ParseConfig([]byte(fmt.Sprintf(`{"source_type": "file", "source_config": {"root_path": %q},
+		"image_config": {"crop_and_resize": true, "default_image_size": 64, "downsampling_ratio": 16}}`, t.TempDir())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newClient(cfg, &memSource{items: []source.Item{{ID: "good", Raw: raw}, {ID: "bad", Raw: bad}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	s, err := c.Next(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Free()
+	if _, err := c.Next(10 * time.Second); !errors.Is(err, ErrEnd) {
+		t.Fatalf("the sample with a broken mask must be skipped, got %v", err)
+	}
+	if st := c.Stats(); st.Skipped[ReasonDecodeError] != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if len(s.Items) != 3 || s.Items[0].Kind != ItemMask || s.Items[1].Kind != ItemAdditionalImage || s.Items[2].Kind != ItemBytes {
+		t.Fatalf("items %+v", s.Items)
+	}
+	m, extra := s.Items[0].Image, s.Items[1].Image
+	if m.Width != s.Image.Width || m.Height != s.Image.Height || m.Channels != 1 || extra.Width != s.Image.Width || extra.Height != s.Image.Height {
+		t.Fatalf("image %dx%d, mask %dx%dx%d, extra %dx%d", s.Image.Width, s.Image.Height, m.Width, m.Height, m.Channels, extra.Width, extra.Height)
+	}
+	// The mask edge lands where the image's red ramp crosses the original's middle value.
+	pix, mpix := s.Image.Bytes(), m.Bytes()
+	for x := 0; x < m.Width; x++ {
+		red := pix[3*x]
+		if marked := mpix[x] == 255; marked != (red >= 128) && red != 127 && red != 128 {
+			t.Fatalf("column %d: mask %d, red %d: mask and image are not aligned", x, mpix[x], red)
+		}
+	}
+	if !bytes.Equal(pix, extra.Bytes()) {
+		t.Fatal("the additional image differs from the identical main image")
+	}
+	if string(s.Items[2].Bytes) != "\x01\x02\x03" || string(s.Meta) != `{"caption":"a red ramp","label":3}` {
+		t.Fatalf("bytes %v, meta %s", s.Items[2].Bytes, s.Meta)
+	}
 }

@@ -5,19 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"runtime"
 	"sort"
-	"strings"
 
 	"github.com/datago-dev/datago/datago/imaging"
-	"github.com/datago-dev/datago/datago/source"
 )
 
 // Config is a validated loader configuration. Its JSON form keeps the keys of the original datago.
 type Config struct {
-	SourceType         string
-	Filesystem         source.FilesystemConfig
+	SourceType         string       // canonical name of the source kind
+	Source             any          // its parsed source_config, e.g. source.FilesystemConfig
 	Image              *ImageConfig // nil: images are decoded and delivered at full size
 	PrefetchBufferSize int
 	SamplesBufferSize  int
@@ -39,7 +36,6 @@ type ImageConfig struct {
 
 // Default values, documented in README.md.
 const (
-	DefaultPageSize           = 512
 	DefaultPrefetchBufferSize = 64
 	DefaultSamplesBufferSize  = 128
 	DefaultImageSize          = 512
@@ -88,34 +84,13 @@ func (r *reader) config(top *object) *Config {
 		Concurrency:        runtime.NumCPU(),
 	}
 	r.str(top, "source_type", &cfg.SourceType, true)
-	switch strings.ToLower(cfg.SourceType) {
-	case "filesystem", "file":
-		cfg.SourceType = "filesystem"
-	default:
-		if r.err == nil {
-			r.fail("source_type", fmt.Sprintf("unknown source type %q (valid: %q, %q)", cfg.SourceType, "filesystem", "file"))
-		}
+	kind := lookupSource(cfg.SourceType)
+	if kind == nil && r.err == nil {
+		r.fail("source_type", fmt.Sprintf("unknown source type %q (valid: %s)", cfg.SourceType, sourceNames()))
 	}
-	sc := r.obj(top, "source_config", true)
-	if sc != nil && cfg.SourceType == "filesystem" {
-		fs := &cfg.Filesystem
-		fs.PageSize, fs.WorldSize = DefaultPageSize, 1
-		r.str(sc, "root_path", &fs.RootPath, true)
-		r.integer(sc, "page_size", &fs.PageSize, 1)
-		r.integer(sc, "rank", &fs.Rank, 0)
-		r.integer(sc, "world_size", &fs.WorldSize, 1)
-		if r.err == nil && fs.Rank >= fs.WorldSize {
-			r.fail("source_config.rank", fmt.Sprintf("must be < world_size (%d), got %d", fs.WorldSize, fs.Rank))
-		}
-		if r.err == nil {
-			st, err := os.Stat(fs.RootPath)
-			switch {
-			case err != nil:
-				r.fail("source_config.root_path", err.Error())
-			case !st.IsDir():
-				r.fail("source_config.root_path", fmt.Sprintf("%q is not a directory", fs.RootPath))
-			}
-		}
+	if sc := r.obj(top, "source_config", true); sc != nil && kind != nil {
+		cfg.SourceType = kind.names[0]
+		cfg.Source = kind.parse(r, sc)
 		r.finish(sc)
 	}
 	if ic := r.obj(top, "image_config", false); ic != nil {
@@ -390,4 +365,13 @@ func ParseImageConfig(data []byte) (*ImageConfig, error) {
 		return nil, r.err
 	}
 	return ic, nil
+}
+
+// rankAndWorld reads source_config.rank and source_config.world_size, shared by every source.
+func (r *reader) rankAndWorld(sc *object, rank, world *int) {
+	r.integer(sc, "rank", rank, 0)
+	r.integer(sc, "world_size", world, 1)
+	if r.err == nil && *rank >= *world {
+		r.fail(sc.key("rank"), fmt.Sprintf("must be < world_size (%d), got %d", *world, *rank))
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/datago-dev/datago/datago/source"
 )
 
 func TestParseConfigDefaults(t *testing.T) {
@@ -18,7 +20,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	if cfg.SourceType != "filesystem" || cfg.Image != nil || cfg.Limit != 0 ||
 		cfg.PrefetchBufferSize != DefaultPrefetchBufferSize || cfg.SamplesBufferSize != DefaultSamplesBufferSize ||
-		cfg.Concurrency != runtime.NumCPU() || cfg.Filesystem.PageSize != DefaultPageSize || cfg.Filesystem.WorldSize != 1 {
+		cfg.Concurrency != runtime.NumCPU() || cfg.Source.(source.FilesystemConfig).PageSize != DefaultPageSize || cfg.Source.(source.FilesystemConfig).WorldSize != 1 {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 }
@@ -34,7 +36,7 @@ func TestParseConfigOriginalExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Filesystem.Rank != 1 || cfg.Concurrency != 8 || cfg.Limit != 10 || !cfg.Image.CropAndResize ||
+	if cfg.Source.(source.FilesystemConfig).Rank != 1 || cfg.Concurrency != 8 || cfg.Limit != 10 || !cfg.Image.CropAndResize ||
 		len(cfg.Image.Buckets) == 0 || cfg.Image.MaxPixels != DefaultMaxPixels {
 		t.Fatalf("unexpected config %+v / %+v", cfg, cfg.Image)
 	}

@@ -20,11 +20,13 @@ type Sample struct {
 	Meta  []byte // a JSON object of source-specific metadata, or nil
 }
 
-// SampleItem is a named extra of a sample: a mask, an additional image or raw bytes (as an encoded Image).
+// SampleItem is a named extra of a sample: a mask or an additional image (Image, in C memory) or
+// raw bytes (Bytes, Go memory, copied when the sample crosses the C ABI).
 type SampleItem struct {
 	Name  string
 	Kind  ItemKind
 	Image *imaging.Image
+	Bytes []byte
 }
 
 // Free releases the sample's C memory; safe to call twice.

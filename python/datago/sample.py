@@ -232,3 +232,20 @@ class Sample:
     @property
     def duplicate_state(self) -> Any:
         return self.metadata.get("duplicate_state")
+
+    @property
+    def caption(self) -> str | None:
+        """The caption (WebDataset ``.txt`` member), None when the source has none."""
+        value = self.metadata.get("caption")
+        return value if isinstance(value, str) else None
+
+    @property
+    def label(self) -> int | None:
+        """The class label (WebDataset ``.cls`` member), None when the source has none."""
+        value = self.metadata.get("label")
+        return value if isinstance(value, int) else None
+
+    @property
+    def extras(self) -> dict[str, bytes]:
+        """Members delivered as raw bytes by name (same items as :attr:`latents`)."""
+        return self.latents

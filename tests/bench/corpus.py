@@ -13,6 +13,10 @@ Kinds:
   highres  2-12 megapixels, aspect ratios log-uniform in [0.5, 2]
   small    500x375 or 375x500
   tiny     ~0.15-0.5 megapixels, aspect ratios spread over [0.5, 2] (the demo)
+  thumb    32x32 PNGs (no EXIF): the per-sample handoff cost of a loader
+
+ensure_tree() makes a different kind of corpus: a large directory tree of hard links to one small JPEG,
+for the time to first sample of a loader over many files (only the listing is expensive there).
 
 A corpus is a directory ``<out>/images/*.jpg`` plus ``<out>/manifest.json``; it is reused when the
 manifest matches the requested parameters. Images are kept in ``images/`` so that the loader's root
@@ -47,7 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import default_cache_dir  # noqa: E402
 
 CORPUS_VERSION = 1
-KINDS = ("highres", "small", "tiny")
+# Append only: the index of a kind seeds its RNG, so reordering would change existing corpora.
+KINDS = ("highres", "small", "tiny", "thumb")
 # scikit-image sample photographs that ship inside the wheel (colour ones first; grey ones become RGB).
 SKIMAGE_PHOTOS = (
     "astronaut",
@@ -181,6 +186,8 @@ def _target_size(kind: str, rng: np.random.Generator, index: int) -> tuple[int, 
         aspect = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
     elif kind == "small":
         return (500, 375) if rng.random() < 0.5 else (375, 500)
+    elif kind == "thumb":
+        return 32, 32
     elif kind == "tiny":
         # Cycle through the whole aspect range so that a small demo shows many buckets.
         aspects = (0.5, 0.6, 0.75, 0.9, 1.0, 1.2, 1.33, 1.5, 1.78, 2.0)
@@ -230,6 +237,20 @@ def make_image(params: Params, index: int) -> tuple[str, bytes, dict[str, Any]]:
     im = im.resize((width, height), Image.Resampling.BICUBIC, reducing_gap=3.0)
     sigma = float(rng.uniform(*params.noise_sigma))
     im = Image.fromarray(_add_noise(np.asarray(im), sigma, rng))
+    if params.kind == "thumb":  # lossless PNG, no EXIF
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
+        name = f"{index:05d}_{source}.png"
+        entry = {
+            "file": name,
+            "source": source,
+            "width": width,
+            "height": height,
+            "orientation": 1,
+            "noise_sigma": round(sigma, 3),
+            "bytes": buf.tell(),
+        }
+        return name, buf.getvalue(), entry
     quality = int(rng.integers(params.quality[0], params.quality[1] + 1))
     orientation = 1
     if rng.random() < params.exif_fraction:
@@ -334,6 +355,59 @@ def ensure_corpus(
             f"{total_pixels / 1e6 / max(1, params.count):.2f} MP/image on average, "
             f"{new_manifest['seconds']} s"
         )
+    return directory
+
+
+TREE_VERSION = 1
+
+
+def tree_dir(count: int, cache_dir: Path | None = None) -> Path:
+    return (cache_dir or default_cache_dir()) / "corpus" / f"tree-n{count}"
+
+
+def ensure_tree(
+    count: int, out: Path | None = None, *, per_dir: int = 1000, log: Callable[[str], None] | None = print
+) -> Path:
+    """``count`` hard links to one 64x48 JPEG in ``<out>/images/dNNNN/NNNNNNN.jpg`` (``per_dir`` a folder).
+
+    For the time to first sample from a large tree: the files are tiny and share one inode, so the tree
+    costs a few MB of metadata and is generated in seconds; the listing is what a loader pays for.
+    """
+    directory = (out or tree_dir(count)).resolve()
+    key = {"version": TREE_VERSION, "kind": "tree", "count": count, "per_dir": per_dir}
+    manifest = read_manifest(directory)
+    if manifest is not None and manifest.get("key") == key:
+        return directory
+    started = time.perf_counter()
+    if log:
+        log(f"corpus: generating a tree of {count:,} hard links ({per_dir} per folder) into {directory}")
+    tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    images = tmp / "images"
+    images.mkdir(parents=True)
+    sources, _ = load_sources()
+    photo = Image.fromarray(sources[sorted(sources)[0]]).resize((64, 48), Image.Resampling.BICUBIC)
+    original = tmp / "original.jpg"  # outside images/: the loaders see the links only
+    photo.save(original, "JPEG", quality=90)
+    for index in range(count):
+        folder = images / f"d{index // per_dir:04d}"
+        if index % per_dir == 0:
+            folder.mkdir()
+        os.link(original, folder / f"{index:07d}.jpg")
+    new_manifest = {
+        "key": key,
+        "generated_by": "tests/bench/corpus.py",
+        "seconds": round(time.perf_counter() - started, 2),
+        "total_bytes": original.stat().st_size,
+        "folders": (count + per_dir - 1) // per_dir,
+    }
+    (tmp / "manifest.json").write_text(json.dumps(new_manifest, indent=1) + "\n")
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(directory)
+    if log:
+        log(f"corpus: tree of {count:,} files in {new_manifest['seconds']} s")
     return directory
 
 

@@ -5,6 +5,8 @@
 - A plain-Python (Pillow) reference of datago's crop_and_resize geometry, used by the baseline loader and
   by the parity check: bucket = the one whose |log(bw/bh) - log(w/h)| is smallest; s = max(W/w, H/h);
   resize to (max(W, round(w*s)), max(H, round(h*s))) with Lanczos; centre crop W x H.
+- The same with Pillow's JPEG DCT scaling (``Image.draft``): decode at the smallest 1/2, 1/4 or 1/8 scale
+  that still covers the resized size, then the same Lanczos resize and crop (the "torch-draft" baseline).
 """
 
 from __future__ import annotations
@@ -126,14 +128,19 @@ def resize_geometry(
     return (rw, rh), (left, top, left + bw, top + bh)
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Decode, apply the EXIF orientation, convert to RGB: what datago does before processing."""
+def load_rgb(path: str | Path, exif: bool = True) -> Image.Image:
+    """Decode, apply the EXIF orientation (unless ``exif`` is false), convert to RGB: what datago does
+    before processing."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
         im.load()
-        oriented = ImageOps.exif_transpose(im)
-        return oriented.convert("RGB") if oriented.mode != "RGB" else oriented
+        # exif_transpose returns a new image (a copy when there is nothing to do); without it, copy: a
+        # closed image cannot be used.
+        oriented = ImageOps.exif_transpose(im) if exif else im
+        if oriented.mode != "RGB":
+            return oriented.convert("RGB")
+        return oriented if exif else oriented.copy()
 
 
 def crop_and_resize(im: Image.Image, buckets: Sequence[Bucket]) -> Image.Image:
@@ -146,11 +153,47 @@ def crop_and_resize(im: Image.Image, buckets: Sequence[Bucket]) -> Image.Image:
     return resized.crop(box) if box != (0, 0, *size) else resized
 
 
-def reference_array(path: str | Path, buckets: Sequence[Bucket] | None) -> npt.NDArray[np.uint8]:
-    """The HxWx3 uint8 array datago should deliver for ``path`` (no processing when buckets is None)."""
+def reference_array(
+    path: str | Path, buckets: Sequence[Bucket] | None, exif: bool = True
+) -> npt.NDArray[np.uint8]:
+    """The HxWx3 uint8 array datago should deliver for ``path`` (no processing when buckets is None).
+
+    ``exif=False``: the same without applying the EXIF orientation (what a loader that ignores it gives).
+    """
     import numpy as np
 
-    im = load_rgb(path)
+    im = load_rgb(path, exif=exif)
     if buckets:
         im = crop_and_resize(im, buckets)
     return np.asarray(im)
+
+
+EXIF_ORIENTATION_TAG = 0x0112
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def draft_array(path: str | Path, buckets: Sequence[Bucket] | None) -> npt.NDArray[np.uint8]:
+    """Like ``reference_array``, with Pillow's JPEG DCT scaling before the resize.
+
+    The bucket and the resized size come from the full (oriented) size, as in the reference;
+    ``Image.draft("RGB", size)`` then lets libjpeg decode at the smallest scale (1/1, 1/2, 1/4, 1/8) whose
+    result still covers that size (in stored orientation), and the Lanczos resize starts from it.
+    No-op for non-JPEG files and without processing.
+    """
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    if not buckets:
+        return reference_array(path, None)
+    with Image.open(path) as im:
+        orientation = im.getexif().get(EXIF_ORIENTATION_TAG, 1)
+        transposed = orientation in TRANSPOSING_ORIENTATIONS
+        width, height = (im.height, im.width) if transposed else im.size
+        bucket = pick_bucket(width, height, buckets)
+        size, box = resize_geometry(width, height, bucket)
+        im.draft("RGB", (size[1], size[0]) if transposed else size)
+        im.load()
+        oriented = ImageOps.exif_transpose(im)
+        rgb = oriented.convert("RGB") if oriented.mode != "RGB" else oriented
+        resized = rgb.resize(size, Image.Resampling.LANCZOS) if rgb.size != size else rgb
+        return np.asarray(resized.crop(box) if box != (0, 0, *size) else resized)

@@ -12,11 +12,23 @@ import (
 type Item struct {
 	ID   string // reported to the user (the file path for the filesystem source)
 	Path string // where the bytes are
+	Raw  *Raw   // set when listing already produced the bytes (archives); Fetch then returns it
+	Ref  any    // anything else the source needs to fetch the item
 }
 
 // Raw is what a worker fetched for one item, before image processing.
 type Raw struct {
-	Image []byte
+	Image            []byte
+	Masks            []Named        // decoded as single-channel images aligned with Image
+	AdditionalImages []Named        // decoded as RGB images aligned with Image
+	Bytes            []Named        // delivered as they are (latents, extra archive members)
+	Meta             map[string]any // JSON-serialisable metadata, delivered as sample.metadata
+}
+
+// Named is one named member of a sample.
+type Named struct {
+	Name string
+	Data []byte
 }
 
 // Source lists items and fetches their bytes.
@@ -38,3 +50,14 @@ const (
 
 // ErrEmpty is returned by Fetch for an item with no bytes.
 var ErrEmpty = errors.New("empty file")
+
+// Size is the number of bytes fetched for r.
+func (r *Raw) Size() int {
+	n := len(r.Image)
+	for _, list := range [][]Named{r.Masks, r.AdditionalImages, r.Bytes} {
+		for _, m := range list {
+			n += len(m.Data)
+		}
+	}
+	return n
+}
