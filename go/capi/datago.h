@@ -89,4 +89,10 @@ int32_t datago_buckets(int32_t default_image_size, int32_t downsampling_ratio, d
 
 void datago_free(void *p);
 
+/* Around fork(): prepare waits until no thread is inside libvips and keeps them out, so that a
+ * child does not inherit a lock held by a thread it does not have; parent (in the parent, after
+ * fork) lets them resume. The child must not call into this copy of the library again. */
+void datago_fork_prepare(void);
+void datago_fork_parent(void);
+
 #endif

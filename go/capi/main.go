@@ -279,3 +279,9 @@ func datago_buckets(size, ratio C.int32_t, minAR, maxAR C.double, out **C.char, 
 
 //export datago_free
 func datago_free(p unsafe.Pointer) { C.free(p) }
+
+//export datago_fork_prepare
+func datago_fork_prepare() { imaging.HoldForFork() }
+
+//export datago_fork_parent
+func datago_fork_parent() { imaging.ReleaseAfterFork() }

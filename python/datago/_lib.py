@@ -103,6 +103,8 @@ int32_t datago_client_errors(datago_client client, char **out_json, char **err);
 int32_t datago_buckets(int32_t default_image_size, int32_t downsampling_ratio, double min_aspect_ratio,
                        double max_aspect_ratio, char **out_json, char **err);
 void datago_free(void *p);
+void datago_fork_prepare(void);
+void datago_fork_parent(void);
 """
 
 ffi = FFI()
@@ -197,8 +199,25 @@ def get_lib() -> Any:
             _lib = _load(library_path())
         elif _loaded_pid != pid:
             _lib = _load_private_copy()
+        else:
+            return _lib
         _loaded_pid = pid
+        _quiesce_at_fork(_lib, pid)
     return _lib
+
+
+def _quiesce_at_fork(lib: Any, pid: int) -> None:
+    """Keep libvips idle across fork() so that a child never inherits one of its locks held."""
+
+    def before() -> None:
+        if os.getpid() == pid:
+            lib.datago_fork_prepare()
+
+    def after_in_parent() -> None:
+        if os.getpid() == pid:
+            lib.datago_fork_parent()
+
+    os.register_at_fork(before=before, after_in_parent=after_in_parent)
 
 
 def _load_private_copy() -> Any:

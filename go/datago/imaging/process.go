@@ -54,6 +54,12 @@ func Process(data []byte, opts *Options) (*Image, error) {
 	if err := Init(); err != nil {
 		return nil, err
 	}
+	forkGate.RLock()
+	defer forkGate.RUnlock()
+	if !opts.CropAndResize {
+		// The whole image is delivered: one load reads the header and decodes.
+		return probeAndDecode(data, opts)
+	}
 	h, err := readHeader(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
@@ -94,7 +100,7 @@ func Process(data []byte, opts *Options) (*Image, error) {
 		}
 	}
 
-	im, err := decode(data, pl)
+	im, _, _, _, err := decode(data, pl)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
 	}
@@ -118,4 +124,17 @@ func shrinkOnLoad(loader, w, h, coverW, coverH int) int {
 		s *= 2
 	}
 	return s
+}
+
+func probeAndDecode(data []byte, opts *Options) (*Image, error) {
+	im, w, h, tooLarge, err := decode(data, plan{probe: true, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode})
+	switch {
+	case tooLarge:
+		return nil, fmt.Errorf("%w: %dx%d is %d pixels, more than the limit of %d",
+			ErrTooLarge, w, h, int64(w)*int64(h), opts.MaxPixels)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	im.OriginalWidth, im.OriginalHeight = w, h
+	return im, nil
 }

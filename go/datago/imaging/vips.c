@@ -63,60 +63,76 @@ dg_context(void)
 	return VIPS_OBJECT(vips_image_new());
 }
 
-int
-dg_read_header(const void *buf, size_t len, dg_header *out)
+/* The loader for buf, from its signature. Calling the loader directly skips libvips' search,
+ * which asks every loader in turn whether it recognises the bytes, on every image. */
+static int
+dg_sniff(const unsigned char *b, size_t len)
 {
-	const char *class_name;
-	const char *nickname;
-	VipsImage *im;
-
-	memset(out, 0, sizeof(*out));
-	if (!(class_name = vips_foreign_find_load_buffer(buf, len)))
-		return -1;
-	/* Only the header is parsed here; pixels are decoded on first access, which never comes. */
-	if (!(im = vips_image_new_from_buffer(buf, len, "", NULL)))
-		return -1;
-
-	out->orientation = vips_image_get_orientation(im);
-	if (vips_image_get_orientation_swap(im)) {
-		out->width = im->Ysize;
-		out->height = im->Xsize;
-	} else {
-		out->width = im->Xsize;
-		out->height = im->Ysize;
-	}
-	g_object_unref(im);
-
-	out->loader = DG_LOADER_OTHER;
-	nickname = vips_nickname_find(g_type_from_name(class_name));
-	if (nickname && strcmp(nickname, "jpegload_buffer") == 0)
-		out->loader = DG_LOADER_JPEG;
-	else if (nickname && strcmp(nickname, "webpload_buffer") == 0)
-		out->loader = DG_LOADER_WEBP;
-	return 0;
+	if (len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF)
+		return DG_LOADER_JPEG;
+	if (len >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8))
+		return DG_LOADER_PNG;
+	if (len >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4))
+		return DG_LOADER_WEBP;
+	return DG_LOADER_OTHER;
 }
 
 static VipsImage *
-dg_load(VipsObject *ctx, const void *buf, size_t len, const dg_params *p)
+dg_open(VipsObject *ctx, const void *buf, size_t len, int loader, int shrink)
 {
 	VipsImage **t = dg_slots(ctx, 1);
 	VipsAccess access = VIPS_ACCESS_SEQUENTIAL;
 	/* Pillow refuses truncated files too; other decoder complaints are tolerated. */
 	VipsFailOn fail_on = VIPS_FAIL_ON_TRUNCATED;
+	void *b = (void *) buf;
 	int r;
 
-	if (p->loader == DG_LOADER_JPEG && p->shrink > 1)
-		r = vips_jpegload_buffer((void *) buf, len, &t[0], "shrink", p->shrink, "access", access,
+	switch (loader) {
+	case DG_LOADER_JPEG:
+		r = vips_jpegload_buffer(b, len, &t[0], "shrink", shrink, "access", access, "fail_on",
+					 fail_on, NULL);
+		break;
+	case DG_LOADER_WEBP:
+		r = vips_webpload_buffer(b, len, &t[0], "scale", 1.0 / shrink, "access", access,
 					 "fail_on", fail_on, NULL);
-	else if (p->loader == DG_LOADER_WEBP && p->shrink > 1)
-		r = vips_webpload_buffer((void *) buf, len, &t[0], "scale", 1.0 / p->shrink, "access",
-					 access, "fail_on", fail_on, NULL);
-	else {
+		break;
+	case DG_LOADER_PNG:
+		r = vips_pngload_buffer(b, len, &t[0], "access", access, "fail_on", fail_on, NULL);
+		break;
+	default:
 		t[0] = vips_image_new_from_buffer(buf, len, "", "access", access, "fail_on", fail_on,
 						  NULL);
 		r = t[0] ? 0 : -1;
 	}
 	return r ? NULL : t[0];
+}
+
+static void
+dg_oriented_size(VipsImage *im, int *width, int *height)
+{
+	int swap = vips_image_get_orientation_swap(im);
+
+	*width = swap ? im->Ysize : im->Xsize;
+	*height = swap ? im->Xsize : im->Ysize;
+}
+
+int
+dg_read_header(const void *buf, size_t len, dg_header *out)
+{
+	VipsObject *ctx = dg_context();
+	VipsImage *im;
+	int ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	out->loader = dg_sniff(buf, len);
+	/* Only the header is parsed here; pixels are decoded on first access, which never comes. */
+	if ((im = dg_open(ctx, buf, len, out->loader, 1))) {
+		out->orientation = vips_image_get_orientation(im);
+		dg_oriented_size(im, &out->width, &out->height);
+		ret = 0;
+	}
+	g_object_unref(ctx);
+	return ret;
 }
 
 static int
@@ -444,47 +460,68 @@ dg_write(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
 	return 0;
 }
 
-int
-dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out)
+/* Everything after the load, for dg_process. */
+static int
+dg_decode(VipsObject *ctx, VipsImage *im, const dg_params *p, dg_output *out)
 {
-	VipsObject *ctx = dg_context();
-	VipsImage **t = dg_slots(ctx, 2);
-	VipsImage *im;
-	int ret = -1;
+	VipsImage **t = dg_slots(ctx, 1);
 
-	memset(out, 0, sizeof(*out));
-	if (!(im = dg_load(ctx, buf, len, p)))
-		goto done;
 	if (p->orientation > 2) {
 		/* Rotations (anything but a left-right mirror) read rows out of order, which a
 		 * sequential load cannot serve and a random-access JPEG load serves by decoding
 		 * again and again. Decode once, top to bottom, into memory instead. */
 		if (!(im = dg_copy_memory(ctx, im)))
-			goto done;
+			return -1;
 	}
 	if (p->orientation > 1) {
-		if (vips_autorot(im, &t[1], NULL))
-			goto done;
-		im = t[1];
+		if (vips_autorot(im, &t[0], NULL))
+			return -1;
+		im = t[0];
 	}
 	if (p->mask) {
 		/* Nearest-neighbour picks pixels and the conversion is per pixel, so they commute:
 		 * converting after the resize gives the same result on far fewer pixels. */
 		if (p->resize && !(im = dg_resize_crop(ctx, im, p)))
-			goto done;
+			return -1;
 		if (!(im = dg_colour(ctx, im, 1)))
-			goto done;
+			return -1;
 	} else {
 		/* Colour first: alpha must be flattened and colours converted before Lanczos mixes
 		 * neighbouring pixels. */
 		if (!(im = dg_colour(ctx, im, 0)))
-			goto done;
+			return -1;
 		if (p->resize && !(im = dg_resize_crop(ctx, im, p)))
-			goto done;
+			return -1;
 	}
-	if (dg_write(ctx, im, p, out))
+	return dg_write(ctx, im, p, out);
+}
+
+int
+dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out)
+{
+	VipsObject *ctx = dg_context();
+	dg_params probed;
+	VipsImage *im;
+	int ret = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (p->probe) {
+		/* No separate header call: the load that decodes reads the header too. */
+		probed = *p;
+		probed.loader = dg_sniff(buf, len);
+		probed.shrink = 1;
+		if (!(im = dg_open(ctx, buf, len, probed.loader, 1)))
+			goto done;
+		probed.orientation = vips_image_get_orientation(im);
+		dg_oriented_size(im, &out->orig_width, &out->orig_height);
+		if (p->max_pixels > 0 && (long long) im->Xsize * im->Ysize > p->max_pixels) {
+			out->too_large = 1;
+			goto done;
+		}
+		p = &probed;
+	} else if (!(im = dg_open(ctx, buf, len, p->loader, p->shrink)))
 		goto done;
-	ret = 0;
+	ret = dg_decode(ctx, im, p, out);
 
 done:
 	/* Drops the whole pipeline, and with it every reference to buf. */

@@ -81,6 +81,8 @@ const (
 )
 
 type plan struct {
+	probe               bool  // no readHeader call: the C side reads loader, orientation and size
+	maxPixels           int64 // with probe
 	loader, orientation int
 	shrink              int
 	resize              bool
@@ -97,8 +99,12 @@ func cBool(b bool) C.int {
 
 // decode runs the whole decode-to-output pipeline in one C call, so no libvips object that
 // references data (Go memory) survives it.
-func decode(data []byte, pl plan) (*Image, error) {
+// decode runs the C pipeline; with pl.probe it also returns the oriented size and whether the
+// image was refused for its pixel count.
+func decode(data []byte, pl plan) (im *Image, width, height int, tooLarge bool, err error) {
 	p := C.dg_params{
+		probe:        cBool(pl.probe),
+		max_pixels:   C.longlong(pl.maxPixels),
 		loader:       C.int(pl.loader),
 		orientation:  C.int(pl.orientation),
 		shrink:       C.int(pl.shrink),
@@ -113,8 +119,13 @@ func decode(data []byte, pl plan) (*Image, error) {
 		pre_encode:   cBool(pl.preEncode),
 	}
 	var out C.dg_output
-	if C.dg_process(unsafe.Pointer(&data[0]), C.size_t(len(data)), &p, &out) != 0 {
-		return nil, errors.New(vipsError())
+	status := C.dg_process(unsafe.Pointer(&data[0]), C.size_t(len(data)), &p, &out)
+	width, height = int(out.orig_width), int(out.orig_height)
+	if out.too_large != 0 {
+		return nil, width, height, true, nil
+	}
+	if status != 0 {
+		return nil, width, height, false, errors.New(vipsError())
 	}
 	return &Image{
 		Data:     out.data,
@@ -123,7 +134,7 @@ func decode(data []byte, pl plan) (*Image, error) {
 		Height:   int(out.height),
 		Channels: int(out.bands),
 		Encoded:  out.encoded != 0,
-	}, nil
+	}, width, height, false, nil
 }
 
 // Free releases Data (C free) and zeroes the struct; safe to call twice.

@@ -12,6 +12,7 @@
 #define DG_LOADER_OTHER 0
 #define DG_LOADER_JPEG 1
 #define DG_LOADER_WEBP 2
+#define DG_LOADER_PNG 3
 
 typedef struct dg_header {
 	int width; /* after EXIF orientation */
@@ -21,8 +22,10 @@ typedef struct dg_header {
 } dg_header;
 
 typedef struct dg_params {
-	int loader;      /* from dg_read_header */
-	int orientation; /* from dg_read_header */
+	int probe;            /* 1: no dg_read_header call was made; read loader, orientation, size here */
+	long long max_pixels; /* with probe: refuse (too_large) an image with more pixels, if > 0 */
+	int loader;           /* from dg_read_header */
+	int orientation;      /* from dg_read_header */
 	int shrink;      /* shrink-on-load factor: 1 (none), or a power of two (JPEG: up to 8) */
 	int resize;      /* 0: deliver the whole image; otherwise resize to cover then crop */
 	int cover_width;
@@ -42,6 +45,9 @@ typedef struct dg_output {
 	int height;
 	int bands; /* 0 when encoded */
 	int encoded;
+	int orig_width; /* with probe: the size after orientation */
+	int orig_height;
+	int too_large; /* with probe: refused because of max_pixels */
 } dg_output;
 
 int dg_init(void);

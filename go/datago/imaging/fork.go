@@ -1,0 +1,15 @@
+package imaging
+
+import "sync"
+
+// forkGate is held (shared) by every Process call. fork() copies a process with whatever locks
+// its other threads hold at that instant; a child that then uses libvips (through a fresh copy of
+// the library) would wait forever on a glib or libvips lock held by a worker that does not exist
+// in the child. HoldForFork waits until no image is being processed and keeps new ones out.
+var forkGate sync.RWMutex
+
+// HoldForFork blocks until no thread is inside libvips and keeps them out until ReleaseAfterFork.
+func HoldForFork() { forkGate.Lock() }
+
+// ReleaseAfterFork lets processing resume (in the parent, after fork).
+func ReleaseAfterFork() { forkGate.Unlock() }
