@@ -10,14 +10,22 @@ export PYTHONPATH := $(CURDIR)/python
 
 deps: system-deps $(VENV)/.deps
 
-# libvips (headers, pkg-config file and runtime) from Debian/Ubuntu packages when we are root.
+# libvips (headers, pkg-config file, runtime), a C compiler for cgo, python3-venv and, when missing, Go,
+# from Debian/Ubuntu packages when we are root.
 system-deps:
-	@if ! pkg-config --exists vips 2>/dev/null; then \
+	@missing=""; \
+	pkg-config --exists vips 2>/dev/null || missing="$$missing libvips-dev pkg-config"; \
+	command -v cc >/dev/null || missing="$$missing build-essential"; \
+	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	command -v $(GO) >/dev/null || missing="$$missing golang-go"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libvips-dev pkg-config >/dev/null; \
-	  else echo "libvips is missing: install libvips-dev (e.g. sudo apt-get install libvips-dev pkg-config)" >&2; exit 1; fi; \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing:$$missing (install them, e.g. sudo apt-get install$$missing)" >&2; exit 1; fi; \
 	fi
-	@command -v $(GO) >/dev/null || { echo "Go is missing: install Go >= 1.22 (https://go.dev/dl)" >&2; exit 1; }
+	@$(GO) version | awk '{ split(substr($$3, 3), v, "."); if (v[1] < 1 || (v[1] == 1 && v[2] < 22)) { \
+	  print "datago needs Go >= 1.22, found " $$3 " (see https://go.dev/doc/install)" > "/dev/stderr"; exit 1 } }'
 
 $(VENV)/.deps: pyproject.toml
 	python3 -m venv $(VENV)

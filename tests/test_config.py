@@ -275,3 +275,15 @@ def test_cdef_matches_header() -> None:
 
 def test_library_exists_or_overridden() -> None:
     assert LIBRARY.is_file() or _lib.library_path().is_file()
+
+
+def test_config_values_json_cannot_carry_name_their_key(tmp_path) -> None:
+    import numpy as np
+
+    base = {"source_type": "filesystem", "source_config": {"root_path": str(tmp_path)}}
+    with pytest.raises(datago.ConfigError) as info:
+        datago.Client({**base, "image_config": {"min_aspect_ratio": float("nan")}})
+    assert info.value.key == "image_config.min_aspect_ratio"
+    # NumPy scalars are plain numbers for the config.
+    client = datago.Client({**base, "limit": np.int64(3), "concurrency": np.int32(1)})
+    client.close()

@@ -94,5 +94,9 @@ void datago_free(void *p);
  * fork) lets them resume. The child must not call into this copy of the library again. */
 void datago_fork_prepare(void);
 void datago_fork_parent(void);
+/* In a forked child, a fresh copy of the library (the parent's Go runtime does not survive fork)
+ * is loaded and this is called before anything else: it keeps the child from writing into
+ * memory it still shares with the parent (libvips' generated SIMD code). */
+void datago_fork_child_init(void);
 
 #endif

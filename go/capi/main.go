@@ -1,8 +1,8 @@
 // Command capi is built with -buildmode=c-shared into libdatago.so; this file is its whole C ABI,
 // declared in datago.h (which cgo includes here, so a drifting signature fails the build).
 //
-// Ownership: inputs are borrowed for the call. Everything returned is C memory (malloc, or libvips'
-// g_malloc, which is malloc) owned by the caller until it calls datago_free / datago_sample_free.
+// Ownership: inputs are borrowed for the call. Everything returned is C memory from malloc, owned
+// by the caller until it calls datago_free / datago_sample_free.
 // Go objects never cross: clients are integer handles into a table. Every export recovers panics
 // into DATAGO_ERR_INTERNAL so that no panic unwinds into the host process.
 package main
@@ -285,3 +285,6 @@ func datago_fork_prepare() { imaging.HoldForFork() }
 
 //export datago_fork_parent
 func datago_fork_parent() { imaging.ReleaseAfterFork() }
+
+//export datago_fork_child_init
+func datago_fork_child_init() { imaging.PrepareForkedChild() }

@@ -36,6 +36,7 @@ const (
 	ReasonTooLarge    = source.ReasonTooLarge
 	ReasonEmpty       = source.ReasonEmpty
 	ReasonReadError   = source.ReasonReadError
+	ReasonInternal    = "internal_error"
 )
 
 type state int
@@ -133,10 +134,13 @@ func (c *Client) Start() error {
 				return false
 			}
 		}
+		defer func() {
+			if r := recover(); r != nil {
+				c.fail(fmt.Errorf("internal error in the source (please report it): %v", r))
+			}
+		}()
 		if err := c.src.List(ctx, emit, c.stat.skip); err != nil && ctx.Err() == nil {
-			c.mu.Lock()
-			c.failure = err
-			c.mu.Unlock()
+			c.fail(err)
 		}
 	}()
 
@@ -162,7 +166,7 @@ func (c *Client) work(ctx context.Context, items <-chan source.Item) {
 		if ctx.Err() != nil {
 			return
 		}
-		s := c.process(ctx, it)
+		s := c.safeProcess(ctx, it)
 		if s == nil {
 			continue
 		}
@@ -173,6 +177,18 @@ func (c *Client) work(ctx context.Context, items <-chan source.Item) {
 			return
 		}
 	}
+}
+
+// safeProcess is process with a panic turned into a skipped sample: a bug met by one sample
+// must not take the host process down with it.
+func (c *Client) safeProcess(ctx context.Context, it source.Item) (s *Sample) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.stat.skip(it.ID, ReasonInternal, fmt.Errorf("internal error (please report it): %v", r))
+			s = nil
+		}
+	}()
+	return c.process(ctx, it)
 }
 
 // process fetches and decodes one item; a failure is counted and reported, never fatal.
@@ -246,6 +262,12 @@ func (c *Client) decode(id string, raw *source.Raw) (*Sample, error) {
 		}
 	}
 	return s, nil
+}
+
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failure = err
 }
 
 // Next returns the next sample, waiting up to timeout (negative: forever). It returns ErrEnd once the

@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"sort"
+	"strings"
 
 	"github.com/datago-dev/datago/datago/imaging"
 )
@@ -43,7 +44,11 @@ const (
 	DefaultMinAspectRatio     = 0.5
 	DefaultMaxAspectRatio     = 2.0
 	DefaultMaxPixels          = 100_000_000
-	MaxImageSize              = 16384 // bucket sides beyond this are not images anyone trains on
+	MaxImageSize              = 16384 // default_image_size beyond this is not an image anyone trains on
+	MaxBucketSide             = 65535 // the widest bucket a ratio range may produce
+	MaxAspectRatio            = 64.0  // min_aspect_ratio >= 1/64, max_aspect_ratio <= 64
+	MaxBufferSize             = 1 << 16
+	MaxConcurrency            = 1024
 )
 
 // ConfigError is a configuration mistake; Key is the path of the offending key, e.g. "source_config.rank".
@@ -96,9 +101,9 @@ func (r *reader) config(top *object) *Config {
 	if ic := r.obj(top, "image_config", false); ic != nil {
 		cfg.Image = r.imageConfig(ic)
 	}
-	r.integer(top, "prefetch_buffer_size", &cfg.PrefetchBufferSize, 1)
-	r.integer(top, "samples_buffer_size", &cfg.SamplesBufferSize, 1)
-	r.integer(top, "concurrency", &cfg.Concurrency, 0)
+	r.integerIn(top, "prefetch_buffer_size", &cfg.PrefetchBufferSize, 1, MaxBufferSize)
+	r.integerIn(top, "samples_buffer_size", &cfg.SamplesBufferSize, 1, MaxBufferSize)
+	r.integerIn(top, "concurrency", &cfg.Concurrency, 0, MaxConcurrency)
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = runtime.NumCPU()
 	}
@@ -131,8 +136,12 @@ func (r *reader) imageConfig(o *object) *ImageConfig {
 	switch {
 	case ic.MinAspectRatio <= 0:
 		r.fail(o.path+".min_aspect_ratio", fmt.Sprintf("must be > 0, got %g", ic.MinAspectRatio))
+	case ic.MinAspectRatio < 1/MaxAspectRatio:
+		r.fail(o.path+".min_aspect_ratio", fmt.Sprintf("must be >= 1/%g, got %g", MaxAspectRatio, ic.MinAspectRatio))
 	case ic.MaxAspectRatio <= 0:
 		r.fail(o.path+".max_aspect_ratio", fmt.Sprintf("must be > 0, got %g", ic.MaxAspectRatio))
+	case ic.MaxAspectRatio > MaxAspectRatio:
+		r.fail(o.path+".max_aspect_ratio", fmt.Sprintf("must be <= %g, got %g", MaxAspectRatio, ic.MaxAspectRatio))
 	case ic.MinAspectRatio > ic.MaxAspectRatio:
 		r.fail(o.path+".min_aspect_ratio", fmt.Sprintf("must be <= max_aspect_ratio (%g), got %g", ic.MaxAspectRatio, ic.MinAspectRatio))
 	case ic.DefaultImageSize > MaxImageSize:
@@ -144,6 +153,12 @@ func (r *reader) imageConfig(o *object) *ImageConfig {
 		ic.Buckets = imaging.Buckets(ic.DefaultImageSize, ic.DownsamplingRatio, ic.MinAspectRatio, ic.MaxAspectRatio)
 		if len(ic.Buckets) == 0 {
 			r.fail(o.path+".min_aspect_ratio", fmt.Sprintf("no aspect-ratio bucket lies between %g and %g at this size", ic.MinAspectRatio, ic.MaxAspectRatio))
+		}
+		for _, b := range ic.Buckets {
+			if b.Width > MaxBucketSide || b.Height > MaxBucketSide {
+				r.fail(o.path+".default_image_size", fmt.Sprintf("gives a %dx%d bucket with these aspect ratios; sides are limited to %d", b.Width, b.Height, MaxBucketSide))
+				break
+			}
 		}
 	}
 	return ic
@@ -215,6 +230,10 @@ func (r *reader) boolean(o *object, k string, dst *bool) {
 }
 
 func (r *reader) integer(o *object, k string, dst *int, min int) {
+	r.integerIn(o, k, dst, min, math.MaxInt)
+}
+
+func (r *reader) integerIn(o *object, k string, dst *int, min, max int) {
 	v, ok := o.get(k)
 	if r.err != nil || !ok {
 		return
@@ -231,6 +250,10 @@ func (r *reader) integer(o *object, k string, dst *int, min int) {
 	}
 	if i < int64(min) {
 		r.fail(o.key(k), fmt.Sprintf("must be >= %d, got %d", min, i))
+		return
+	}
+	if i > int64(max) {
+		r.fail(o.key(k), fmt.Sprintf("must be <= %d, got %d", max, i))
 		return
 	}
 	*dst = int(i)
@@ -291,6 +314,10 @@ func (r *reader) finish(o *object) {
 	msg := "unknown key"
 	if best := closest(unknown[0], o.used); best != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", best)
+	} else {
+		valid := append([]string(nil), o.used...)
+		sort.Strings(valid)
+		msg += fmt.Sprintf(" (valid keys: %s)", strings.Join(valid, ", "))
 	}
 	r.fail(o.key(unknown[0]), msg)
 }

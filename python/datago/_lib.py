@@ -105,6 +105,7 @@ int32_t datago_buckets(int32_t default_image_size, int32_t downsampling_ratio, d
 void datago_free(void *p);
 void datago_fork_prepare(void);
 void datago_fork_parent(void);
+void datago_fork_child_init(void);
 """
 
 ffi = FFI()
@@ -225,7 +226,9 @@ def _load_private_copy() -> Any:
     with tempfile.TemporaryDirectory(prefix="datago-") as tmp:
         copy = Path(tmp) / _LIBRARY_NAME
         shutil.copyfile(source, copy)
-        return _load(copy)  # the mapping outlives the file
+        lib = _load(copy)  # the mapping outlives the file
+    lib.datago_fork_child_init()
+    return lib
 
 
 def loaded() -> bool:

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -15,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from . import _lib
-from .errors import DatagoError
+from .errors import ConfigError, DatagoError
 from .sample import Sample
 
 __all__ = ["Client"]
@@ -37,6 +38,41 @@ def _free_handle(handle: int, pid: int) -> None:
         _lib.get_lib().datago_client_free(handle)
 
 
+def _plain(value: Any) -> Any:
+    """JSON form of NumPy scalars and other numbers-like values found in configs."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _bad_value(value: Any, path: str) -> str | None:
+    """The key path of the first value JSON cannot carry (NaN, infinity, other objects)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _bad_value(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = _bad_value(item, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    return None
+
+
+def _config_json(config: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(dict(config), allow_nan=False, default=_plain)
+    except (TypeError, ValueError) as exc:
+        key = _bad_value(config, "") or "config"
+        raise ConfigError(f"{key}: cannot be written as JSON: {exc}") from exc
+
+
 class Client:
     """Loads samples as configured by ``config`` (a dict, or its JSON text).
 
@@ -53,7 +89,7 @@ class Client:
         if isinstance(config, str):
             text = config
         elif isinstance(config, Mapping):
-            text = json.dumps(dict(config))
+            text = _config_json(config)
         else:
             raise TypeError(f"config must be a dict or a JSON string, not {type(config).__name__}")
         self._pid = os.getpid()

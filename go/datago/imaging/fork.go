@@ -1,5 +1,8 @@
 package imaging
 
+// #include "vips.h"
+import "C"
+
 import "sync"
 
 // forkGate is held (shared) by every Process call. fork() copies a process with whatever locks
@@ -13,3 +16,8 @@ func HoldForFork() { forkGate.Lock() }
 
 // ReleaseAfterFork lets processing resume (in the parent, after fork).
 func ReleaseAfterFork() { forkGate.Unlock() }
+
+// PrepareForkedChild must run before any image is processed in a forked child that loaded a fresh
+// copy of the library: the child shares the parent's libvips, whose generated SIMD code lives in
+// memory that fork() leaves shared between the two processes.
+func PrepareForkedChild() { C.dg_no_jit() }

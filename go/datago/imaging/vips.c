@@ -3,6 +3,7 @@
 
 #include <vips/vips.h>
 
+#include "encode.h"
 #include "resample.h"
 #include "vips.h"
 
@@ -16,6 +17,15 @@ dg_drop_log(const char *domain, GLogLevelFlags level, const char *message, gpoin
 	(void) level;
 	(void) message;
 	(void) data;
+}
+
+void
+dg_no_jit(void)
+{
+	/* liborc, which libvips uses for SIMD, writes the code it generates into a MAP_SHARED
+	 * mapping: after fork() parent and child share it, and code the child generated would
+	 * overwrite code the parent runs. A forked child therefore runs without it. */
+	vips_vector_set_enabled(FALSE);
 }
 
 int
@@ -100,9 +110,10 @@ dg_open(VipsObject *ctx, const void *buf, size_t len, int loader, int shrink)
 		r = vips_pngload_buffer(b, len, &t[0], "access", access, "fail_on", fail_on, NULL);
 		break;
 	default:
-		t[0] = vips_image_new_from_buffer(buf, len, "", "access", access, "fail_on", fail_on,
-						  NULL);
-		r = t[0] ? 0 : -1;
+		/* Other loaders (GIF, TIFF, SVG through librsvg, ImageMagick, ...) are not offered
+		 * untrusted bytes: datago serves JPEG, PNG and WebP only. */
+		vips_error("datago", "not a JPEG, PNG or WebP image");
+		r = -1;
 	}
 	return r ? NULL : t[0];
 }
@@ -358,21 +369,6 @@ dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
 	return in;
 }
 
-/* Hands a g_malloc'd buffer over as malloc memory. */
-static void *
-dg_to_malloc(void *buf, size_t len)
-{
-	void *copy;
-
-	/* glib >= 2.46 always allocates with the system malloc. */
-	if (!glib_check_version(2, 46, 0))
-		return buf;
-	if ((copy = malloc(len ? len : 1)))
-		memcpy(copy, buf, len);
-	g_free(buf);
-	return copy;
-}
-
 /* Computes every pixel of in into dst (VIPS_IMAGE_SIZEOF_IMAGE(in) bytes) on the calling thread.
  * vips_image_write() would run libvips' thread pool: a handoff per image that costs more than it
  * gives when goroutines already keep every core busy, and a pool whose threads are gone in a
@@ -418,24 +414,24 @@ static int
 dg_write(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
 {
 	if (p->pre_encode) {
+		char err[DG_ENCODE_ERR_LEN] = "";
 		void *buf = NULL;
 		size_t len = 0;
 		int r;
 
-		/* The savers run libvips' thread pool anyway; computing first keeps the decode on
-		 * this thread. */
 		if (!(in = dg_copy_memory(ctx, in)))
 			return -1;
 		if (in->Bands == 3)
-			r = vips_jpegsave_buffer(in, &buf, &len, "Q", 95, "strip", TRUE, NULL);
+			r = dg_encode_jpeg(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, 95, &buf,
+					   &len, err, sizeof(err));
 		else
-			r = vips_pngsave_buffer(in, &buf, &len, "strip", TRUE, NULL);
-		if (r)
-			return -1;
-		if (!(out->data = dg_to_malloc(buf, len))) {
-			vips_error("datago", "out of memory");
+			r = dg_encode_png(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
+					  &buf, &len, err, sizeof(err));
+		if (r) {
+			vips_error("datago", "cannot encode: %s", err);
 			return -1;
 		}
+		out->data = buf;
 		out->len = len;
 		out->encoded = 1;
 	} else {

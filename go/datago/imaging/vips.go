@@ -7,7 +7,7 @@ package imaging
 /*
 #cgo pkg-config: vips
 #cgo CFLAGS: -O3
-#cgo LDFLAGS: -lm
+#cgo LDFLAGS: -lm -ljpeg -lpng16
 #include <stdlib.h>
 #include "vips.h"
 */

@@ -52,6 +52,9 @@ typedef struct dg_output {
 
 int dg_init(void);
 
+/* Turns off libvips' run-time code generation (liborc); see vips.c. */
+void dg_no_jit(void);
+
 /* Reads only the header of an encoded image. */
 int dg_read_header(const void *buf, size_t len, dg_header *out);
 

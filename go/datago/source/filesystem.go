@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -21,7 +22,9 @@ type FilesystemConfig struct {
 // Filesystem serves the images under a directory tree, streaming the listing: the first sample does
 // not wait for a large tree to be listed.
 type Filesystem struct {
-	cfg FilesystemConfig
+	cfg      FilesystemConfig
+	rootOnce sync.Once
+	realRoot string
 }
 
 // NewFilesystem returns the filesystem source of cfg.
@@ -73,6 +76,10 @@ func (f *Filesystem) List(ctx context.Context, emit func(Item) bool, skip func(s
 						continue // dangling link
 					}
 					isDir, isFile = st.IsDir(), st.Mode().IsRegular()
+					// A link to a file of the tree would serve that file twice.
+					if isFile && f.insideRoot(p) {
+						continue
+					}
 				}
 				switch {
 				case isDir:
@@ -102,6 +109,17 @@ func (f *Filesystem) List(ctx context.Context, emit func(Item) bool, skip func(s
 		d.Close()
 	}
 	return nil
+}
+
+// insideRoot reports whether the link p resolves to a file under the root (served by its own path).
+func (f *Filesystem) insideRoot(p string) bool {
+	f.rootOnce.Do(func() { f.realRoot, _ = filepath.EvalSymlinks(f.cfg.RootPath) })
+	target, err := filepath.EvalSymlinks(p)
+	if err != nil || f.realRoot == "" {
+		return false
+	}
+	rel, err := filepath.Rel(f.realRoot, target)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func keyOf(path string) (dirKey, error) {

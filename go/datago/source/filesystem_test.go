@@ -47,6 +47,16 @@ func TestFilesystemListsImagesOnceAndFollowsLinksWithoutLooping(t *testing.T) {
 	if err := os.Symlink(root, filepath.Join(root, "sub", "deep", "loop")); err != nil {
 		t.Fatal(err)
 	}
+	// A link to a file of the tree is not served twice; a link to a file outside the tree is served.
+	if err := os.Symlink(filepath.Join(root, "a.jpg"), filepath.Join(root, "sub", "again.jpg")); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "outside.png")
+	touch(t, outside)
+	if err := os.Symlink(outside, filepath.Join(root, "linked.png")); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "linked.png")
 	got := list(t, FilesystemConfig{RootPath: root, PageSize: 2, WorldSize: 1})
 	var wantIDs []string
 	for _, p := range want {

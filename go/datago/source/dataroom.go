@@ -1,0 +1,405 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Dataroom defaults and limits (the server's, where it has them).
+const (
+	DataroomDefaultPageSize   = 512
+	DataroomMaxPageSize       = 2000 // API_MAX_PAGE_SIZE of the server
+	DataroomMaxPartitions     = 48   // shards of the server's index: partitions_count <= 48
+	DataroomDefaultTimeout    = 30 * time.Second
+	DataroomDefaultMaxRetries = 5
+	DataroomDefaultBackoff    = 200 * time.Millisecond
+	dataroomMaxBackoff        = 10 * time.Second
+	dataroomMaxRetryAfter     = 30 * time.Second
+	dataroomPrefetchPages     = 2  // pages requested ahead of the one being dispatched
+	dataroomMaxEmptyRandom    = 10 // consecutive empty random pages before giving up
+	dataroomMaxErrorBody      = 2048
+)
+
+// Dataroom skip reasons (beyond the shared ones).
+const (
+	ReasonBadRecord = "bad_record" // a result without id, image URL, or with fields of the wrong type
+	ReasonDuplicate = "duplicate"  // an id the server had already returned on the previous page
+)
+
+// Unset marks an integer filter of DataroomConfig that is not sent.
+const Unset = -1
+
+// DataroomConfig is source_config for "source_type": "db", the HTTP API of a dataroom server.
+// List fields are sent as comma-separated values; empty lists and Unset integers are not sent.
+type DataroomConfig struct {
+	APIURL string // base of the API, ending in "/", e.g. http://host:8000/api/
+	APIKey string // token, sent as "Authorization: Token <key>"; never printed
+
+	PageSize  int
+	Rank      int
+	WorldSize int // >= 2: partitions_count=WorldSize, partition=Rank
+
+	Sources, SourcesNe               []string
+	Tags, TagsNe                     []string
+	HasAttributes, LacksAttributes   []string
+	HasMasks, LacksMasks             []string
+	HasLatents, LacksLatents         []string
+	ReturnLatents                    []string // empty: HasLatents + HasMasks
+	RequireImages, RequireEmbeddings bool
+	ReturnDuplicateState             bool
+	MinShortEdge, MaxShortEdge       int // Unset, or >= 0
+	MinPixelCount, MaxPixelCount     int
+	DuplicateState                   int // Unset, 0 (unprocessed, sent as "None"), 1 or 2
+	RandomSampling                   bool
+
+	Timeout    time.Duration // per HTTP request, body included
+	MaxRetries int           // retries of a failed request (so MaxRetries+1 attempts)
+	Backoff    time.Duration // wait before the first retry; doubles at each one, with jitter
+	Conns      int           // idle connections kept per host (the worker count)
+}
+
+// String shows the configuration with the API key redacted, so printing a config never leaks it.
+func (c DataroomConfig) String() string {
+	c.APIKey = RedactKey(c.APIKey)
+	type plain DataroomConfig // no String method: no recursion
+	return fmt.Sprintf("%+v", plain(c))
+}
+
+// GoString is String, for %#v.
+func (c DataroomConfig) GoString() string { return c.String() }
+
+// RedactKey shows at most the last 4 characters of an API key (none of a short one).
+func RedactKey(key string) string {
+	switch {
+	case key == "":
+		return ""
+	case len(key) < 12:
+		return "****"
+	}
+	return "…" + key[len(key)-4:]
+}
+
+// Dataroom reads images from a dataroom server: GET {api_url}images/ (cursor pages) or
+// images/random/, then the files of every result (image, masks, additional images, latents).
+type Dataroom struct {
+	cfg      DataroomConfig
+	client   *http.Client
+	pageURL  *url.URL // first page: endpoint and query, without cursor
+	query    []drParam
+	wantLats map[string]bool // latent types to download; nil: all those the server returns
+}
+
+// NewDataroom validates cfg and returns its source.
+func NewDataroom(cfg DataroomConfig) (*Dataroom, error) {
+	if cfg.APIKey == "" {
+		return nil, errors.New("dataroom: no API key")
+	}
+	base, err := ParseDataroomURL(cfg.APIURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.PageSize <= 0 {
+		cfg.PageSize = DataroomDefaultPageSize
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DataroomDefaultTimeout
+	}
+	if cfg.MaxRetries < 0 {
+		cfg.MaxRetries = 0
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = DataroomDefaultBackoff
+	}
+	if cfg.WorldSize < 1 {
+		cfg.WorldSize = 1
+	}
+	endpoint := "images/"
+	if cfg.RandomSampling {
+		endpoint = "images/random/"
+	}
+	d := &Dataroom{cfg: cfg, client: newDataroomHTTPClient(cfg.Timeout, cfg.Conns)}
+	d.pageURL = base.ResolveReference(&url.URL{Path: endpoint})
+	d.query = dataroomQuery(cfg)
+	d.pageURL.RawQuery = encodeDataroomQuery(d.query, "")
+	if lats := cfg.returnLatents(); len(lats) > 0 {
+		d.wantLats = map[string]bool{}
+		for _, t := range lats {
+			d.wantLats[t] = true
+		}
+	}
+	return d, nil
+}
+
+// ParseDataroomURL checks an api_url and returns it with a trailing slash.
+func ParseDataroomURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("not a URL: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("must be an http:// or https:// URL, got %q", s)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("has no host: %q", s)
+	}
+	if u.User != nil {
+		return nil, errors.New("must not contain user credentials (use api_key)")
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u, nil
+}
+
+// FirstPageURL is the URL of the first page request (for tests and logs).
+func (d *Dataroom) FirstPageURL() string { return d.pageURL.String() }
+
+func (c *DataroomConfig) returnLatents() []string {
+	if len(c.ReturnLatents) > 0 {
+		return c.ReturnLatents
+	}
+	return dedupe(append(append([]string(nil), c.HasLatents...), c.HasMasks...))
+}
+
+func dedupe(list []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range list {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+type drParam struct{ key, value string }
+
+// dataroomQuery returns the query parameters of a page request for cfg, in the order they are sent:
+// only the fields the samples need, and only the filters that are set.
+func dataroomQuery(cfg DataroomConfig) []drParam {
+	fields := []string{"attributes"}
+	if cfg.RequireImages {
+		fields = append(fields, "image_direct_url")
+	}
+	lats := cfg.returnLatents()
+	if len(lats) > 0 {
+		fields = append(fields, "latents")
+	}
+	fields = append(fields, "source", "tags")
+	if cfg.RequireEmbeddings {
+		fields = append(fields, "coca_embedding")
+	}
+	if cfg.ReturnDuplicateState {
+		fields = append(fields, "duplicate_state")
+	}
+	var q []drParam
+	add := func(k, v string) { q = append(q, drParam{k, v}) }
+	list := func(k string, v []string) {
+		if len(v) > 0 {
+			add(k, strings.Join(v, ","))
+		}
+	}
+	num := func(k string, v int) {
+		if v != Unset {
+			add(k, strconv.Itoa(v))
+		}
+	}
+	add("fields", strings.Join(fields, ","))
+	add("page_size", strconv.Itoa(cfg.PageSize))
+	list("return_latents", lats)
+	list("sources", cfg.Sources)
+	list("sources__ne", cfg.SourcesNe)
+	list("tags", cfg.Tags)
+	list("tags__ne", cfg.TagsNe)
+	list("has_attributes", cfg.HasAttributes)
+	list("lacks_attributes", cfg.LacksAttributes)
+	list("has_masks", cfg.HasMasks)
+	list("lacks_masks", cfg.LacksMasks)
+	list("has_latents", cfg.HasLatents)
+	list("lacks_latents", cfg.LacksLatents)
+	num("short_edge__gte", cfg.MinShortEdge)
+	num("short_edge__lte", cfg.MaxShortEdge)
+	num("pixel_count__gte", cfg.MinPixelCount)
+	num("pixel_count__lte", cfg.MaxPixelCount)
+	switch cfg.DuplicateState {
+	case Unset:
+	case 0:
+		add("duplicate_state", "None")
+	default:
+		add("duplicate_state", strconv.Itoa(cfg.DuplicateState))
+	}
+	if cfg.RequireEmbeddings {
+		add("coca_embedding__empty", "false")
+	}
+	if cfg.WorldSize >= 2 {
+		add("partitions_count", strconv.Itoa(cfg.WorldSize))
+		add("partition", strconv.Itoa(cfg.Rank))
+	}
+	return q
+}
+
+// encodeDataroomQuery writes q (plus cursor when not empty) as a query string. Commas stay
+// literal (they separate list values and are valid in a query), everything else is escaped.
+func encodeDataroomQuery(q []drParam, cursor string) string {
+	var b strings.Builder
+	write := func(k, v string) {
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(k))
+		b.WriteByte('=')
+		b.WriteString(strings.ReplaceAll(url.QueryEscape(v), "%2C", ","))
+	}
+	for _, p := range q {
+		write(p.key, p.value)
+	}
+	if cursor != "" {
+		write("cursor", cursor)
+	}
+	return b.String()
+}
+
+// pageURLWith is the first page URL with cursor set.
+func (d *Dataroom) pageURLWith(cursor string) string {
+	u := *d.pageURL
+	u.RawQuery = encodeDataroomQuery(d.query, cursor)
+	return u.String()
+}
+
+type drPageResult struct {
+	page *dataroomPage
+	err  error
+}
+
+// List requests the pages on a goroutine of its own, dataroomPrefetchPages ahead of the one whose
+// items are being emitted, and emits every result of each page once.
+func (d *Dataroom) List(ctx context.Context, emit func(Item) bool, skip func(id, reason string, err error)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	pages := make(chan drPageResult, dataroomPrefetchPages)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(pages)
+		d.pager(ctx, pages)
+	}()
+	defer func() {
+		cancel()
+		for range pages { // unblock the pager, then wait for it
+		}
+		wg.Wait()
+	}()
+
+	var prevIDs, curIDs map[string]bool
+	for pr := range pages {
+		if pr.err != nil {
+			return pr.err
+		}
+		if !d.cfg.RandomSampling {
+			prevIDs, curIDs = curIDs, make(map[string]bool, len(pr.page.Results))
+		}
+		for i := range pr.page.Results {
+			rec := &pr.page.Results[i]
+			if rec.Err != nil {
+				skip(rec.ID, ReasonBadRecord, rec.Err)
+				continue
+			}
+			if !d.cfg.RandomSampling {
+				if prevIDs[rec.ID] || curIDs[rec.ID] {
+					skip(rec.ID, ReasonDuplicate, fmt.Errorf("dataroom: id %q returned twice by the server", rec.ID))
+					continue
+				}
+				curIDs[rec.ID] = true
+			}
+			if d.cfg.RequireImages && rec.ImageURL == "" {
+				skip(rec.ID, ReasonBadRecord, errors.New("dataroom: result has no image_direct_url"))
+				continue
+			}
+			if d.cfg.RequireEmbeddings && rec.Embedding == nil {
+				skip(rec.ID, ReasonBadRecord, errors.New("dataroom: result has no coca_embedding"))
+				continue
+			}
+			if !emit(Item{ID: rec.ID, Path: rec.ImageURL, Ref: rec}) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// pager requests pages in order and sends each one to out once; it sends an error and stops when a
+// page cannot be had. List mode follows the cursor of `next` until next is null or a page is empty;
+// random mode requests random pages until the context is cancelled (the pipeline's limit).
+func (d *Dataroom) pager(ctx context.Context, out chan<- drPageResult) {
+	send := func(r drPageResult) bool {
+		select {
+		case out <- r:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	u := d.pageURLWith("")
+	cursor, empties := "", 0
+	for ctx.Err() == nil {
+		page, err := d.getPage(ctx, u)
+		if err != nil {
+			if ctx.Err() == nil {
+				send(drPageResult{err: err})
+			}
+			return
+		}
+		if len(page.Results) > 0 && !send(drPageResult{page: page}) {
+			return
+		}
+		if d.cfg.RandomSampling {
+			if len(page.Results) > 0 {
+				empties = 0
+				continue
+			}
+			if empties++; empties >= dataroomMaxEmptyRandom {
+				send(drPageResult{err: fmt.Errorf("dataroom: %d random pages in a row were empty (GET %s): "+
+					"the filters match nothing, or too few images for the server's hash-prefix sampling", empties, u)})
+				return
+			}
+			continue
+		}
+		if page.Next == nil || len(page.Results) == 0 {
+			return // the terminal page: {"next": null, "results": []}
+		}
+		next, err := cursorOf(*page.Next)
+		if err != nil {
+			send(drPageResult{err: fmt.Errorf("dataroom: GET %s: %w", u, err)})
+			return
+		}
+		if next == cursor {
+			send(drPageResult{err: fmt.Errorf("dataroom: GET %s: `next` does not advance the cursor (%q): the server would loop", u, next)})
+			return
+		}
+		cursor, u = next, d.pageURLWith(next)
+	}
+}
+
+// cursorOf reads the cursor of a `next` URL (absolute or relative). The client does not request `next`
+// itself: it sends its own page URL with that cursor, so the token never goes to another origin and the
+// parameters stay those of the first page, whatever host or port the server wrote into `next`.
+func cursorOf(next string) (string, error) {
+	u, err := url.Parse(next)
+	if err != nil {
+		return "", fmt.Errorf("`next` is not a URL: %v", err)
+	}
+	c := u.Query().Get("cursor")
+	if c == "" {
+		return "", fmt.Errorf("`next` has no cursor: %q", next)
+	}
+	return c, nil
+}
