@@ -359,6 +359,7 @@ def ensure_corpus(
 
 
 TREE_VERSION = 1
+LINKS_PER_INODE = 50_000
 
 
 def tree_dir(count: int, cache_dir: Path | None = None) -> Path:
@@ -368,10 +369,11 @@ def tree_dir(count: int, cache_dir: Path | None = None) -> Path:
 def ensure_tree(
     count: int, out: Path | None = None, *, per_dir: int = 1000, log: Callable[[str], None] | None = print
 ) -> Path:
-    """``count`` hard links to one 64x48 JPEG in ``<out>/images/dNNNN/NNNNNNN.jpg`` (``per_dir`` a folder).
+    """``count`` hard links to a 64x48 JPEG in ``<out>/images/dNNNN/NNNNNNN.jpg`` (``per_dir`` a folder).
 
-    For the time to first sample from a large tree: the files are tiny and share one inode, so the tree
-    costs a few MB of metadata and is generated in seconds; the listing is what a loader pays for.
+    For the time to first sample from a large tree: the files are tiny and share a few inodes (one per
+    ``LINKS_PER_INODE`` files: ext4 allows 65,000 links to a file), so the tree costs a few MB of
+    metadata and is generated in seconds; the listing is what a loader pays for.
     """
     directory = (out or tree_dir(count)).resolve()
     key = {"version": TREE_VERSION, "kind": "tree", "count": count, "per_dir": per_dir}
@@ -387,9 +389,13 @@ def ensure_tree(
     images.mkdir(parents=True)
     sources, _ = load_sources()
     photo = Image.fromarray(sources[sorted(sources)[0]]).resize((64, 48), Image.Resampling.BICUBIC)
-    original = tmp / "original.jpg"  # outside images/: the loaders see the links only
-    photo.save(original, "JPEG", quality=90)
+    data = io.BytesIO()
+    photo.save(data, "JPEG", quality=90)
+    original = tmp / "original-0.jpg"
     for index in range(count):
+        if index % LINKS_PER_INODE == 0:
+            original = tmp / f"original-{index // LINKS_PER_INODE}.jpg"  # outside images/: not listed
+            original.write_bytes(data.getvalue())
         folder = images / f"d{index // per_dir:04d}"
         if index % per_dir == 0:
             folder.mkdir()
@@ -398,7 +404,7 @@ def ensure_tree(
         "key": key,
         "generated_by": "tests/bench/corpus.py",
         "seconds": round(time.perf_counter() - started, 2),
-        "total_bytes": original.stat().st_size,
+        "file_bytes": original.stat().st_size,
         "folders": (count + per_dir - 1) // per_dir,
     }
     (tmp / "manifest.json").write_text(json.dumps(new_manifest, indent=1) + "\n")

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include <vips/vips.h>
+#include <vips/vector.h>
 
 #include "encode.h"
 #include "resample.h"
