@@ -294,3 +294,39 @@ func TestMasksAndExtrasStayAlignedWithTheImage(t *testing.T) {
 		t.Fatalf("bytes %v, meta %s", s.Items[2].Bytes, s.Meta)
 	}
 }
+
+func TestListingStreams(t *testing.T) {
+	root := t.TempDir()
+	var png bytes.Buffer
+	writeImages(t, root, 1, 4, 4)
+	first, err := os.ReadFile(filepath.Join(root, "d0", "img0000.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	png.Write(first)
+	const n = 3000
+	for i := 0; i < n; i++ {
+		p := filepath.Join(root, fmt.Sprintf("s%02d", i%30), fmt.Sprintf("%05d.png", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, png.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := openClient(t, root, `, "prefetch_buffer_size": 8, "samples_buffer_size": 8, "concurrency": 2`)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	s, err := c.Next(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Free()
+	time.Sleep(100 * time.Millisecond) // let every stage fill up
+	// The lister is held back by the bounded queues: it has not walked the tree ahead of the workers.
+	if listed := c.Stats().Listed; listed > 8+8+2+2 {
+		t.Fatalf("%d of %d files listed with one sample consumed: the listing does not stream", listed, n)
+	}
+}

@@ -3,7 +3,6 @@ package datago
 import (
 	"fmt"
 	"math"
-	"os"
 	"strings"
 	"time"
 
@@ -78,10 +77,10 @@ func parseDataroom(r *reader, sc *object) any {
 	}
 	urlFrom := ""
 	if dc.APIURL == "" {
-		dc.APIURL, urlFrom = os.Getenv(EnvDataroomAPIURL), " (from "+EnvDataroomAPIURL+")"
+		dc.APIURL, urlFrom = getenvNow(EnvDataroomAPIURL), " (from "+EnvDataroomAPIURL+")"
 	}
 	if dc.APIKey == "" {
-		dc.APIKey = os.Getenv(EnvDataroomAPIKey)
+		dc.APIKey = getenvNow(EnvDataroomAPIKey)
 	}
 	switch {
 	case dc.APIURL == "":

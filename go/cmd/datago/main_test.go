@@ -44,3 +44,36 @@ func TestRunReportsThroughputAndSkips(t *testing.T) {
 		t.Errorf("no source: got %v", err)
 	}
 }
+
+func TestRunFromConfigFile(t *testing.T) {
+	root := t.TempDir()
+	for i := 0; i < 5; i++ {
+		f, err := os.Create(filepath.Join(root, fmt.Sprintf("%d.png", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := png.Encode(f, image.NewGray(image.Rect(0, 0, 20, 20))); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	cfg := filepath.Join(t.TempDir(), "cfg.json")
+	js := fmt.Sprintf(`{"source_type": "filesystem", "source_config": {"root_path": %q}, "limit": 3}`, root)
+	if err := os.WriteFile(cfg, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if err := run(options{config: cfg, limit: -1, quiet: true}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "samples      3 ") || errOut.Len() != 0 {
+		t.Fatalf("stdout %q stderr %q", out.String(), errOut.String())
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"source_type": "filesystem", "source_config": {"root_path": "/nope"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(options{config: bad, limit: -1}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "source_config.root_path") {
+		t.Fatalf("bad config: %v", err)
+	}
+}

@@ -16,7 +16,7 @@ import (
 // consecutive failure, up to wdsMaxBackoff, with jitter.
 const (
 	DefaultWDSRetryBackoff = 250 * time.Millisecond
-	wdsMaxBackoff     = 10 * time.Second
+	wdsMaxBackoff          = 10 * time.Second
 )
 
 // newWDSHTTPClient returns the client shared by a source's shard streams: connections are kept alive and

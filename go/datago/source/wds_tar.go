@@ -61,7 +61,8 @@ func wdsIsMeta(name string) bool {
 type wdsGroup struct {
 	key     string
 	members []Named
-	dup     string // the first suffix that occurred twice, if any
+	dup     bool // a suffix occurred twice (dupName)
+	dupName string
 	lost    string
 	offset  int64 // byte offset of its first member's header in the (decompressed) tar stream
 }
@@ -80,9 +81,9 @@ type wdsEnd int
 
 const (
 	wdsEndClean     wdsEnd = iota // end of archive
-	wdsEndTruncated                 // the data stopped in the middle of a member or header
-	wdsEndFailed                    // the byte source failed for good, or the compressed stream is corrupt
-	wdsEndStopped                   // the consumer stopped
+	wdsEndTruncated               // the data stopped in the middle of a member or header
+	wdsEndFailed                  // the byte source failed for good, or the compressed stream is corrupt
+	wdsEndStopped                 // the consumer stopped
 )
 
 // wdsStreamError marks an error of the byte source (after its retries) or of the decompressor: reading
@@ -234,8 +235,8 @@ func wdsWalk(r io.Reader, maxMember int64, fn func(*wdsGroup) bool) (wdsEnd, err
 			continue
 		}
 		if cur.member(suffix) != nil {
-			if cur.dup == "" {
-				cur.dup = suffix
+			if !cur.dup {
+				cur.dup, cur.dupName = true, suffix
 			}
 			continue
 		}

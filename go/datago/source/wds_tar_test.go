@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -65,7 +66,7 @@ func wdsWalkBytes(t testing.TB, data []byte, maxMember int64) wdsWalked {
 		for _, m := range g.members {
 			fmt.Fprintf(&b, " %s=%s", m.Name, m.Data)
 		}
-		if g.dup != "" {
+		if g.dup {
 			b.WriteString(" DUP")
 		}
 		if g.lost != "" {
@@ -297,12 +298,115 @@ func wdsReferenceGroups(data []byte) ([]string, bool) {
 	}
 }
 
-// FuzzTarGrouping feeds arbitrary bytes to the shard walker: it must never panic or loop, must report
-// every group at most once with a key and consistent flags, and on archives that archive/tar reads
-// cleanly must group exactly like the reference.
+// wdsGroupString renders a group like wdsWalkBytes does.
+func wdsGroupString(t *testing.T, g *wdsGroup) string {
+	seen := map[string]bool{}
+	s := g.key + ":"
+	for _, m := range g.members {
+		if seen[m.Name] {
+			t.Fatalf("member %q twice in group %q", m.Name, g.key)
+		}
+		seen[m.Name] = true
+		if m.Name != strings.ToLower(m.Name) {
+			t.Fatalf("suffix %q not lowercased", m.Name)
+		}
+		s += fmt.Sprintf(" %s=%s", m.Name, m.Data)
+	}
+	if g.dup {
+		s += " DUP"
+	}
+	if g.lost != "" {
+		s += " LOST"
+	}
+	return s
+}
+
+func wdsWalkFuzz(t *testing.T, data []byte) ([]string, wdsEnd) {
+	var groups []string
+	end, err := wdsWalk(bytes.NewReader(data), 1<<20, func(g *wdsGroup) bool {
+		groups = append(groups, wdsGroupString(t, g))
+		return true
+	})
+	if end == wdsEndFailed || end == wdsEndStopped {
+		t.Fatalf("a byte slice cannot fail or stop: end %v, %v", end, err)
+	}
+	return groups, end
+}
+
+// FuzzTarGrouping builds an archive from fuzzed member names (one per line; a name ending in "/" is a
+// directory; every fifth member spans several blocks), then optionally flips bits of one byte and
+// cuts it. Intact, the walker must group exactly like the reference; cut, it must give a prefix of
+// the reference's groups (the last one lost, or complete up to the cut); corrupted, it must not panic
+// or hang and keep its invariants.
 func FuzzTarGrouping(f *testing.F) {
+	f.Add("a.jpg\na.txt\nb.JPG\nb.cls\nb.jpg", uint16(0), uint16(0), uint8(0))
+	f.Add("d/\nd/x.seg.png\nd/.json\n__meta__\n__x__/y.jpg\nnoext\nc.d/e.f.g", uint16(0), uint16(700), uint8(0x10))
+	f.Add(strings.Repeat("long/", 30)+"k.cls\nk.jpg\nk.txt", uint16(1500), uint16(0), uint8(0))
+	f.Add("a.jpg\na.txt\nb.jpg\nb.txt\nc.jpg", uint16(0), uint16(2100), uint8(1))
+	f.Add("é/ü.jpg\n./a.jpg\n..\na..b", uint16(3000), uint16(0), uint8(0))
+	f.Fuzz(func(t *testing.T, names string, cut, flip uint16, bits uint8) {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for i, name := range strings.SplitN(names, "\n", 64) {
+			hdr := &tar.Header{Name: name, Mode: 0o644, Typeflag: tar.TypeReg}
+			data := []byte(strconv.Itoa(i))
+			if i%5 == 4 {
+				data = bytes.Repeat(data, 700)
+			}
+			if strings.HasSuffix(name, "/") {
+				hdr.Typeflag, data = tar.TypeDir, nil
+			}
+			hdr.Size = int64(len(data))
+			if tw.WriteHeader(hdr) != nil {
+				return // a name tar cannot store: the writer is unusable now
+			}
+			if _, err := tw.Write(data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tw.Close() != nil {
+			return
+		}
+		data := buf.Bytes()
+		want, ok := wdsReferenceGroups(data)
+		if !ok {
+			t.Fatalf("the reference cannot read what archive/tar wrote")
+		}
+		switch {
+		case bits != 0 && len(data) > 0:
+			data[int(flip)%len(data)] ^= bits
+			wdsWalkFuzz(t, data) // invariants only: tar does not protect data or PAX records
+		case cut != 0:
+			data = data[:int(cut)%(len(data)+1)]
+			got, _ := wdsWalkFuzz(t, data)
+			if len(got) > len(want) {
+				t.Fatalf("cut at %d: %q is longer than the intact %q", len(data), got, want)
+			}
+			for i, g := range got {
+				lost := strings.HasSuffix(g, " LOST")
+				key := strings.SplitN(want[i], ":", 2)[0] + ":"
+				switch {
+				case !strings.HasPrefix(g, key):
+					t.Fatalf("cut at %d: group %d is %q, the intact archive has %q", len(data), i, g, want[i])
+				case !lost && i < len(got)-1 && g != want[i]:
+					t.Fatalf("cut at %d: group %d is %q, the intact archive has %q", len(data), i, g, want[i])
+				case !lost && !strings.HasPrefix(want[i], strings.TrimSuffix(g, " DUP")):
+					t.Fatalf("cut at %d: last group %q is not a prefix of %q", len(data), g, want[i])
+				}
+			}
+		default:
+			got, end := wdsWalkFuzz(t, data)
+			if end != wdsEndClean || !wdsSame(got, want) {
+				t.Fatalf("walker %q (end %v), reference %q", got, end, want)
+			}
+		}
+	})
+}
+
+// FuzzTarBytes feeds arbitrary bytes to the shard walker: it must never panic or hang, must keep its
+// invariants, and on archives that archive/tar reads cleanly must group exactly like the reference.
+func FuzzTarBytes(f *testing.F) {
 	f.Add(wdsTar(f, wdsMember{name: "a.jpg", data: "A"}, wdsMember{name: "a.txt", data: "t"}, wdsMember{name: "b.JPG", data: "B"}))
-	f.Add(wdsTar(f, wdsMember{name: "d/x.seg.png", data: "1"}, wdsMember{name: "d/.json", data: "{}"}, wdsMember{name: "__meta__", data: "m"}))
 	long := wdsTar(f, wdsMember{name: strings.Repeat("long/", 30) + "k.cls", data: "7"}, wdsMember{name: "k.jpg", data: "x"})
 	f.Add(long)
 	broken := bytes.Clone(long)
@@ -311,42 +415,10 @@ func FuzzTarGrouping(f *testing.F) {
 	f.Add(long[:700])
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var groups []string
-		end, err := wdsWalk(bytes.NewReader(data), 1<<20, func(g *wdsGroup) bool {
-			if g.key == "" && g.lost == "" && len(g.members) > 0 {
-				// "dir/" keys are not empty; an empty key can only come from a name like ".x" at the root,
-				// which SplitKey rejects.
-				t.Fatalf("group without a key: %+v", g)
-			}
-			seen := map[string]bool{}
-			for _, m := range g.members {
-				if seen[m.Name] {
-					t.Fatalf("member %q twice in group %q", m.Name, g.key)
-				}
-				seen[m.Name] = true
-				if m.Name != strings.ToLower(m.Name) {
-					t.Fatalf("suffix %q not lowercased", m.Name)
-				}
-			}
-			s := g.key + ":"
-			for _, m := range g.members {
-				s += fmt.Sprintf(" %s=%s", m.Name, m.Data)
-			}
-			if g.dup != "" {
-				s += " DUP"
-			}
-			if g.lost != "" {
-				s += " LOST"
-			}
-			groups = append(groups, s)
-			return true
-		})
-		if end == wdsEndFailed || end == wdsEndStopped {
-			t.Fatalf("a byte slice cannot fail or stop: end %v, %v", end, err)
-		}
+		got, end := wdsWalkFuzz(t, data)
 		if want, ok := wdsReferenceGroups(data); ok {
-			if end != wdsEndClean || !wdsSame(groups, want) {
-				t.Fatalf("walker %q (end %v %v), reference %q", groups, end, err, want)
+			if end != wdsEndClean || !wdsSame(got, want) {
+				t.Fatalf("walker %q (end %v), reference %q", got, end, want)
 			}
 		}
 	})

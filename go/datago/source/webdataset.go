@@ -49,11 +49,11 @@ var DefaultImageKeys = []string{"jpg", "jpeg", "png", "webp"}
 
 // Skip reasons of the WebDataset source, reported in stats.
 const (
-	ReasonShardError   = "shard_error"      // a shard could not be read (to its end)
-	ReasonLost         = "lost"             // a sample lost with a broken, truncated or corrupt part of a shard
-	ReasonMissingImage = "missing_image"    // a sample without a member named by image_keys
-	ReasonBadMetadata  = "bad_metadata"     // a .cls that is not an integer, a .json that is not JSON
-	ReasonDuplicateMember    = "duplicate_member" // two members of one sample with the same suffix
+	ReasonShardError      = "shard_error"      // a shard could not be read (to its end)
+	ReasonLost            = "lost"             // a sample lost with a broken, truncated or corrupt part of a shard
+	ReasonMissingImage    = "missing_image"    // a sample without a member named by image_keys
+	ReasonBadMetadata     = "bad_metadata"     // a .cls that is not an integer, a .json that is not JSON
+	ReasonDuplicateMember = "duplicate_member" // two members of one sample with the same suffix
 )
 
 // ShardLocation classifies a shard: a local file (path set) or an http(s) URL (isHTTP).
@@ -340,8 +340,8 @@ func (g wdsGzipErrors) Read(p []byte) (int, error) {
 
 // item turns a complete group into an item, or says why it is skipped.
 func (w *WebDataset) item(shard, id string, g *wdsGroup) (Item, string, error) {
-	if g.dup != "" {
-		return Item{}, ReasonDuplicateMember, fmt.Errorf("two members with suffix %q", g.dup)
+	if g.dup {
+		return Item{}, ReasonDuplicateMember, fmt.Errorf("two members with suffix %q", g.dupName)
 	}
 	image := ""
 	for _, k := range w.cfg.ImageKeys {
