@@ -6,7 +6,7 @@ LIB    := python/datago/libdatago.so
 GO_SRC := $(shell find go -name '*.go' -o -name '*.c' -o -name '*.h' -o -name go.mod)
 export PYTHONPATH := $(CURDIR)/python
 
-.PHONY: deps system-deps lib test lint go-test py-test demo bench wheel clean
+.PHONY: deps system-deps lib test lint go-test py-test fuzz demo bench wheel clean
 
 deps: system-deps $(VENV)/.deps
 
@@ -27,10 +27,10 @@ system-deps:
 	@$(GO) version | awk '{ split(substr($$3, 3), v, "."); if (v[1] < 1 || (v[1] == 1 && v[2] < 22)) { \
 	  print "datago needs Go >= 1.22, found " $$3 " (see https://go.dev/doc/install)" > "/dev/stderr"; exit 1 } }'
 
-$(VENV)/.deps: pyproject.toml
+$(VENV)/.deps: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q cffi numpy pillow pytest ruff
+	$(PY) -m pip install -q cffi numpy pillow pytest ruff webdataset
 	# The package itself, from the source tree (the library is built into python/datago by make lib).
 	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/datago-src.pth", "w").write(sys.argv[1] + "\n")' $(CURDIR)/python
 	cd go && $(GO) mod download
@@ -48,6 +48,15 @@ lint: deps
 
 go-test: deps
 	cd go && $(GO) test -race ./...
+	# A short run of each fuzz target over the parsers datago owns (make fuzz runs longer).
+	cd go && for target in $(FUZZ_TARGETS); do \
+	  $(GO) test -run='^$$' -fuzz="^$${target#*:}$$" -fuzztime=$(FUZZ_TIME) ./$${target%%:*} || exit 1; done
+
+FUZZ_TARGETS := datago/source:FuzzTarGrouping
+FUZZ_TIME    ?= 10s
+
+fuzz: FUZZ_TIME = 5m
+fuzz: go-test
 
 py-test: lib
 	$(PY) -m pytest -q tests
@@ -62,6 +71,7 @@ demo: lib
 bench: lib
 	$(PY) -m pip install -q -r tests/bench/requirements.txt
 	$(PY) tests/bench/bench.py
+	$(PY) tests/bench/bench_webdataset.py
 
 wheel: deps
 	$(PY) build.py --wheel dist

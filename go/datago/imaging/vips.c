@@ -233,10 +233,16 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask)
 		colour = t[2];
 	}
 
-	if (vips_colourspace(colour, &t[3], mask ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB,
-			     "source_space", dg_source_space(colour), NULL))
-		return NULL;
-	colour = t[3];
+	/* Already 8-bit sRGB (or grey for a mask), as most images are: every libvips operation
+	 * costs a few microseconds of object set-up, which small images feel. */
+	if (colour->BandFmt != VIPS_FORMAT_UCHAR || colour->Bands != (mask ? 1 : 3) ||
+	    dg_source_space(colour) != (mask ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB)) {
+		if (vips_colourspace(colour, &t[3],
+				     mask ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB,
+				     "source_space", dg_source_space(colour), NULL))
+			return NULL;
+		colour = t[3];
+	}
 	if (colour->BandFmt != VIPS_FORMAT_UCHAR) {
 		if (vips_cast(colour, &t[4], VIPS_FORMAT_UCHAR, NULL))
 			return NULL;
