@@ -52,7 +52,7 @@ go-test: deps
 	cd go && for target in $(FUZZ_TARGETS); do \
 	  $(GO) test -run='^$$' -fuzz="^$${target#*:}$$" -fuzztime=$(FUZZ_TIME) ./$${target%%:*} || exit 1; done
 
-FUZZ_TARGETS := datago/source:FuzzTarGrouping
+FUZZ_TARGETS := datago/source:FuzzTarGrouping datago/source:FuzzDataroomPage
 FUZZ_TIME    ?= 10s
 
 fuzz: FUZZ_TIME = 5m
@@ -72,6 +72,7 @@ bench: lib
 	$(PY) -m pip install -q -r tests/bench/requirements.txt
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/bench_webdataset.py
+	$(PY) tests/bench/bench_db.py
 
 wheel: deps
 	$(PY) build.py --wheel dist

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -199,8 +200,12 @@ func (c *Client) process(ctx context.Context, it source.Item) *Sample {
 	}
 	if err != nil {
 		reason := ReasonReadError
-		if errors.Is(err, source.ErrEmpty) {
+		var sr interface{ SkipReason() string }
+		switch {
+		case errors.Is(err, source.ErrEmpty):
 			reason = ReasonEmpty
+		case errors.As(err, &sr):
+			reason = sr.SkipReason()
 		}
 		c.stat.skip(it.ID, reason, err)
 		return nil
@@ -349,6 +354,9 @@ func (c *Client) Stop() {
 		s.Free()
 	}
 	c.wg.Wait()
+	if cl, ok := c.src.(io.Closer); ok {
+		_ = cl.Close() // idle HTTP connections
+	}
 }
 
 // Stats returns a snapshot of the counters.

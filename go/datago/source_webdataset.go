@@ -21,6 +21,9 @@ func init() {
 	})
 }
 
+// maxConcurrentDownloads bounds source_config.concurrent_downloads (open connections per client).
+const maxConcurrentDownloads = 1024
+
 func parseWebDataset(r *reader, sc *object) any {
 	wc := source.WebDatasetConfig{
 		ShuffleBuffer:       source.DefaultShuffleBuffer,
@@ -38,13 +41,20 @@ func parseWebDataset(r *reader, sc *object) any {
 	r.integer(sc, "seed", &seed, math.MinInt)
 	wc.Seed = int64(seed)
 	r.integer(sc, "concurrent_downloads", &wc.ConcurrentDownloads, 1)
+	if r.err == nil && wc.ConcurrentDownloads > maxConcurrentDownloads {
+		r.fail(sc.key("concurrent_downloads"), fmt.Sprintf("must be <= %d, got %d", maxConcurrentDownloads, wc.ConcurrentDownloads))
+	}
 	r.rankAndWorld(sc, &wc.Rank, &wc.WorldSize)
 	var keys []string
 	r.strList(sc, "image_keys", &keys, false, false)
 	if keys != nil {
 		wc.ImageKeys = nil
-		for _, k := range keys {
-			wc.ImageKeys = append(wc.ImageKeys, strings.ToLower(strings.TrimPrefix(k, ".")))
+		for i, k := range keys {
+			k = strings.ToLower(strings.TrimPrefix(k, "."))
+			if k == "" && r.err == nil {
+				r.fail(fmt.Sprintf("%s[%d]", sc.key("image_keys"), i), "must not be empty")
+			}
+			wc.ImageKeys = append(wc.ImageKeys, k)
 		}
 	}
 	timeout := wc.Timeout.Seconds()

@@ -234,6 +234,14 @@ class Sample:
         return self.metadata.get("duplicate_state")
 
     @property
+    def embedding(self) -> npt.NDArray[np.float32] | None:
+        """The image's embedding (dataroom ``coca_embedding``) as a float32 vector, None when absent."""
+        value = self.metadata.get("embedding")
+        if value is None:
+            return None
+        return np.asarray(value, dtype=np.float32)
+
+    @property
     def caption(self) -> str | None:
         """The caption (WebDataset ``.txt`` member), None when the source has none."""
         value = self.metadata.get("caption")

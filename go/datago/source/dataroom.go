@@ -124,7 +124,7 @@ func NewDataroom(cfg DataroomConfig) (*Dataroom, error) {
 	if cfg.RandomSampling {
 		endpoint = "images/random/"
 	}
-	d := &Dataroom{cfg: cfg, client: newDataroomHTTPClient(cfg.Timeout, cfg.Conns)}
+	d := &Dataroom{cfg: cfg, client: newDataroomHTTPClient(cfg.Timeout, max(cfg.Conns, 1)*dataroomFileParallelism)}
 	d.pageURL = base.ResolveReference(&url.URL{Path: endpoint})
 	d.query = dataroomQuery(cfg)
 	d.pageURL.RawQuery = encodeDataroomQuery(d.query, "")

@@ -70,3 +70,27 @@ func TestShardLocation(t *testing.T) {
 		}
 	}
 }
+
+// FuzzExpandBraces: any pattern either fails with a *WDSBraceError or expands to at most MaxWDSShards
+// names, and a pattern without braces expands to itself.
+func FuzzExpandBraces(f *testing.F) {
+	for _, s := range []string{"a-{000..010}.tar", "{a,b{1..3},}", "{1..9..4}{x,y}", "}{", "{{}}", "{0..99999999}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, pattern string) {
+		got, err := ExpandBraces(pattern)
+		if err != nil {
+			var be *WDSBraceError
+			if !errors.As(err, &be) {
+				t.Fatalf("%q: error of type %T", pattern, err)
+			}
+			return
+		}
+		if len(got) == 0 || len(got) > MaxWDSShards {
+			t.Fatalf("%q: %d names", pattern, len(got))
+		}
+		if !strings.ContainsAny(pattern, "{}") && (len(got) != 1 || got[0] != pattern) {
+			t.Fatalf("%q expanded to %q", pattern, got)
+		}
+	})
+}

@@ -63,6 +63,7 @@ type wdsHTTPStream struct {
 	fails   int   // consecutive failed attempts without progress
 	lastErr error // why the last attempt failed
 	resumes int   // reconnections after a broken body (tests)
+	eof     bool  // the whole file was read
 }
 
 func newWDSHTTPStream(ctx context.Context, client *http.Client, url string, timeout time.Duration, maxRetries int, backoff time.Duration) *wdsHTTPStream {
@@ -70,6 +71,9 @@ func newWDSHTTPStream(ctx context.Context, client *http.Client, url string, time
 }
 
 func (h *wdsHTTPStream) Read(p []byte) (int, error) {
+	if h.eof {
+		return 0, io.EOF
+	}
 	for {
 		if h.body == nil {
 			if err := h.connect(); err != nil {
@@ -87,6 +91,7 @@ func (h *wdsHTTPStream) Read(p []byte) (int, error) {
 		}
 		if err == io.EOF && (h.size < 0 || h.off >= h.size) {
 			h.closeBody()
+			h.eof = true
 			return n, io.EOF
 		}
 		stalled := h.ctx.Err() == nil && h.reqCancelled()

@@ -177,7 +177,7 @@ func TestWebDatasetRanksAreDisjointAndComplete(t *testing.T) {
 	for _, tc := range []struct{ shards, world int }{{7, 3}, {2, 3}, {1, 4}} {
 		sub := filepath.Join(dir, fmt.Sprint(tc.shards, tc.world))
 		os.Mkdir(sub, 0o755)
-		shards := writeShards(t, sub, tc.shards, 12)
+		shards := writeShards(t, sub, tc.shards, 40) // ids hash over ranks: 40 make an empty rank ~1e-5 likely
 		var all []string
 		for rank := 0; rank < tc.world; rank++ {
 			ids := listWDS(t, WebDatasetConfig{Shards: shards, Rank: rank, WorldSize: tc.world, ConcurrentDownloads: 3}).ids()
@@ -195,7 +195,7 @@ func TestWebDatasetRanksAreDisjointAndComplete(t *testing.T) {
 				}
 			}
 		}
-		if got, want := sorted(all), allIDs(shards, 12); !wdsSame(got, want) {
+		if got, want := sorted(all), allIDs(shards, 40); !wdsSame(got, want) {
 			t.Fatalf("%d shards, world %d: ranks together got %d ids, want %d", tc.shards, tc.world, len(got), len(want))
 		}
 	}
@@ -334,8 +334,8 @@ func TestWebDatasetStopsPromptlyWithoutLeaks(t *testing.T) {
 		w := NewWebDataset(WebDatasetConfig{Shards: shards, Shuffle: shuffle, ShuffleBuffer: 5, ConcurrentDownloads: 3, Timeout: time.Minute})
 		n := 0
 		start := time.Now()
-		err := w.List(context.Background(), func(Item) bool { n++; return n < 7 }, func(string, string, error) {})
-		if err != nil || n != 7 || time.Since(start) > 5*time.Second {
+		err := w.List(context.Background(), func(Item) bool { n++; return n < 3 }, func(string, string, error) {})
+		if err != nil || n != 3 || time.Since(start) > 5*time.Second {
 			t.Fatalf("shuffle %v: err %v, %d items, %v", shuffle, err, n, time.Since(start))
 		}
 		ctx, cancel := context.WithCancel(context.Background())
