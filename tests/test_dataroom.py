@@ -123,7 +123,8 @@ def test_every_image_exactly_once_across_pages(server: DataroomServer) -> None:
     files = server.requests_for("file")
     assert len(files) == N_IMAGES
     assert not any("Authorization" in f.headers for f in files)
-    assert len({f.client for f in files}) <= 4
+    # At most one connection per fetcher (4 per worker, 2 workers), plus the page requests' ones.
+    assert len({f.client for f in files}) <= 4 * 2 + 2
 
 
 def test_limit(server: DataroomServer) -> None:
@@ -275,6 +276,24 @@ def test_latents_embeddings_and_metadata(server: DataroomServer) -> None:
             assert psnr(s.array, gen.pixels) > 35
         else:
             assert np.array_equal(s.array, gen.pixels), gen.fmt
+
+
+def test_samples_without_their_image_when_not_required(server: DataroomServer) -> None:
+    samples, stats, error = run(
+        db_config(server, image=crop(64), require_images=False, has_masks=["segmentation_mask"])
+    )
+    assert error is None and stats["skipped_total"] == 0
+    assert "image_direct_url" not in server.requests_for("images")[0].params["fields"][0]
+    expected = [g for g in server.generated.values() if "segmentation_mask" in g.latents]
+    assert expected and sorted(s.id for s in samples) == sorted(g.id for g in expected)
+    buckets = set(datago.aspect_ratio_buckets(64, 16, 0.5, 2.0))
+    for s in samples:
+        assert not s.has_image
+        with pytest.raises(datago.DatagoError, match="no main image"):
+            s.array  # noqa: B018
+        mask = s.mask_arrays()["segmentation_mask"]
+        assert (mask.shape[1], mask.shape[0]) in buckets  # the mask got its own bucket
+        assert set(np.unique(mask)) <= {0, 255}
 
 
 def test_without_optional_fields_the_metadata_is_minimal(server: DataroomServer) -> None:

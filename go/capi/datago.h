@@ -54,7 +54,7 @@ typedef struct datago_item {
 
 typedef struct datago_sample {
     char *id;
-    datago_buffer image;
+    datago_buffer image;      /* all zero when the sample has no main image (dataroom, require_images false) */
     int32_t original_width;   /* size before processing, after EXIF orientation */
     int32_t original_height;
     int32_t n_items;

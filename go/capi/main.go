@@ -142,9 +142,11 @@ func datago_client_next(h C.datago_client, timeoutMs C.int32_t, out **C.datago_s
 func toC(s *datago.Sample) *C.datago_sample {
 	cs := (*C.datago_sample)(C.calloc(1, C.sizeof_datago_sample))
 	cs.id = C.CString(s.ID)
-	setBuffer(&cs.image, s.Image)
-	cs.original_width = C.int32_t(s.Image.OriginalWidth)
-	cs.original_height = C.int32_t(s.Image.OriginalHeight)
+	if s.Image != nil { // absent when the source delivers samples without a main image
+		cs.original_width = C.int32_t(s.Image.OriginalWidth)
+		cs.original_height = C.int32_t(s.Image.OriginalHeight)
+		setBuffer(&cs.image, s.Image)
+	}
 	if n := len(s.Items); n > 0 {
 		cs.n_items = C.int32_t(n)
 		cs.items = (*C.datago_item)(C.calloc(C.size_t(n), C.sizeof_datago_item))

@@ -145,29 +145,75 @@ func (c *Client) Start() error {
 		}
 	}()
 
-	var workers sync.WaitGroup
-	for i := 0; i < c.cfg.Concurrency; i++ {
-		workers.Add(1)
+	// Fetchers wait on IO (HTTP downloads, disk), decoders on the CPU: separate pools, so that a
+	// slow download never leaves a core idle. fetched holds at most one sample per decoder ahead.
+	fetched := make(chan fetchedItem, c.cfg.Concurrency)
+	var fetchers, decoders sync.WaitGroup
+	for i := 0; i < c.fetchers(); i++ {
+		fetchers.Add(1)
 		go func() {
-			defer workers.Done()
-			c.work(ctx, items)
+			defer fetchers.Done()
+			c.fetchLoop(ctx, items, fetched)
+		}()
+	}
+	for i := 0; i < c.cfg.Concurrency; i++ {
+		decoders.Add(1)
+		go func() {
+			defer decoders.Done()
+			c.decodeLoop(ctx, fetched)
 		}()
 	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		workers.Wait()
+		fetchers.Wait()
+		close(fetched)
+		decoders.Wait()
 		close(c.ready)
 	}()
 	return nil
 }
 
-func (c *Client) work(ctx context.Context, items <-chan source.Item) {
+// FetchersPerWorker is the number of fetching goroutines per decoding worker (concurrency).
+const FetchersPerWorker = 4
+
+// fetchers is the size of the fetching pool. With concurrency 1 it is 1 too, so that samples
+// arrive in the order the source lists them (a documented guarantee).
+func (c *Client) fetchers() int {
+	if c.cfg.Concurrency == 1 {
+		return 1
+	}
+	return FetchersPerWorker * c.cfg.Concurrency
+}
+
+type fetchedItem struct {
+	id  string
+	raw *source.Raw
+}
+
+func (c *Client) fetchLoop(ctx context.Context, items <-chan source.Item, out chan<- fetchedItem) {
 	for it := range items {
 		if ctx.Err() != nil {
 			return
 		}
-		s := c.safeProcess(ctx, it)
+		raw := c.safeFetch(ctx, it)
+		if raw == nil {
+			continue
+		}
+		select {
+		case out <- fetchedItem{it.ID, raw}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *Client) decodeLoop(ctx context.Context, in <-chan fetchedItem) {
+	for f := range in {
+		if ctx.Err() != nil {
+			return
+		}
+		s := c.safeDecode(f)
 		if s == nil {
 			continue
 		}
@@ -180,25 +226,25 @@ func (c *Client) work(ctx context.Context, items <-chan source.Item) {
 	}
 }
 
-// safeProcess is process with a panic turned into a skipped sample: a bug met by one sample
-// must not take the host process down with it.
-func (c *Client) safeProcess(ctx context.Context, it source.Item) (s *Sample) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.stat.skip(it.ID, ReasonInternal, fmt.Errorf("internal error (please report it): %v", r))
-			s = nil
-		}
-	}()
-	return c.process(ctx, it)
+// recoverAsSkip turns a panic into a skipped sample: a bug met by one sample must not take the
+// host process down with it.
+func (c *Client) recoverAsSkip(id string) {
+	if r := recover(); r != nil {
+		c.stat.skip(id, ReasonInternal, fmt.Errorf("internal error (please report it): %v", r))
+	}
 }
 
-// process fetches and decodes one item; a failure is counted and reported, never fatal.
-func (c *Client) process(ctx context.Context, it source.Item) *Sample {
+// safeFetch reads the bytes of it (unless listing already did); a failure is counted and reported.
+func (c *Client) safeFetch(ctx context.Context, it source.Item) (raw *source.Raw) {
+	defer c.recoverAsSkip(it.ID)
 	raw, err := it.Raw, error(nil)
 	if raw == nil {
 		raw, err = c.src.Fetch(ctx, it)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopping: not the sample's fault
+		}
 		reason := ReasonReadError
 		var sr interface{ SkipReason() string }
 		switch {
@@ -211,7 +257,13 @@ func (c *Client) process(ctx context.Context, it source.Item) *Sample {
 		return nil
 	}
 	c.stat.bytesRead.Add(int64(raw.Size()))
-	s, err := c.decode(it.ID, raw)
+	return raw
+}
+
+// safeDecode processes one fetched sample; a failure is counted and reported, never fatal.
+func (c *Client) safeDecode(f fetchedItem) (s *Sample) {
+	defer c.recoverAsSkip(f.id)
+	s, err := c.decode(f.id, f.raw)
 	if err != nil {
 		reason := ReasonDecodeError
 		switch {
@@ -220,7 +272,7 @@ func (c *Client) process(ctx context.Context, it source.Item) *Sample {
 		case errors.Is(err, imaging.ErrEmpty):
 			reason = ReasonEmpty
 		}
-		c.stat.skip(it.ID, reason, err)
+		c.stat.skip(f.id, reason, err)
 		return nil
 	}
 	return s
@@ -228,17 +280,22 @@ func (c *Client) process(ctx context.Context, it source.Item) *Sample {
 
 // decode processes the main image, then the masks and additional images with the main image's
 // bucket, so that a crop keeps them pixel-aligned with it.
+// A sample without a main image (the dataroom source with require_images false) delivers its
+// masks and additional images, each in its own bucket.
 func (c *Client) decode(id string, raw *source.Raw) (*Sample, error) {
-	img, err := imaging.Process(raw.Image, &c.opts)
-	if err != nil {
-		return nil, err
+	s := &Sample{ID: id}
+	if len(raw.Image) > 0 || !raw.NoImage {
+		img, err := imaging.Process(raw.Image, &c.opts)
+		if err != nil {
+			return nil, err
+		}
+		s.Image = img
 	}
-	s := &Sample{ID: id, Image: img}
 	extra := func(kind ItemKind, members []source.Named) error {
 		opts := c.opts
 		opts.Mask, opts.PreEncode = kind == ItemMask, false
-		if opts.CropAndResize {
-			opts.Target = &imaging.Bucket{Width: img.Width, Height: img.Height}
+		if opts.CropAndResize && s.Image != nil {
+			opts.Target = &imaging.Bucket{Width: s.Image.Width, Height: s.Image.Height}
 		}
 		for _, m := range members {
 			im, err := imaging.Process(m.Data, &opts)
@@ -261,6 +318,7 @@ func (c *Client) decode(id string, raw *source.Raw) (*Sample, error) {
 		s.Items = append(s.Items, SampleItem{Name: b.Name, Kind: ItemBytes, Bytes: b.Data})
 	}
 	if len(raw.Meta) > 0 {
+		var err error
 		if s.Meta, err = json.Marshal(raw.Meta); err != nil {
 			s.Free()
 			return nil, fmt.Errorf("metadata: %w", err)

@@ -326,7 +326,9 @@ func TestListingStreams(t *testing.T) {
 	s.Free()
 	time.Sleep(100 * time.Millisecond) // let every stage fill up
 	// The lister is held back by the bounded queues: it has not walked the tree ahead of the workers.
-	if listed := c.Stats().Listed; listed > 8+8+2+2 {
+	// Bound: the item queue, one item per fetcher, the fetched queue and one per decoder, the ready queue.
+	const concurrency = 2
+	if listed := c.Stats().Listed; listed > 8+FetchersPerWorker*concurrency+concurrency+concurrency+8+1 {
 		t.Fatalf("%d of %d files listed with one sample consumed: the listing does not stream", listed, n)
 	}
 }

@@ -21,7 +21,7 @@ func init() {
 		parse: parseDataroom,
 		open: func(cfg *Config) (source.Source, error) {
 			dc := cfg.Source.(source.DataroomConfig)
-			dc.Conns = cfg.Concurrency
+			dc.Conns = cfg.Concurrency * FetchersPerWorker
 			return source.NewDataroom(dc)
 		},
 	})
@@ -96,9 +96,6 @@ func parseDataroom(r *reader, sc *object) any {
 		r.fail(sc.key("min_short_edge"), fmt.Sprintf("must be <= max_short_edge (%d), got %d", dc.MaxShortEdge, dc.MinShortEdge))
 	case dc.MinPixelCount != source.Unset && dc.MaxPixelCount != source.Unset && dc.MinPixelCount > dc.MaxPixelCount:
 		r.fail(sc.key("min_pixel_count"), fmt.Sprintf("must be <= max_pixel_count (%d), got %d", dc.MaxPixelCount, dc.MinPixelCount))
-	case !dc.RequireImages:
-		// The pipeline needs a main image to process and deliver a sample.
-		r.fail(sc.key("require_images"), "false is not supported yet: every sample needs its main image")
 	}
 	if r.err == nil {
 		if _, err := source.ParseDataroomURL(dc.APIURL); err != nil {

@@ -69,7 +69,6 @@ func TestDBConfigErrors(t *testing.T) {
 		`"api_url": "http://h/", "tags": 3, ` + key:                                  "source_config.tags: must be a list of strings or a comma-separated string",
 		`"api_url": "http://h/", "timeout_s": 0, ` + key:                             "source_config.timeout_s: must be > 0",
 		`"api_url": "http://h/", "tag": "a", ` + key:                                 `source_config.tag: unknown key (did you mean "tags"?)`,
-		`"api_url": "http://h/", "require_images": false, ` + key:                    "source_config.require_images: false is not supported yet",
 		`"api_url": "http://h/", "api_key": 12`:                                      "source_config.api_key: must be a string",
 	} {
 		_, err := dbConfig(t, sc)

@@ -109,9 +109,18 @@ class Sample:
     # -- main image -------------------------------------------------------------------------------
 
     @property
+    def has_image(self) -> bool:
+        """False for a sample without a main image (dataroom source with ``require_images: false``)."""
+        return bool(self._owner.image.len > 0)
+
+    @property
     def pre_encoded(self) -> bool:
         """Whether the image is delivered as encoded bytes (``image_config.pre_encode_images``)."""
-        return bool(self._owner.image.channels <= 0)
+        return self.has_image and bool(self._owner.image.channels <= 0)
+
+    def _require_image(self) -> None:
+        if not self.has_image:
+            raise DatagoError(f"sample {self.id!r} has no main image (require_images is false)")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -125,6 +134,7 @@ class Sample:
         ``bytes`` when the configuration has ``pre_encode_images``."""
         image = self._image
         if image is None:
+            self._require_image()
             buf = self._owner.image
             image = _bytes(buf) if buf.channels <= 0 else _pil(buf, f"sample {self.id!r}")
             self._image = image
@@ -138,6 +148,7 @@ class Sample:
         """
         array = self._array
         if array is None:
+            self._require_image()
             array = _view(self._owner, self._owner.image, f"sample {self.id!r}")
             self._array = array
         return array

@@ -143,7 +143,9 @@ func run(o options, stdout, stderr io.Writer) error {
 			return err
 		}
 		n++
-		pixelBytes += int64(s.Image.Len)
+		if s.Image != nil {
+			pixelBytes += int64(s.Image.Len)
+		}
 		s.Free()
 		if now := time.Now(); !o.quiet && now.Sub(lastDraw) > 200*time.Millisecond {
 			lastDraw = now

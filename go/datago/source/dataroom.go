@@ -62,7 +62,7 @@ type DataroomConfig struct {
 	Timeout    time.Duration // per HTTP request, body included
 	MaxRetries int           // retries of a failed request (so MaxRetries+1 attempts)
 	Backoff    time.Duration // wait before the first retry; doubles at each one, with jitter
-	Conns      int           // idle connections kept per host (the worker count)
+	Conns      int           // idle connections kept per host (the fetcher count)
 }
 
 // String shows the configuration with the API key redacted, so printing a config never leaks it.

@@ -40,7 +40,7 @@ func (d *Dataroom) Fetch(ctx context.Context, it Item) (*Raw, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw := &Raw{Meta: rec.Meta}
+	raw := &Raw{Meta: rec.Meta, NoImage: !d.cfg.RequireImages}
 	for i, f := range files {
 		switch {
 		case f.main:

@@ -275,11 +275,24 @@ func (d *Dataroom) getOnce(ctx context.Context, u string, auth bool, shownURL st
 			Transient: transientStatus(resp.StatusCode), retryAfter: retryAfter(resp.Header),
 		}
 	}
-	body, err := io.ReadAll(resp.Body)
+	body, err := readBody(resp)
 	if err != nil {
 		return nil, &DataroomError{URL: shownURL, Message: "reading the body: " + d.redact(transportMessage(err)), Transient: true}
 	}
 	return body, nil
+}
+
+// readBody reads a whole response body, in one allocation when its length is announced (io.ReadAll
+// would grow and copy its buffer a dozen times for a few-megabyte image).
+func readBody(resp *http.Response) ([]byte, error) {
+	if n := resp.ContentLength; n > 0 && n < 1<<31 {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, body); err != nil {
+			return nil, err
+		}
+		return body, nil
+	}
+	return io.ReadAll(resp.Body)
 }
 
 // redact removes the API key from a message, should a server or proxy echo it.

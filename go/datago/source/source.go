@@ -19,6 +19,7 @@ type Item struct {
 // Raw is what a worker fetched for one item, before image processing.
 type Raw struct {
 	Image            []byte
+	NoImage          bool           // the sample has no main image by design (not an empty file)
 	Masks            []Named        // decoded as single-channel images aligned with Image
 	AdditionalImages []Named        // decoded as RGB images aligned with Image
 	Bytes            []Named        // delivered as they are (latents, extra archive members)
