@@ -201,17 +201,6 @@ func retryAfter(h http.Header) time.Duration {
 	return min(time.Duration(s)*time.Second, dataroomMaxRetryAfter)
 }
 
-func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // get performs GET u with retries: transport errors, timeouts, broken bodies, 408, 429 and 5xx are
 // retried up to MaxRetries times with backoff; any other non-2xx status fails at once. check, when
 // set, validates a 2xx body; its error counts as a transient failure (a cut or garbled response).

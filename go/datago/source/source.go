@@ -6,6 +6,7 @@ package source
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Item describes one sample before its bytes are read.
@@ -61,4 +62,16 @@ func (r *Raw) Size() int {
 		}
 	}
 	return n
+}
+
+// sleepContext waits d, or less if ctx ends first (retry backoff of the HTTP sources).
+func sleepContext(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -141,7 +141,7 @@ func (h *wdsHTTPStream) connect() error {
 			return &wdsStreamError{fmt.Errorf("giving up after %d failed attempts: %w", h.fails, h.lastErr)}
 		}
 		if h.fails > 0 {
-			if err := wdsSleep(h.ctx, h.delay(h.fails)); err != nil {
+			if err := sleepContext(h.ctx, h.delay(h.fails)); err != nil {
 				return &wdsStreamError{err}
 			}
 		}
@@ -167,17 +167,6 @@ func (h *wdsHTTPStream) delay(fails int) time.Duration {
 		d = wdsMaxBackoff
 	}
 	return time.Duration(float64(d) * (0.5 + rand.Float64()/2))
-}
-
-func wdsSleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // attempt sends one request. On success h.body reads from h.off; otherwise it says whether to retry.
