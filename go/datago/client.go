@@ -279,12 +279,11 @@ func (c *Client) safeDecode(f fetchedItem) (s *Sample) {
 }
 
 // decode processes the main image, then the masks and additional images with the main image's
-// bucket, so that a crop keeps them pixel-aligned with it.
-// A sample without a main image (the dataroom source with require_images false) delivers its
-// masks and additional images, each in its own bucket.
+// bucket, so that a crop keeps them pixel-aligned with it. A sample without a main image (the
+// dataroom source with require_images false) gets its masks and additional images in their own buckets.
 func (c *Client) decode(id string, raw *source.Raw) (*Sample, error) {
 	s := &Sample{ID: id}
-	if len(raw.Image) > 0 || !raw.NoImage {
+	if !raw.NoImage {
 		img, err := imaging.Process(raw.Image, &c.opts)
 		if err != nil {
 			return nil, err
@@ -327,6 +326,7 @@ func (c *Client) decode(id string, raw *source.Raw) (*Sample, error) {
 	return s, nil
 }
 
+// fail records the source's failure, reported by Next once the samples already made are served.
 func (c *Client) fail(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
