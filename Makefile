@@ -52,10 +52,12 @@ go-test: deps
 	cd go && for target in $(FUZZ_TARGETS); do \
 	  $(GO) test -run='^$$' -fuzz="^$${target#*:}$$" -fuzztime=$(FUZZ_TIME) ./$${target%%:*} || exit 1; done
 
-FUZZ_TARGETS := datago/source:FuzzTarGrouping datago/source:FuzzDataroomPage
+FUZZ_TARGETS := datago:FuzzParseConfig datago/source:FuzzTarGrouping datago/source:FuzzDataroomPage
 FUZZ_TIME    ?= 10s
 
-fuzz: FUZZ_TIME = 5m
+# Longer runs, plus the image path through libvips (C code: kept out of the short run of make test).
+fuzz: FUZZ_TIME = 2m
+fuzz: FUZZ_TARGETS += datago/imaging:FuzzProcess
 fuzz: go-test
 
 py-test: lib

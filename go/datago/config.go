@@ -319,7 +319,11 @@ func (r *reader) finish(o *object) {
 		sort.Strings(valid)
 		msg += fmt.Sprintf(" (valid keys: %s)", strings.Join(valid, ", "))
 	}
-	r.fail(o.key(unknown[0]), msg)
+	name := unknown[0]
+	if name == "" {
+		name = `""` // the empty key, which would otherwise leave the path blank
+	}
+	r.fail(o.key(name), msg)
 }
 
 func contains(list []string, s string) bool {
