@@ -55,32 +55,6 @@ NUM_SHARDS = 48
 DEFAULT_TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"  # 40 hex characters, like dataroom's tokens
 EMBEDDING_DIM = 768
 
-AVAILABLE_FIELDS = (
-    "id",
-    "source",
-    "image_direct_url",
-    "date_created",
-    "date_updated",
-    "author",
-    "image_hash",
-    "width",
-    "height",
-    "short_edge",
-    "pixel_count",
-    "aspect_ratio",
-    "aspect_ratio_fraction",
-    "original_url",
-    "tags",
-    "attributes",
-    "datasets",
-    "latents",
-    "coca_embedding",
-    "duplicate_state",
-    "thumbnail",
-    "thumbnail_direct_url",
-    "thumbnail_error",
-    "related_images",
-)
 DEFAULT_FIELDS = (
     "id",
     "source",
@@ -99,6 +73,17 @@ DEFAULT_FIELDS = (
     "tags",
     "attributes",
     "datasets",
+)
+# The default fields are the first ones; the others are returned only when asked for.
+AVAILABLE_FIELDS = (
+    *DEFAULT_FIELDS,
+    "latents",
+    "coca_embedding",
+    "duplicate_state",
+    "thumbnail",
+    "thumbnail_direct_url",
+    "thumbnail_error",
+    "related_images",
 )
 
 # Comparators valid for each attribute type (dataroom: backend/dataroom/choices.py).
