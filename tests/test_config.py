@@ -209,20 +209,9 @@ def test_missing_libvips_message_from_dlopen(tmp_path: Path) -> None:
         [*cc, "-o", str(so), str(tmp_path / "fake.c"), str(vips_dir / "libvips-missing.so.42")], check=True
     )
     (vips_dir / "libvips-missing.so.42").unlink()
-    result = run_python(
-        """
-        import datago
-        try:
-            datago.aspect_ratio_buckets(512, 16, 0.5, 2.0)
-        except datago.LibraryLoadError as e:
-            print(e)
-        """,
-        timeout=60,
-        DATAGO_LIBRARY=str(so),
-    )
-    assert result.returncode == 0, result.stderr
-    assert "libvips runtime library (libvips-missing.so.42) is not installed" in result.stdout, result.stdout
-    assert "apt-get install libvips42" in result.stdout
+    stdout = _load_error_with(so)
+    assert "libvips runtime library (libvips-missing.so.42) is not installed" in stdout, stdout
+    assert "apt-get install libvips42" in stdout
 
 
 def test_missing_libvips_message() -> None:
@@ -239,19 +228,8 @@ def test_abi_version_mismatch_is_refused(tmp_path: Path) -> None:
     src.write_text("int datago_abi_version(void) { return 2; }\n")
     so = tmp_path / "libfake.so"
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
-    result = run_python(
-        """
-        import datago
-        try:
-            datago.aspect_ratio_buckets(512, 16, 0.5, 2.0)
-        except datago.LibraryLoadError as e:
-            print(e)
-        """,
-        timeout=60,
-        DATAGO_LIBRARY=str(so),
-    )
-    assert result.returncode == 0, result.stderr
-    assert "ABI version 2" in result.stdout and "needs version 1" in result.stdout
+    stdout = _load_error_with(so)
+    assert "ABI version 2" in stdout and "needs version 1" in stdout
 
 
 # -- the declarations match the header -------------------------------------------------------------
@@ -287,3 +265,20 @@ def test_config_values_json_cannot_carry_name_their_key(tmp_path) -> None:
     # NumPy scalars are plain numbers for the config.
     client = datago.Client({**base, "limit": np.int64(3), "concurrency": np.int32(1)})
     client.close()
+
+
+def _load_error_with(so: Path) -> str:
+    """What a fresh interpreter prints of the LibraryLoadError from loading ``so`` as the library."""
+    result = run_python(
+        """
+        import datago
+        try:
+            datago.aspect_ratio_buckets(512, 16, 0.5, 2.0)
+        except datago.LibraryLoadError as e:
+            print(e)
+        """,
+        timeout=60,
+        DATAGO_LIBRARY=str(so),
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout

@@ -193,15 +193,22 @@ func (r *reader) fail(key, msg string) {
 	}
 }
 
-func (r *reader) str(o *object, k string, dst *string, required bool) {
+// value returns the value of key k of o; false when it is absent (a failure if it is required) or
+// when an earlier key already failed, so that the first mistake is the one reported.
+func (r *reader) value(o *object, k string, required bool) (any, bool) {
 	v, ok := o.get(k)
 	if r.err != nil {
-		return
+		return nil, false
 	}
+	if !ok && required {
+		r.fail(o.key(k), "is required")
+	}
+	return v, ok
+}
+
+func (r *reader) str(o *object, k string, dst *string, required bool) {
+	v, ok := r.value(o, k, required)
 	if !ok {
-		if required {
-			r.fail(o.key(k), "is required")
-		}
 		return
 	}
 	s, isStr := v.(string)
@@ -217,8 +224,8 @@ func (r *reader) str(o *object, k string, dst *string, required bool) {
 }
 
 func (r *reader) boolean(o *object, k string, dst *bool) {
-	v, ok := o.get(k)
-	if r.err != nil || !ok {
+	v, ok := r.value(o, k, false)
+	if !ok {
 		return
 	}
 	b, isBool := v.(bool)
@@ -234,8 +241,8 @@ func (r *reader) integer(o *object, k string, dst *int, min int) {
 }
 
 func (r *reader) integerIn(o *object, k string, dst *int, min, max int) {
-	v, ok := o.get(k)
-	if r.err != nil || !ok {
+	v, ok := r.value(o, k, false)
+	if !ok {
 		return
 	}
 	n, isNum := v.(json.Number)
@@ -260,8 +267,8 @@ func (r *reader) integerIn(o *object, k string, dst *int, min, max int) {
 }
 
 func (r *reader) float(o *object, k string, dst *float64) {
-	v, ok := o.get(k)
-	if r.err != nil || !ok {
+	v, ok := r.value(o, k, false)
+	if !ok {
 		return
 	}
 	n, isNum := v.(json.Number)
@@ -278,14 +285,8 @@ func (r *reader) float(o *object, k string, dst *float64) {
 }
 
 func (r *reader) obj(o *object, k string, required bool) *object {
-	v, ok := o.get(k)
-	if r.err != nil {
-		return nil
-	}
+	v, ok := r.value(o, k, required)
 	if !ok {
-		if required {
-			r.fail(o.key(k), "is required")
-		}
 		return nil
 	}
 	m, isObj := v.(map[string]any)

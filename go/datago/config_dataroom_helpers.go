@@ -9,8 +9,8 @@ import (
 // comma-separated string (the original datago's form, e.g. "tags": "photo,art"). Blank entries are
 // dropped, and so are repeats. An entry cannot contain a comma: lists are sent comma-separated.
 func (r *reader) dbStringList(o *object, k string, dst *[]string) {
-	v, ok := o.get(k)
-	if r.err != nil || !ok {
+	v, ok := r.value(o, k, false)
+	if !ok {
 		return
 	}
 	var items []string

@@ -5,14 +5,8 @@ import "fmt"
 // strList reads a list of non-empty strings. With oneOrMore, a single string is accepted as a list of
 // one (source_config.url). An element's mistake names it by index, e.g. "source_config.url[2]".
 func (r *reader) strList(o *object, k string, dst *[]string, required, oneOrMore bool) {
-	v, ok := o.get(k)
-	if r.err != nil {
-		return
-	}
+	v, ok := r.value(o, k, required)
 	if !ok {
-		if required {
-			r.fail(o.key(k), "is required")
-		}
 		return
 	}
 	if s, isStr := v.(string); isStr && oneOrMore {
