@@ -14,6 +14,8 @@ type Options struct {
 	Mask          bool     // output one channel (8-bit greyscale), resized with nearest-neighbour so no new grey levels appear
 	PreEncode     bool     // re-encode the processed image: JPEG quality 95 when it has 3 channels, PNG otherwise
 	MaxPixels     int64    // >0: an image whose header says width*height > MaxPixels is refused with ErrTooLarge before decoding pixels
+
+	libvipsOnly bool // tests: skip the direct libjpeg/libpng decoder, which must agree with libvips
 }
 
 // Image is a processed image in C memory. Data is allocated with malloc and must be released
@@ -26,6 +28,8 @@ type Image struct {
 	Encoded        bool // Data holds JPEG or PNG bytes (PreEncode)
 	OriginalWidth  int  // size after EXIF orientation, before crop/resize
 	OriginalHeight int
+
+	direct bool // decoded by the direct decoder rather than libvips (tests)
 }
 
 // Errors returned by Process wrap one of these (test with errors.Is).
@@ -60,7 +64,7 @@ func Process(data []byte, opts *Options) (*Image, error) {
 		// The whole image is delivered: one load reads the header and decodes.
 		return probeAndDecode(data, opts)
 	}
-	h, err := readHeader(data)
+	h, err := readHeader(data, !opts.libvipsOnly)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
 	}
@@ -73,6 +77,7 @@ func Process(data []byte, opts *Options) (*Image, error) {
 	}
 
 	pl := plan{
+		direct:      h.direct,
 		loader:      h.loader,
 		orientation: h.orientation,
 		shrink:      1,
@@ -127,7 +132,9 @@ func shrinkOnLoad(loader, w, h, coverW, coverH int) int {
 }
 
 func probeAndDecode(data []byte, opts *Options) (*Image, error) {
-	im, w, h, tooLarge, err := decode(data, plan{probe: true, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode})
+	im, w, h, tooLarge, err := decode(data, plan{
+		probe: true, direct: !opts.libvipsOnly, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode,
+	})
 	switch {
 	case tooLarge:
 		return nil, fmt.Errorf("%w: %dx%d is %d pixels, more than the limit of %d",

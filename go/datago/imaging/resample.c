@@ -1,6 +1,8 @@
-/* A separable Lanczos-3 enlarger. libvips 8.14 enlarges through vips_affine with a per-pixel
- * interpolator, which cost ten times the JPEG decode on small images; a separable filter with
- * precomputed fixed-point taps, computed only over the crop window, costs a fraction of it. */
+/* A separable Lanczos-3 resampler, the convolution Pillow's LANCZOS uses: when reducing, the
+ * kernel is stretched by the reduction factor. libvips 8.14 enlarges through vips_affine with a
+ * per-pixel interpolator, which cost ten times the JPEG decode on small images; a separable
+ * filter with precomputed fixed-point taps, computed only over the crop window, costs a fraction
+ * of it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,7 @@ lanczos3(double x)
  * output x samples the input at (x + 0.5) * in_size / out_size - 0.5, as Pillow and libvips'
  * reducers do. Position i uses count[i] <= ntaps weights, from input start[i]. */
 typedef struct {
-	int ntaps;
+	int ntaps; /* stride of weight */
 	int *start;
 	int *count;
 	int32_t *weight;
@@ -35,19 +37,25 @@ static int
 dg_taps_make(dg_taps *t, int in_size, int out_size, int first, int count)
 {
 	double scale = (double) in_size / out_size;
+	double stretch = scale > 1.0 ? scale : 1.0;
+	double support = SUPPORT * stretch;
+	double *w;
 	int i, j;
 
-	t->ntaps = (int) ceil(SUPPORT) * 2 + 1;
+	t->ntaps = (int) ceil(support) * 2 + 1;
 	t->start = malloc(sizeof(int) * count);
 	t->count = malloc(sizeof(int) * count);
 	t->weight = calloc((size_t) count * t->ntaps, sizeof(int32_t));
-	if (!t->start || !t->count || !t->weight)
+	w = malloc(sizeof(double) * t->ntaps);
+	if (!t->start || !t->count || !t->weight || !w) {
+		free(w);
 		return -1;
+	}
 	for (i = 0; i < count; i++) {
 		double centre = (first + i + 0.5) * scale;
-		int lo = (int) floor(centre - SUPPORT + 0.5);
-		int hi = (int) floor(centre + SUPPORT + 0.5);
-		double w[16], sum = 0.0;
+		int lo = (int) floor(centre - support + 0.5);
+		int hi = (int) floor(centre + support + 0.5);
+		double sum = 0.0;
 		int n;
 
 		if (lo < 0)
@@ -58,7 +66,7 @@ dg_taps_make(dg_taps *t, int in_size, int out_size, int first, int count)
 		if (n > t->ntaps)
 			n = t->ntaps;
 		for (j = 0; j < n; j++) {
-			w[j] = lanczos3(lo + j - centre + 0.5);
+			w[j] = lanczos3((lo + j - centre + 0.5) / stretch);
 			sum += w[j];
 		}
 		t->start[i] = lo;
@@ -67,6 +75,7 @@ dg_taps_make(dg_taps *t, int in_size, int out_size, int first, int count)
 			t->weight[i * t->ntaps + j] =
 				(int32_t) lrint(w[j] / (sum != 0.0 ? sum : 1.0) * (1 << PRECISION));
 	}
+	free(w);
 	return 0;
 }
 
@@ -123,7 +132,7 @@ dg_hpass(const dg_taps *h, const uint8_t *src, int bands, int out_w, uint8_t *ds
 }
 
 int
-dg_enlarge_lanczos(const uint8_t *in, int in_w, int in_h, int bands, int cover_w, int cover_h,
+dg_resample_lanczos(const uint8_t *in, int in_w, int in_h, int bands, int cover_w, int cover_h,
 		   int left, int top, int out_w, int out_h, uint8_t *out)
 {
 	const int32_t half = 1 << (PRECISION - 1);

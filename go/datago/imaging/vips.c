@@ -4,7 +4,7 @@
 #include <vips/vips.h>
 #include <vips/vector.h>
 
-#include "encode.h"
+#include "codec.h"
 #include "resample.h"
 #include "vips.h"
 
@@ -129,14 +129,23 @@ dg_oriented_size(VipsImage *im, int *width, int *height)
 }
 
 int
-dg_read_header(const void *buf, size_t len, dg_header *out)
+dg_read_header(const void *buf, size_t len, int direct, dg_header *out)
 {
-	VipsObject *ctx = dg_context();
+	VipsObject *ctx;
 	VipsImage *im;
+	dg_raw raw;
 	int ret = -1;
 
 	memset(out, 0, sizeof(*out));
 	out->loader = dg_sniff(buf, len);
+	if (direct && dg_direct_header(buf, len, out->loader, &raw) == DG_DIRECT_OK) {
+		out->width = raw.full_width;
+		out->height = raw.full_height;
+		out->orientation = 1;
+		out->direct = 1;
+		return 0;
+	}
+	ctx = dg_context();
 	/* Only the header is parsed here; pixels are decoded on first access, which never comes. */
 	if ((im = dg_open(ctx, buf, len, out->loader, 1))) {
 		out->orientation = vips_image_get_orientation(im);
@@ -313,9 +322,13 @@ dg_enlarge(VipsObject *ctx, VipsImage *in, int width, int height, gboolean mask)
 
 static VipsImage *dg_copy_memory(VipsObject *ctx, VipsImage *in);
 
-/* Enlarges in (8-bit) with the separable Lanczos-3 of resample.c, computing only the crop. */
+/* Reductions of images larger than this many pixels go through vips_resize, which streams them;
+ * resample.c holds the whole input in memory. */
+#define DG_MAX_RESAMPLE_INPUT (4LL << 20)
+
+/* Resizes in (8-bit) with the Lanczos-3 of resample.c, computing only the crop. */
 static VipsImage *
-dg_enlarge_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
+dg_resample_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
 {
 	VipsImage **t = dg_slots(ctx, 1);
 
@@ -326,7 +339,7 @@ dg_enlarge_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
 			       VIPS_CODING_NONE, in->Type, 1.0, 1.0);
 	if (vips_image_write_prepare(t[0]))
 		return NULL;
-	if (dg_enlarge_lanczos(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
+	if (dg_resample_lanczos(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
 			       p->cover_width, p->cover_height, p->crop_left, p->crop_top,
 			       p->out_width, p->out_height, VIPS_IMAGE_ADDR(t[0], 0, 0))) {
 		vips_error("datago", "out of memory");
@@ -342,9 +355,11 @@ dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
 	double hscale = (double) p->cover_width / in->Xsize;
 	double vscale = (double) p->cover_height / in->Ysize;
 
-	if (hscale >= 1.0 && vscale >= 1.0 && !p->mask && in->BandFmt == VIPS_FORMAT_UCHAR)
-		return dg_enlarge_crop(ctx, in, p);
-	/* Reduce the axes that shrink (Lanczos; nearest keeps masks free of new grey levels), then
+	if (!p->mask && in->BandFmt == VIPS_FORMAT_UCHAR &&
+	    ((hscale >= 1.0 && vscale >= 1.0) ||
+	     (long long) in->Xsize * in->Ysize <= DG_MAX_RESAMPLE_INPUT))
+		return dg_resample_crop(ctx, in, p);
+	/* Large images and masks: reduce the axes that shrink (Lanczos; nearest keeps masks free of new grey levels), then
 	 * enlarge the axes that grow: libvips only applies its kernels when reducing. */
 	if (hscale < 1.0 || vscale < 1.0) {
 		VipsKernel kernel = p->mask ? VIPS_KERNEL_NEAREST : VIPS_KERNEL_LANCZOS3;
@@ -499,15 +514,83 @@ dg_decode(VipsObject *ctx, VipsImage *im, const dg_params *p, dg_output *out)
 	return dg_write(ctx, im, p, out);
 }
 
+/* dg_process through codec.c's direct decoder: DG_DIRECT_OK with out filled (or too_large set),
+ * or DG_DIRECT_NO when libvips has to do it. */
+static int
+dg_process_direct(const void *buf, size_t len, const dg_params *p, dg_output *out)
+{
+	int loader = p->probe ? dg_sniff(buf, len) : p->loader;
+	dg_raw raw;
+	uint8_t *pixels;
+	int width, height;
+
+	switch (dg_direct_decode(buf, len, loader, p->probe ? 1 : p->shrink, p->max_pixels,
+				 p->resize ? DG_MAX_RESAMPLE_INPUT : 0, &raw)) {
+	case DG_DIRECT_TOO_LARGE:
+		out->orig_width = raw.full_width;
+		out->orig_height = raw.full_height;
+		out->too_large = 1;
+		return DG_DIRECT_OK;
+	case DG_DIRECT_OK:
+		break;
+	default:
+		return DG_DIRECT_NO;
+	}
+	pixels = raw.pixels;
+	width = raw.width;
+	height = raw.height;
+	if (p->resize) {
+		uint8_t *dst = malloc((size_t) p->out_width * p->out_height * 3);
+
+		if (!dst || dg_resample_lanczos(raw.pixels, raw.width, raw.height, 3, p->cover_width,
+						p->cover_height, p->crop_left, p->crop_top,
+						p->out_width, p->out_height, dst)) {
+			free(dst);
+			free(raw.pixels);
+			return DG_DIRECT_NO;
+		}
+		free(raw.pixels);
+		pixels = dst;
+		width = p->out_width;
+		height = p->out_height;
+	}
+	if (p->pre_encode) {
+		char err[DG_ENCODE_ERR_LEN] = "";
+		int r = dg_encode_jpeg(pixels, width, height, 95, &out->data, &out->len, err,
+				       sizeof(err));
+
+		free(pixels);
+		if (r)
+			return DG_DIRECT_NO;
+		out->encoded = 1;
+	} else {
+		out->data = pixels;
+		out->len = (size_t) width * height * 3;
+		out->bands = 3;
+	}
+	out->width = width;
+	out->height = height;
+	out->orig_width = raw.full_width;
+	out->orig_height = raw.full_height;
+	out->direct = 1;
+	return DG_DIRECT_OK;
+}
+
 int
 dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out)
 {
-	VipsObject *ctx = dg_context();
+	VipsObject *ctx;
 	dg_params probed;
 	VipsImage *im;
 	int ret = -1;
 
 	memset(out, 0, sizeof(*out));
+	if (p->direct && !p->mask) {
+		if (dg_process_direct(buf, len, p, out) == DG_DIRECT_OK)
+			return out->too_large ? -1 : 0;
+		memset(out, 0, sizeof(*out));
+	}
+	ctx = dg_context();
 	if (p->probe) {
 		/* No separate header call: the load that decodes reads the header too. */
 		probed = *p;

@@ -58,12 +58,14 @@ type header struct {
 	width, height int // after EXIF orientation
 	orientation   int
 	loader        int
+	direct        bool // the direct decoder read it and can decode it
 }
 
-// readHeader parses the header only; libvips holds data only for the duration of the call.
-func readHeader(data []byte) (header, error) {
+// readHeader parses the header only, with the direct decoder when allowed and able, else
+// libvips; neither holds data beyond the call.
+func readHeader(data []byte, direct bool) (header, error) {
 	var h C.dg_header
-	if C.dg_read_header(unsafe.Pointer(&data[0]), C.size_t(len(data)), &h) != 0 {
+	if C.dg_read_header(unsafe.Pointer(&data[0]), C.size_t(len(data)), cBool(direct), &h) != 0 {
 		return header{}, errors.New(vipsError())
 	}
 	return header{
@@ -71,6 +73,7 @@ func readHeader(data []byte) (header, error) {
 		height:      int(h.height),
 		orientation: int(h.orientation),
 		loader:      int(h.loader),
+		direct:      h.direct != 0,
 	}, nil
 }
 
@@ -82,6 +85,7 @@ const (
 
 type plan struct {
 	probe               bool  // no readHeader call: the C side reads loader, orientation and size
+	direct              bool  // try the direct decoder first
 	maxPixels           int64 // with probe
 	loader, orientation int
 	shrink              int
@@ -97,13 +101,13 @@ func cBool(b bool) C.int {
 	return 0
 }
 
-// decode runs the whole decode-to-output pipeline in one C call, so no libvips object that
-// references data (Go memory) survives it.
-// decode runs the C pipeline; with pl.probe it also returns the oriented size and whether the
+// decode runs the whole decode-to-output pipeline in one C call, so no object that references
+// data (Go memory) survives it. With pl.probe it also returns the oriented size and whether the
 // image was refused for its pixel count.
 func decode(data []byte, pl plan) (im *Image, width, height int, tooLarge bool, err error) {
 	p := C.dg_params{
 		probe:        cBool(pl.probe),
+		direct:       cBool(pl.direct),
 		max_pixels:   C.longlong(pl.maxPixels),
 		loader:       C.int(pl.loader),
 		orientation:  C.int(pl.orientation),
@@ -134,6 +138,7 @@ func decode(data []byte, pl plan) (im *Image, width, height int, tooLarge bool, 
 		Height:   int(out.height),
 		Channels: int(out.bands),
 		Encoded:  out.encoded != 0,
+		direct:   out.direct != 0,
 	}, width, height, false, nil
 }
 

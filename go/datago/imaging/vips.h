@@ -19,10 +19,12 @@ typedef struct dg_header {
 	int height;
 	int orientation; /* 1..8 */
 	int loader;      /* DG_LOADER_* */
+	int direct;      /* read by codec.c's direct decoder, which can decode it too */
 } dg_header;
 
 typedef struct dg_params {
 	int probe;            /* 1: no dg_read_header call was made; read loader, orientation, size here */
+	int direct;           /* 1: try codec.c's direct decoder first (see codec.h) */
 	long long max_pixels; /* with probe: refuse (too_large) an image with more pixels, if > 0 */
 	int loader;           /* from dg_read_header */
 	int orientation;      /* from dg_read_header */
@@ -48,6 +50,7 @@ typedef struct dg_output {
 	int orig_width; /* with probe: the size after orientation */
 	int orig_height;
 	int too_large; /* with probe: refused because of max_pixels */
+	int direct;    /* decoded by codec.c's direct decoder */
 } dg_output;
 
 int dg_init(void);
@@ -55,8 +58,8 @@ int dg_init(void);
 /* Turns off libvips' run-time code generation (liborc); see vips.c. */
 void dg_no_jit(void);
 
-/* Reads only the header of an encoded image. */
-int dg_read_header(const void *buf, size_t len, dg_header *out);
+/* Reads only the header of an encoded image, with the direct decoder when allowed and able. */
+int dg_read_header(const void *buf, size_t len, int direct, dg_header *out);
 
 /* Decodes, converts, resizes, crops and writes to C memory in one go. */
 int dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out);
