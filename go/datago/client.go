@@ -1,7 +1,8 @@
 // Package datago is the loader: it validates a configuration, wires a source to a pool of workers
 // that fetch and process images, and serves the processed samples from a bounded ready queue.
 //
-//	source.List (1 goroutine) -> items (prefetch_buffer_size) -> workers (concurrency) -> ready (samples_buffer_size) -> Next
+//	source.List (1 goroutine, once per epoch) -> items (prefetch_buffer_size) -> fetchers (IO)
+//	  -> decoders (concurrency) [-> collector: listing order, batches] -> ready (samples_buffer_size) -> Next
 //
 // Every stage stops when the client's context is cancelled; Stop waits for all of them.
 package datago
@@ -38,6 +39,7 @@ const (
 	ReasonEmpty       = source.ReasonEmpty
 	ReasonReadError   = source.ReasonReadError
 	ReasonInternal    = "internal_error"
+	ReasonNoBatch     = "no_image_for_batch"
 )
 
 type state int
@@ -55,10 +57,13 @@ type Client struct {
 	opts imaging.Options
 	stat counters
 
+	progress *progress
+
 	mu      sync.Mutex
 	state   state
 	cancel  context.CancelFunc
 	ready   chan *Sample
+	batches chan *Batch // instead of ready with batch_size
 	wg      sync.WaitGroup
 	failure error // a source failure, reported once the ready queue is drained
 }
@@ -90,7 +95,14 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 	if err := imaging.Init(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, src: src, opts: imaging.Options{MaxPixels: DefaultMaxPixels}}
+	if cfg.Resume != nil {
+		if r, ok := src.(source.Replayable); ok {
+			if why := r.Unreplayable(); why != "" {
+				return nil, &ConfigError{Key: "resume_state", Msg: "this source cannot resume exactly: " + why}
+			}
+		}
+	}
+	c := &Client{cfg: cfg, src: src, opts: imaging.Options{MaxPixels: DefaultMaxPixels}, progress: newProgress(cfg.Resume)}
 	if ic := cfg.Image; ic != nil {
 		c.opts = imaging.Options{
 			CropAndResize: ic.CropAndResize,
@@ -119,30 +131,27 @@ func (c *Client) Start() error {
 	c.cancel = cancel
 	c.state = started
 	c.stat.started.Store(time.Now().UnixNano())
-	items := make(chan source.Item, c.cfg.PrefetchBufferSize)
-	c.ready = make(chan *Sample, c.cfg.SamplesBufferSize)
+	items := make(chan seqItem, c.cfg.PrefetchBufferSize)
+	if c.cfg.BatchSize > 0 {
+		c.batches = make(chan *Batch, max(1, c.cfg.SamplesBufferSize/c.cfg.BatchSize))
+	} else {
+		c.ready = make(chan *Sample, c.cfg.SamplesBufferSize)
+	}
+	var outcomes chan outcome // through the collector when order or batches matter
+	if c.cfg.Deterministic || c.cfg.BatchSize > 0 {
+		outcomes = make(chan outcome, c.cfg.Concurrency)
+	}
 
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
 		defer close(items)
-		emit := func(it source.Item) bool {
-			select {
-			case items <- it:
-				c.stat.listed.Add(1)
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
 		defer func() {
 			if r := recover(); r != nil {
 				c.fail(fmt.Errorf("internal error in the source (please report it): %v", r))
 			}
 		}()
-		if err := c.src.List(ctx, emit, c.stat.skip); err != nil && ctx.Err() == nil {
-			c.fail(err)
-		}
+		c.list(ctx, items, outcomes)
 	}()
 
 	// Fetchers wait on IO (HTTP downloads, disk), decoders on the CPU: separate pools, so that a
@@ -153,14 +162,22 @@ func (c *Client) Start() error {
 		fetchers.Add(1)
 		go func() {
 			defer fetchers.Done()
-			c.fetchLoop(ctx, items, fetched)
+			c.fetchLoop(ctx, items, fetched, outcomes)
 		}()
 	}
 	for i := 0; i < c.cfg.Concurrency; i++ {
 		decoders.Add(1)
 		go func() {
 			defer decoders.Done()
-			c.decodeLoop(ctx, fetched)
+			c.decodeLoop(ctx, fetched, outcomes)
+		}()
+	}
+	var collected sync.WaitGroup
+	if outcomes != nil {
+		collected.Add(1)
+		go func() {
+			defer collected.Done()
+			c.collect(ctx, outcomes)
 		}()
 	}
 	c.wg.Add(1)
@@ -169,9 +186,73 @@ func (c *Client) Start() error {
 		fetchers.Wait()
 		close(fetched)
 		decoders.Wait()
-		close(c.ready)
+		if outcomes != nil {
+			close(outcomes)
+			collected.Wait()
+		}
+		if c.batches != nil {
+			close(c.batches)
+		} else {
+			close(c.ready)
+		}
 	}()
 	return nil
+}
+
+// seqItem is a listed item with its place: epoch, position in the epoch's listing (seq) and in
+// the run's (gseq, what the deterministic order follows).
+type seqItem struct {
+	source.Item
+	epoch int
+	seq   int64
+	gseq  int64
+}
+
+// list runs the source's listing once per epoch, numbering the items. A resumed client skips
+// the items its state says are done. Each epoch's end goes to the collector, if any, after the
+// epoch's last item.
+func (c *Client) list(ctx context.Context, items chan<- seqItem, outcomes chan<- outcome) {
+	var gseq int64
+	for epoch := c.progress.state().Epoch; c.cfg.Epochs == 0 || epoch < c.cfg.Epochs; epoch++ {
+		if es, ok := c.src.(source.Epochs); ok {
+			es.SetEpoch(epoch)
+		}
+		var seq, sent int64
+		emit := func(it source.Item) bool {
+			s := seq
+			seq++
+			if c.progress.isDone(epoch, s) {
+				return true
+			}
+			select {
+			case items <- seqItem{Item: it, epoch: epoch, seq: s, gseq: gseq}:
+				gseq++
+				sent++
+				c.stat.listed.Add(1)
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		if err := c.src.List(ctx, emit, c.stat.skip); err != nil && ctx.Err() == nil {
+			c.fail(err)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.progress.listed(epoch, seq)
+		if outcomes != nil {
+			select {
+			case outcomes <- outcome{end: true, epoch: epoch, total: sent, gseq: gseq}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if seq == 0 {
+			return // an empty source would loop forever
+		}
+	}
 }
 
 // FetchersPerWorker is the number of fetching goroutines per decoding worker (concurrency).
@@ -187,42 +268,81 @@ func (c *Client) fetchers() int {
 }
 
 type fetchedItem struct {
-	id  string
+	seqItem
 	raw *source.Raw
 }
 
-func (c *Client) fetchLoop(ctx context.Context, items <-chan source.Item, out chan<- fetchedItem) {
+// skipped reports an item that will not be delivered: done for the resume state, and, for the
+// collector, released.
+func (c *Client) skipped(ctx context.Context, it seqItem, outcomes chan<- outcome) bool {
+	c.progress.mark(it.epoch, it.seq)
+	if outcomes == nil {
+		return true
+	}
+	select {
+	case outcomes <- outcome{gseq: it.gseq, epoch: it.epoch, seq: it.seq}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (c *Client) fetchLoop(ctx context.Context, items <-chan seqItem, out chan<- fetchedItem, outcomes chan<- outcome) {
 	for it := range items {
 		if ctx.Err() != nil {
 			return
 		}
-		raw := c.safeFetch(ctx, it)
+		raw := c.safeFetch(ctx, it.Item)
 		if raw == nil {
+			if ctx.Err() != nil || !c.skipped(ctx, it, outcomes) {
+				return
+			}
 			continue
 		}
 		select {
-		case out <- fetchedItem{it.ID, raw}:
+		case out <- fetchedItem{it, raw}:
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-func (c *Client) decodeLoop(ctx context.Context, in <-chan fetchedItem) {
+func (c *Client) decodeLoop(ctx context.Context, in <-chan fetchedItem, outcomes chan<- outcome) {
 	for f := range in {
 		if ctx.Err() != nil {
 			return
 		}
 		s := c.safeDecode(f)
 		if s == nil {
+			if !c.skipped(ctx, f.seqItem, outcomes) {
+				return
+			}
 			continue
 		}
-		select {
-		case c.ready <- s:
-		case <-ctx.Done():
-			s.Free()
+		s.epoch, s.seq = f.epoch, f.seq
+		if outcomes != nil {
+			select {
+			case outcomes <- outcome{gseq: f.gseq, epoch: f.epoch, seq: f.seq, sample: s}:
+			case <-ctx.Done():
+				s.Free()
+				return
+			}
+			continue
+		}
+		if !c.send(ctx, s) {
 			return
 		}
+	}
+}
+
+// send puts a sample in the ready queue; false (the sample freed) when stopping.
+func (c *Client) send(ctx context.Context, s *Sample) bool {
+	select {
+	case c.ready <- s:
+		return true
+	case <-ctx.Done():
+		s.Free()
+		return false
 	}
 }
 
@@ -262,8 +382,8 @@ func (c *Client) safeFetch(ctx context.Context, it source.Item) (raw *source.Raw
 
 // safeDecode processes one fetched sample; a failure is counted and reported, never fatal.
 func (c *Client) safeDecode(f fetchedItem) (s *Sample) {
-	defer c.recoverAsSkip(f.id)
-	s, err := c.decode(f.id, f.raw)
+	defer c.recoverAsSkip(f.ID)
+	s, err := c.decode(f.ID, f.raw)
 	if err != nil {
 		reason := ReasonDecodeError
 		switch {
@@ -272,7 +392,7 @@ func (c *Client) safeDecode(f fetchedItem) (s *Sample) {
 		case errors.Is(err, imaging.ErrEmpty):
 			reason = ReasonEmpty
 		}
-		c.stat.skip(f.id, reason, err)
+		c.stat.skip(f.ID, reason, err)
 		return nil
 	}
 	return s
@@ -337,64 +457,109 @@ func (c *Client) fail(err error) {
 // source is exhausted or the limit reached, ErrTimeout when nothing was ready in time, and the source's
 // error if it failed. The caller owns the returned sample.
 func (c *Client) Next(timeout time.Duration) (*Sample, error) {
+	if c.cfg.BatchSize > 0 {
+		return nil, fmt.Errorf("%w: batch_size is set: take batches (NextBatch)", ErrState)
+	}
 	c.mu.Lock()
-	st, ready := c.state, c.ready
+	ready := c.ready
+	c.mu.Unlock()
+	s, err := receive(c, ready, timeout, 1)
+	if s != nil {
+		c.progress.mark(s.epoch, s.seq)
+	}
+	return s, err
+}
+
+// NextBatch is Next for a client with batch_size: the next batch of samples of one bucket. The
+// limit counts samples; the batch that reaches it is delivered whole.
+func (c *Client) NextBatch(timeout time.Duration) (*Batch, error) {
+	if c.cfg.BatchSize == 0 {
+		return nil, fmt.Errorf("%w: batch_size is not set: take samples (Next)", ErrState)
+	}
+	c.mu.Lock()
+	batches := c.batches
+	c.mu.Unlock()
+	b, err := receive(c, batches, timeout, 0)
+	if b != nil {
+		c.stat.batches.Add(1)
+		c.stat.served.Add(int64(len(b.Samples)))
+		for _, s := range b.Samples {
+			c.progress.mark(s.epoch, s.seq)
+		}
+		if limit := int64(c.cfg.Limit); limit > 0 && c.stat.served.Load() >= limit {
+			c.mu.Lock()
+			c.cancel()
+			c.mu.Unlock()
+		}
+	}
+	return b, err
+}
+
+// receive takes the next item of ch for Next and NextBatch; count is what one item adds to the
+// served counter within the limit (0: the caller counts).
+func receive[T interface{ Free() }](c *Client, ch chan T, timeout time.Duration, count int64) (T, error) {
+	var none T
+	c.mu.Lock()
+	st := c.state
 	c.mu.Unlock()
 	switch st {
 	case created:
-		return nil, fmt.Errorf("%w: the client is not started", ErrState)
+		return none, fmt.Errorf("%w: the client is not started", ErrState)
 	case stopped:
-		return nil, ErrEnd
+		return none, ErrEnd
 	}
 	limit := int64(c.cfg.Limit)
 	if limit > 0 && c.stat.served.Load() >= limit {
-		return nil, ErrEnd
+		return none, ErrEnd
 	}
-	var s *Sample
+	var v T
 	var ok bool
 	switch {
 	case timeout < 0:
-		s, ok = <-ready
+		v, ok = <-ch
 	case timeout == 0:
 		select {
-		case s, ok = <-ready:
+		case v, ok = <-ch:
 		default:
-			return nil, ErrTimeout
+			return none, ErrTimeout
 		}
 	default:
 		t := time.NewTimer(timeout)
 		select {
-		case s, ok = <-ready:
+		case v, ok = <-ch:
 			t.Stop()
 		case <-t.C:
-			return nil, ErrTimeout
+			return none, ErrTimeout
 		}
 	}
 	if !ok {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.failure != nil {
-			return nil, c.failure
+			return none, c.failure
 		}
-		return nil, ErrEnd
+		return none, ErrEnd
 	}
-	if limit > 0 {
-		n := c.stat.served.Add(1)
-		if n > limit {
-			c.stat.served.Add(-1)
-			s.Free()
-			return nil, ErrEnd
-		}
-		if n == limit {
-			c.mu.Lock()
-			c.cancel() // nothing more will be served: stop producing
-			c.mu.Unlock()
-		}
-		return s, nil
+	if count == 0 {
+		return v, nil
 	}
-	c.stat.served.Add(1)
-	return s, nil
+	n := c.stat.served.Add(count)
+	if limit > 0 && n > limit {
+		c.stat.served.Add(-count)
+		v.Free()
+		return none, ErrEnd
+	}
+	if limit > 0 && n == limit {
+		c.mu.Lock()
+		c.cancel() // nothing more will be served: stop producing
+		c.mu.Unlock()
+	}
+	return v, nil
 }
+
+// State returns the resume state: pass it as resume_state to a new client with the same
+// configuration to continue where this one is (README "Exact resume").
+func (c *Client) State() State { return c.progress.state() }
 
 // Stop cancels the pipeline, frees the samples still queued and waits for every goroutine. Idempotent.
 func (c *Client) Stop() {
@@ -406,10 +571,16 @@ func (c *Client) Stop() {
 	}
 	c.state = stopped
 	c.cancel()
-	ready := c.ready
+	ready, batches := c.ready, c.batches
 	c.mu.Unlock()
-	for s := range ready {
-		s.Free()
+	if ready != nil {
+		for s := range ready {
+			s.Free()
+		}
+	} else {
+		for b := range batches {
+			b.Free()
+		}
 	}
 	c.wg.Wait()
 	if cl, ok := c.src.(io.Closer); ok {
@@ -418,7 +589,11 @@ func (c *Client) Stop() {
 }
 
 // Stats returns a snapshot of the counters.
-func (c *Client) Stats() Stats { return c.stat.snapshot() }
+func (c *Client) Stats() Stats {
+	st := c.stat.snapshot()
+	st.Epoch = c.progress.state().Epoch
+	return st
+}
 
 // DrainSkips returns the reports of samples skipped since the last call.
 func (c *Client) DrainSkips() []SkipReport { return c.stat.drain() }

@@ -21,6 +21,14 @@ type Config struct {
 	SamplesBufferSize  int
 	Concurrency        int
 	Limit              int
+
+	// Training integration (README "Training"): epochs to run (0 = forever), delivery in listing
+	// order whatever the thread timing, bucketed batches, and a resume state from Client.State.
+	Epochs        int
+	Deterministic bool
+	BatchSize     int // 0: samples, not batches
+	DropLast      bool
+	Resume        *State
 }
 
 // ImageConfig controls the processing applied to every image.
@@ -108,7 +116,20 @@ func (r *reader) config(top *object) *Config {
 		cfg.Concurrency = runtime.NumCPU()
 	}
 	r.integer(top, "limit", &cfg.Limit, 0)
+	cfg.Epochs = 1
+	r.integer(top, "epochs", &cfg.Epochs, 0)
+	r.boolean(top, "deterministic", &cfg.Deterministic)
+	r.integerIn(top, "batch_size", &cfg.BatchSize, 0, MaxBufferSize)
+	r.boolean(top, "drop_last", &cfg.DropLast)
+	if o := r.obj(top, "resume_state", false); o != nil && r.err == nil {
+		cfg.Resume, r.err = parseState(o.m)
+	}
 	r.finish(top)
+	if r.err == nil && cfg.BatchSize > 0 && (cfg.Image == nil || !cfg.Image.CropAndResize) {
+		r.fail("batch_size", "needs image_config.crop_and_resize: a batch stacks images of one bucket")
+	} else if r.err == nil && cfg.BatchSize > 0 && cfg.Image.PreEncodeImages {
+		r.fail("batch_size", "cannot stack encoded images (image_config.pre_encode_images)")
+	}
 	return cfg
 }
 

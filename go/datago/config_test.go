@@ -72,7 +72,7 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{`{"source_type": "filesystem", ` + sc + `, "prefetch_buffer_size": 1000000000000}`, "prefetch_buffer_size", "<= 65536"},
 		{`{"source_type": "filesystem", ` + sc + `, "samples_buffer_size": 100000000000}`, "samples_buffer_size", "<= 65536"},
 		{`{"source_type": "filesystem", ` + sc + `, "concurrency": 100000}`, "concurrency", "<= 1024"},
-		{`{"source_type": "filesystem", ` + sc + `, "foo": 1}`, "foo", "valid keys: concurrency, image_config, limit"},
+		{`{"source_type": "filesystem", ` + sc + `, "foo": 1}`, "foo", "valid keys: batch_size, concurrency, deterministic"},
 		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"max_aspect_ratio": 1000000}}`, "image_config.max_aspect_ratio", "<= 64"},
 		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"min_aspect_ratio": 0.000001}}`, "image_config.min_aspect_ratio", ">= 1/64"},
 		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"default_image_size": 32768}}`, "image_config.default_image_size", "<= 16384"},

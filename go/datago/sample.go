@@ -18,6 +18,9 @@ type Sample struct {
 	Image *imaging.Image
 	Items []SampleItem
 	Meta  []byte // a JSON object of source-specific metadata, or nil
+
+	epoch int   // the epoch and position in the epoch's listing, for the resume state
+	seq   int64 // (and for Catalog.Get, the position in the request)
 }
 
 // SampleItem is a named extra of a sample: a mask or an additional image (Image, in C memory) or

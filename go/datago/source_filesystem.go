@@ -2,6 +2,7 @@ package datago
 
 import (
 	"fmt"
+	"math"
 	"os"
 
 	"github.com/datago-dev/datago/datago/source"
@@ -24,6 +25,10 @@ func parseFilesystem(r *reader, sc *object) any {
 	fs := source.FilesystemConfig{PageSize: DefaultPageSize, WorldSize: 1}
 	r.str(sc, "root_path", &fs.RootPath, true)
 	r.integer(sc, "page_size", &fs.PageSize, 1)
+	r.boolean(sc, "random_sampling", &fs.RandomSampling)
+	seed := 0
+	r.integer(sc, "seed", &seed, math.MinInt)
+	fs.Seed = int64(seed)
 	r.rankAndWorld(sc, &fs.Rank, &fs.WorldSize)
 	if r.err == nil {
 		st, err := os.Stat(fs.RootPath)

@@ -24,11 +24,17 @@ type Stats struct {
 	SkippedTotal   int64            `json:"skipped_total"`
 	BytesRead      int64            `json:"bytes_read"`
 	ReportsDropped int64            `json:"reports_dropped"`
+	Batches        int64            `json:"batches"`        // with batch_size: batches served (their samples count in served)
+	DroppedLast    int64            `json:"dropped_last"`   // with drop_last: samples of partial batches dropped
+	BatchHeldMax   int64            `json:"batch_held_max"` // most samples ever waiting in partial batches
+	Epoch          int              `json:"epoch"`          // the first epoch not yet complete
 	ElapsedS       float64          `json:"elapsed_s"`
 }
 
 type counters struct {
 	listed, served, bytesRead atomic.Int64
+	batches, droppedLast      atomic.Int64
+	batchHeldMax              atomic.Int64
 	started                   atomic.Int64 // unix nanoseconds
 
 	mu      sync.Mutex
@@ -67,10 +73,13 @@ func (c *counters) drain() []SkipReport {
 
 func (c *counters) snapshot() Stats {
 	s := Stats{
-		Listed:    c.listed.Load(),
-		Served:    c.served.Load(),
-		BytesRead: c.bytesRead.Load(),
-		Skipped:   map[string]int64{},
+		Listed:       c.listed.Load(),
+		Served:       c.served.Load(),
+		BytesRead:    c.bytesRead.Load(),
+		Batches:      c.batches.Load(),
+		DroppedLast:  c.droppedLast.Load(),
+		BatchHeldMax: c.batchHeldMax.Load(),
+		Skipped:      map[string]int64{},
 	}
 	if t := c.started.Load(); t != 0 {
 		s.ElapsedS = time.Since(time.Unix(0, t)).Seconds()

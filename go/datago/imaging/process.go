@@ -145,3 +145,30 @@ func probeAndDecode(data []byte, opts *Options) (*Image, error) {
 	im.OriginalWidth, im.OriginalHeight = w, h
 	return im, nil
 }
+
+// Stack copies same-shaped images into one buffer, image after image, and frees them: a batch
+// that Python sees as one n x height x width x channels array. The result has the shape of one
+// image and Len of all of them.
+func Stack(images []*Image) (*Image, error) {
+	if len(images) == 0 {
+		return nil, errors.New("imaging: nothing to stack")
+	}
+	first := images[0]
+	for _, im := range images {
+		if im.Encoded || im.Width != first.Width || im.Height != first.Height || im.Channels != first.Channels {
+			return nil, fmt.Errorf("imaging: cannot stack a %dx%dx%d image on %dx%dx%d ones",
+				im.Width, im.Height, im.Channels, first.Width, first.Height, first.Channels)
+		}
+	}
+	out, err := alloc(first.Len * len(images))
+	if err != nil {
+		return nil, err
+	}
+	out.Width, out.Height, out.Channels = first.Width, first.Height, first.Channels
+	dst, n := out.Bytes(), first.Len
+	for i, im := range images {
+		copy(dst[i*n:], im.Bytes())
+		im.Free()
+	}
+	return out, nil
+}

@@ -193,3 +193,12 @@ func vipsEncode(pix []byte, width, height, bands int, suffix, profile string, ke
 	defer C.free(buf)
 	return C.GoBytes(buf, C.int(n)), nil
 }
+
+// alloc returns an Image of n bytes of C memory, to be released with Free.
+func alloc(n int) (*Image, error) {
+	p := C.malloc(C.size_t(max(n, 1)))
+	if p == nil {
+		return nil, fmt.Errorf("imaging: out of memory for %d bytes", n)
+	}
+	return &Image{Data: p, Len: n}, nil
+}

@@ -96,6 +96,14 @@ type Dataroom struct {
 	wantLats map[string]bool // latent types to download; nil: all those the server returns
 }
 
+// Unreplayable: the server's random sampling does not repeat.
+func (d *Dataroom) Unreplayable() string {
+	if d.cfg.RandomSampling {
+		return "random_sampling pages are drawn at random by the server"
+	}
+	return ""
+}
+
 // NewDataroom validates cfg and returns its source.
 func NewDataroom(cfg DataroomConfig) (*Dataroom, error) {
 	if cfg.APIKey == "" {

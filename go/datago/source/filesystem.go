@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -17,12 +19,17 @@ type FilesystemConfig struct {
 	PageSize  int // directory entries read per system call
 	Rank      int
 	WorldSize int
+	// RandomSampling lists the whole tree first, then serves it in a seeded random order, drawn
+	// anew each epoch (EpochSeed). Without it the listing streams in directory order.
+	RandomSampling bool
+	Seed           int64
 }
 
 // Filesystem serves the images under a directory tree, streaming the listing: the first sample does
 // not wait for a large tree to be listed.
 type Filesystem struct {
 	cfg      FilesystemConfig
+	epoch    int
 	rootOnce sync.Once
 	realRoot string
 }
@@ -41,9 +48,40 @@ func IsImageName(name string) bool {
 
 type dirKey struct{ dev, ino uint64 }
 
-// List walks the tree depth first. Symbolic links are followed, and every directory is entered at
-// most once (by device and inode), so symlink cycles end.
+// SetEpoch selects the epoch whose order List serves (with RandomSampling).
+func (f *Filesystem) SetEpoch(epoch int) { f.epoch = epoch }
+
+// List serves this rank's images: streamed in directory order, or, with RandomSampling, all listed,
+// sorted, then shuffled with the epoch's seed.
 func (f *Filesystem) List(ctx context.Context, emit func(Item) bool, skip func(string, string, error)) error {
+	if !f.cfg.RandomSampling {
+		return f.walk(ctx, emit, skip)
+	}
+	all, err := f.All(ctx, skip)
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	rng := rand.New(rand.NewSource(EpochSeed(f.cfg.Seed, f.epoch)))
+	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	for _, it := range all {
+		if !emit(it) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// All lists this rank's images, sorted by path.
+func (f *Filesystem) All(ctx context.Context, skip func(string, string, error)) ([]Item, error) {
+	var all []Item
+	err := f.walk(ctx, func(it Item) bool { all = append(all, it); return true }, skip)
+	sort.Slice(all, func(i, j int) bool { return all[i].Path < all[j].Path })
+	return all, err
+}
+
+// walk visits the tree depth first. Symbolic links are followed, and every directory is entered at
+// most once (by device and inode), so symlink cycles end.
+func (f *Filesystem) walk(ctx context.Context, emit func(Item) bool, skip func(string, string, error)) error {
 	root := f.cfg.RootPath
 	seen := map[dirKey]bool{}
 	if k, err := keyOf(root); err == nil {

@@ -75,3 +75,27 @@ func sleepContext(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// Epochs is implemented by sources whose listing depends on the epoch (a seeded shuffle drawn
+// anew for each epoch). The client calls SetEpoch before each List.
+type Epochs interface {
+	SetEpoch(epoch int)
+}
+
+// Replayable is implemented by sources that can tell when listing twice may not give the same
+// order (a server's random sampling, shards read as they arrive): exact resume needs it.
+// Unreplayable returns why, or "" when the listing is reproducible.
+type Replayable interface {
+	Unreplayable() string
+}
+
+// EpochSeed derives the seed of an epoch from the configured one (splitmix64): epoch 0 keeps it.
+func EpochSeed(seed int64, epoch int) int64 {
+	if epoch == 0 {
+		return seed
+	}
+	z := uint64(seed) + uint64(epoch)*0x9E3779B97F4A7C15
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	return int64(z ^ (z >> 31))
+}

@@ -90,6 +90,18 @@ func ShardLocation(shard string) (path string, isHTTP bool, err error) {
 type WebDataset struct {
 	cfg    WebDatasetConfig
 	client *http.Client
+	epoch  int
+}
+
+// SetEpoch selects the epoch whose shuffle List draws (EpochSeed).
+func (w *WebDataset) SetEpoch(epoch int) { w.epoch = epoch }
+
+// Unreplayable: without shuffle, samples of concurrently read shards come as they arrive.
+func (w *WebDataset) Unreplayable() string {
+	if !w.cfg.Shuffle && w.cfg.ConcurrentDownloads > 1 {
+		return "without shuffle, samples of concurrent_downloads > 1 shards come in arrival order; set shuffle or concurrent_downloads 1"
+	}
+	return ""
 }
 
 // NewWebDataset returns the WebDataset source of cfg (already validated).
@@ -144,7 +156,7 @@ func (w *WebDataset) myShards(rng *rand.Rand) []string {
 // the slots are taken in turn, one sample each, and the samples mixed through a seeded buffer of
 // shuffle_buffer: the order depends on the seed and the data only, not on timing.
 func (w *WebDataset) List(ctx context.Context, emit func(Item) bool, skip func(id, reason string, err error)) error {
-	rng := rand.New(rand.NewSource(w.cfg.Seed))
+	rng := rand.New(rand.NewSource(EpochSeed(w.cfg.Seed, w.epoch)))
 	shards := w.myShards(rng)
 	if len(shards) == 0 {
 		return nil
