@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DATAGO_ABI_VERSION 1
+#define DATAGO_ABI_VERSION 2
 
 /* Status codes. */
 #define DATAGO_OK 0
@@ -62,6 +62,17 @@ typedef struct datago_sample {
     char *meta_json;          /* NULL, or a JSON object with source-specific metadata */
 } datago_sample;
 
+/* batch_size samples of one bucket (fewer at the end of an epoch), their images in one buffer. */
+typedef struct datago_batch {
+    int32_t size;
+    datago_buffer images;     /* width, height, channels of one image; len covers all: size x height x width x channels */
+    char **ids;               /* size entries */
+    int32_t *original_sizes;  /* 2 x size entries: width, height of each sample before processing */
+    char **meta_json;         /* size entries, each NULL or a JSON object */
+} datago_batch;
+
+typedef uint64_t datago_catalog;
+
 int32_t datago_abi_version(void);
 /* A static string: never free it. */
 char *datago_version(void);
@@ -71,6 +82,11 @@ int32_t datago_client_start(datago_client client, char **err);
 /* Blocks up to timeout_ms (negative: forever). On DATAGO_OK, *out is a sample to free with datago_sample_free. */
 int32_t datago_client_next(datago_client client, int32_t timeout_ms, datago_sample **out, char **err);
 void datago_sample_free(datago_sample *sample);
+/* With batch_size in the config: as datago_client_next, for batches (free with datago_batch_free). */
+int32_t datago_client_next_batch(datago_client client, int32_t timeout_ms, datago_batch **out, char **err);
+void datago_batch_free(datago_batch *batch);
+/* The resume state: a JSON object to pass back as the config's "resume_state"; freed with datago_free. */
+int32_t datago_client_state(datago_client client, char **out_json, char **err);
 /* *out_json: a JSON object of counters, freed with datago_free. */
 int32_t datago_client_stats(datago_client client, char **out_json, char **err);
 /* Stops the pipeline and waits for its goroutines. Idempotent. */
@@ -86,6 +102,19 @@ int32_t datago_client_errors(datago_client client, char **out_json, char **err);
 /* Aspect-ratio buckets as a JSON array of [width, height] pairs, freed with datago_free. */
 int32_t datago_buckets(int32_t default_image_size, int32_t downsampling_ratio, double min_aspect_ratio,
                        double max_aspect_ratio, char **out_json, char **err);
+
+/* Map-style access to a filesystem source: the files sorted by path, any of them on demand. */
+int32_t datago_catalog_new(char *config_json, datago_catalog *out, char **err);
+int64_t datago_catalog_len(datago_catalog catalog);
+/* *out_json: the JSON array of the files' ids in index order, freed with datago_free. */
+int32_t datago_catalog_ids(datago_catalog catalog, char **out_json, char **err);
+/* Processes the n files at indices in parallel: out[i] is a sample to free with datago_sample_free,
+ * or NULL when that file could not be read or decoded (counted in the stats, reported in errors). */
+int32_t datago_catalog_get(datago_catalog catalog, int64_t *indices, int32_t n, datago_sample **out,
+                           char **err);
+int32_t datago_catalog_stats(datago_catalog catalog, char **out_json, char **err);
+int32_t datago_catalog_errors(datago_catalog catalog, char **out_json, char **err);
+void datago_catalog_free(datago_catalog catalog);
 
 void datago_free(void *p);
 

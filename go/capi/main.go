@@ -33,9 +33,20 @@ func main() {}
 
 var handles = struct {
 	sync.Mutex
-	next    uint64
-	clients map[uint64]*datago.Client
-}{clients: map[uint64]*datago.Client{}}
+	next     uint64
+	clients  map[uint64]*datago.Client
+	catalogs map[uint64]*datago.Catalog
+}{clients: map[uint64]*datago.Client{}, catalogs: map[uint64]*datago.Catalog{}}
+
+func lookupCatalog(h C.datago_catalog) (*datago.Catalog, error) {
+	handles.Lock()
+	defer handles.Unlock()
+	k, ok := handles.catalogs[uint64(h)]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown or freed catalog handle %d", datago.ErrState, uint64(h))
+	}
+	return k, nil
+}
 
 func lookup(h C.datago_client) (*datago.Client, error) {
 	handles.Lock()
@@ -209,6 +220,189 @@ func datago_sample_free(s *C.datago_sample) {
 	C.free(unsafe.Pointer(s.items))
 	C.free(unsafe.Pointer(s.meta_json))
 	C.free(unsafe.Pointer(s))
+}
+
+//export datago_client_next_batch
+func datago_client_next_batch(h C.datago_client, timeoutMs C.int32_t, out **C.datago_batch, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	if out == nil {
+		return fail(fmt.Errorf("%w: out must not be NULL", datago.ErrState), errOut)
+	}
+	*out = nil
+	c, err := lookup(h)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	timeout := time.Duration(timeoutMs) * time.Millisecond
+	if timeoutMs < 0 {
+		timeout = -1
+	}
+	b, err := c.NextBatch(timeout)
+	switch {
+	case errors.Is(err, datago.ErrEnd):
+		return C.DATAGO_END
+	case errors.Is(err, datago.ErrTimeout):
+		return C.DATAGO_TIMEOUT
+	case err != nil:
+		return fail(err, errOut)
+	}
+	n := len(b.Samples)
+	cb := (*C.datago_batch)(C.calloc(1, C.sizeof_datago_batch))
+	cb.size = C.int32_t(n)
+	setBuffer(&cb.images, b.Images)
+	cb.ids = (**C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(uintptr(0)))))
+	cb.meta_json = (**C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(uintptr(0)))))
+	cb.original_sizes = (*C.int32_t)(C.calloc(C.size_t(2*n), C.sizeof_int32_t))
+	ids, metas := unsafe.Slice(cb.ids, n), unsafe.Slice(cb.meta_json, n)
+	sizes := unsafe.Slice(cb.original_sizes, 2*n)
+	for i, s := range b.Samples {
+		ids[i] = C.CString(s.ID)
+		if s.Meta != nil {
+			metas[i] = C.CString(string(s.Meta))
+		}
+		sizes[2*i], sizes[2*i+1] = C.int32_t(b.Sizes[i][0]), C.int32_t(b.Sizes[i][1])
+	}
+	b.Free() // what is left: the samples' extras, not delivered in batches
+	*out = cb
+	return C.DATAGO_OK
+}
+
+//export datago_batch_free
+func datago_batch_free(b *C.datago_batch) {
+	defer func() { _ = recover() }()
+	if b == nil {
+		return
+	}
+	n := int(b.size)
+	if b.ids != nil {
+		for _, p := range unsafe.Slice(b.ids, n) {
+			C.free(unsafe.Pointer(p))
+		}
+	}
+	if b.meta_json != nil {
+		for _, p := range unsafe.Slice(b.meta_json, n) {
+			C.free(unsafe.Pointer(p))
+		}
+	}
+	C.free(unsafe.Pointer(b.ids))
+	C.free(unsafe.Pointer(b.meta_json))
+	C.free(unsafe.Pointer(b.original_sizes))
+	C.free(unsafe.Pointer(b.images.data))
+	C.free(unsafe.Pointer(b))
+}
+
+//export datago_client_state
+func datago_client_state(h C.datago_client, out **C.char, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	c, err := lookup(h)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	return jsonOut(c.State(), out, errOut)
+}
+
+//export datago_catalog_new
+func datago_catalog_new(config *C.char, out *C.datago_catalog, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	if config == nil || out == nil {
+		return fail(fmt.Errorf("%w: config and out must not be NULL", datago.ErrState), errOut)
+	}
+	cfg, err := datago.ParseConfig([]byte(C.GoString(config)))
+	if err != nil {
+		return fail(err, errOut)
+	}
+	k, err := datago.NewCatalog(cfg)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	handles.Lock()
+	handles.next++
+	h := handles.next
+	handles.catalogs[h] = k
+	handles.Unlock()
+	*out = C.datago_catalog(h)
+	return C.DATAGO_OK
+}
+
+//export datago_catalog_len
+func datago_catalog_len(h C.datago_catalog) C.int64_t {
+	k, err := lookupCatalog(h)
+	if err != nil {
+		return -1
+	}
+	return C.int64_t(k.Len())
+}
+
+//export datago_catalog_ids
+func datago_catalog_ids(h C.datago_catalog, out **C.char, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	k, err := lookupCatalog(h)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	return jsonOut(k.IDs(), out, errOut)
+}
+
+//export datago_catalog_get
+func datago_catalog_get(h C.datago_catalog, indices *C.int64_t, n C.int32_t, out **C.datago_sample, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	if n < 0 || (n > 0 && (indices == nil || out == nil)) {
+		return fail(fmt.Errorf("%w: indices and out must hold n >= 0 entries", datago.ErrState), errOut)
+	}
+	k, err := lookupCatalog(h)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	if n == 0 {
+		return C.DATAGO_OK
+	}
+	idx := make([]int, n)
+	for i, x := range unsafe.Slice(indices, int(n)) {
+		idx[i] = int(x)
+	}
+	samples, err := k.Get(idx)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	dst := unsafe.Slice(out, int(n))
+	for i, s := range samples {
+		dst[i] = nil
+		if s != nil {
+			dst[i] = toC(s)
+		}
+	}
+	return C.DATAGO_OK
+}
+
+//export datago_catalog_stats
+func datago_catalog_stats(h C.datago_catalog, out **C.char, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	k, err := lookupCatalog(h)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	return jsonOut(k.Stats(), out, errOut)
+}
+
+//export datago_catalog_errors
+func datago_catalog_errors(h C.datago_catalog, out **C.char, errOut **C.char) (status C.int32_t) {
+	defer guard(&status, errOut)
+	k, err := lookupCatalog(h)
+	if err != nil {
+		return fail(err, errOut)
+	}
+	reports := k.DrainSkips()
+	if reports == nil {
+		reports = []datago.SkipReport{}
+	}
+	return jsonOut(reports, out, errOut)
+}
+
+//export datago_catalog_free
+func datago_catalog_free(h C.datago_catalog) {
+	handles.Lock()
+	defer handles.Unlock()
+	delete(handles.catalogs, uint64(h))
 }
 
 //export datago_client_stats

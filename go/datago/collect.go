@@ -25,6 +25,7 @@ type outcome struct {
 type Batch struct {
 	Images  *imaging.Image // shape of one image; Len covers all of them
 	Samples []*Sample
+	Sizes   [][2]int // each sample's original width and height
 }
 
 // Free releases the batch's C memory; safe to call twice.
@@ -181,8 +182,10 @@ func (k *collector) flush(ctx context.Context, epoch int) bool {
 
 func (k *collector) sendBatch(ctx context.Context, samples []*Sample) bool {
 	images := make([]*imaging.Image, len(samples))
+	sizes := make([][2]int, len(samples))
 	for i, s := range samples {
 		images[i] = s.Image
+		sizes[i] = [2]int{s.Image.OriginalWidth, s.Image.OriginalHeight}
 	}
 	stacked, err := imaging.Stack(images)
 	if err != nil { // out of memory: the samples cannot be delivered
@@ -196,7 +199,7 @@ func (k *collector) sendBatch(ctx context.Context, samples []*Sample) bool {
 	for _, s := range samples {
 		s.Image = nil // moved into stacked
 	}
-	b := &Batch{Images: stacked, Samples: samples}
+	b := &Batch{Images: stacked, Samples: samples, Sizes: sizes}
 	select {
 	case k.c.batches <- b:
 		return true

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -271,5 +272,44 @@ func TestTrainingConfigErrorsNameTheKey(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Key != tc.key {
 			t.Errorf("%s: got %v, want an error on %q", tc.extra, err, tc.key)
 		}
+	}
+}
+
+func TestCatalogGetsAnyIndicesInOrder(t *testing.T) {
+	root := t.TempDir()
+	files := writeMixed(t, root, 20)
+	if err := os.WriteFile(filepath.Join(root, "zz-bad.png"), []byte("not a png"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig([]byte(fmt.Sprintf(`{"source_type": "filesystem", "source_config": {"root_path": %q, "rank": 1, "world_size": 2}, "concurrency": 3, %s}`, root, crop64)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := NewCatalog(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Len() != len(files)+1 || !reflect.DeepEqual(k.IDs()[:len(files)], files) {
+		t.Fatalf("catalog of %d files, ids %v", k.Len(), k.IDs())
+	}
+	indices := []int{20, 3, 3, 0, 19, 7}
+	got, err := k.Get(indices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range indices {
+		switch {
+		case x == 20 && got[i] != nil:
+			t.Fatalf("the bad file gave a sample")
+		case x != 20 && (got[i] == nil || got[i].ID != files[x] || got[i].Image.Width == 0):
+			t.Fatalf("position %d (index %d): %+v", i, x, got[i])
+		}
+		got[i].Free()
+	}
+	if st := k.Stats(); st.Served != 5 || st.Skipped[ReasonDecodeError] != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	if _, err := k.Get([]int{21}); !errors.Is(err, ErrState) {
+		t.Fatalf("out of range index: %v", err)
 	}
 }

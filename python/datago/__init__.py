@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 
 from . import _lib
+from .batch import Batch
 from .client import Client
 from .errors import ConfigError, DatagoError, LibraryLoadError
+from .mapdataset import MapDataset
 from .sample import Sample
 
 __version__ = "0.1.0"
@@ -19,10 +21,12 @@ SourceTypeFileSystem = "filesystem"
 SourceTypeDB = "db"
 
 __all__ = [
+    "Batch",
     "Client",
     "ConfigError",
     "DatagoError",
     "LibraryLoadError",
+    "MapDataset",
     "Sample",
     "SourceTypeDB",
     "SourceTypeFileSystem",

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 # The #define lines of datago.h, kept as Python constants (cffi's cdef below has no preprocessor lines).
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 DATAGO_OK = 0
 DATAGO_END = 1
@@ -89,6 +89,16 @@ typedef struct datago_sample {
     char *meta_json;
 } datago_sample;
 
+typedef struct datago_batch {
+    int32_t size;
+    datago_buffer images;
+    char **ids;
+    int32_t *original_sizes;
+    char **meta_json;
+} datago_batch;
+
+typedef uint64_t datago_catalog;
+
 int32_t datago_abi_version(void);
 char *datago_version(void);
 
@@ -96,12 +106,23 @@ int32_t datago_client_new(char *config_json, datago_client *out, char **err);
 int32_t datago_client_start(datago_client client, char **err);
 int32_t datago_client_next(datago_client client, int32_t timeout_ms, datago_sample **out, char **err);
 void datago_sample_free(datago_sample *sample);
+int32_t datago_client_next_batch(datago_client client, int32_t timeout_ms, datago_batch **out, char **err);
+void datago_batch_free(datago_batch *batch);
+int32_t datago_client_state(datago_client client, char **out_json, char **err);
 int32_t datago_client_stats(datago_client client, char **out_json, char **err);
 int32_t datago_client_stop(datago_client client, char **err);
 void datago_client_free(datago_client client);
 int32_t datago_client_errors(datago_client client, char **out_json, char **err);
 int32_t datago_buckets(int32_t default_image_size, int32_t downsampling_ratio, double min_aspect_ratio,
                        double max_aspect_ratio, char **out_json, char **err);
+int32_t datago_catalog_new(char *config_json, datago_catalog *out, char **err);
+int64_t datago_catalog_len(datago_catalog catalog);
+int32_t datago_catalog_ids(datago_catalog catalog, char **out_json, char **err);
+int32_t datago_catalog_get(datago_catalog catalog, int64_t *indices, int32_t n, datago_sample **out,
+                           char **err);
+int32_t datago_catalog_stats(datago_catalog catalog, char **out_json, char **err);
+int32_t datago_catalog_errors(datago_catalog catalog, char **out_json, char **err);
+void datago_catalog_free(datago_catalog catalog);
 void datago_free(void *p);
 void datago_fork_prepare(void);
 void datago_fork_parent(void);
@@ -241,6 +262,18 @@ def free_sample_in(pid: int) -> Any:
     child) it leaks the sample instead of calling into a runtime that no longer runs."""
     lib = get_lib()
     free = lib.datago_sample_free
+
+    def _free(ptr: Any) -> None:
+        if os.getpid() == pid:
+            free(ptr)
+
+    return _free
+
+
+def free_batch_in(pid: int) -> Any:
+    """As :func:`free_sample_in`, for batches."""
+    lib = get_lib()
+    free = lib.datago_batch_free
 
     def _free(ptr: Any) -> None:
         if os.getpid() == pid:

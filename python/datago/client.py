@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from . import _lib
+from .batch import Batch
 from .errors import ConfigError, DatagoError
 from .sample import Sample
 
@@ -65,6 +66,16 @@ def _bad_value(value: Any, path: str) -> str | None:
     return None
 
 
+def _parse_json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"config: invalid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError("config: must be a JSON object")
+    return value
+
+
 def _config_json(config: Mapping[str, Any]) -> str:
     try:
         return json.dumps(dict(config), allow_nan=False, default=_plain)
@@ -85,13 +96,17 @@ class Client:
     created it: after ``fork()`` it cannot be used in the child (create a new one there).
     """
 
-    def __init__(self, config: Mapping[str, Any] | str) -> None:
+    def __init__(self, config: Mapping[str, Any] | str, state: Mapping[str, Any] | None = None) -> None:
         if isinstance(config, str):
             text = config
+            if state is not None:
+                text = _config_json({**_parse_json(text), "resume_state": dict(state)})
         elif isinstance(config, Mapping):
-            text = _config_json(config)
+            text = _config_json(config if state is None else {**config, "resume_state": dict(state)})
         else:
             raise TypeError(f"config must be a dict or a JSON string, not {type(config).__name__}")
+        # With batch_size the client yields Batch objects (the library validates the value).
+        self._batched = bool(_parse_json(text).get("batch_size") or 0) if "batch_size" in text else False
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._started = False
@@ -99,6 +114,7 @@ class Client:
         self._closed = False
         self._served = itertools.count(1)
         self._final_stats: dict[str, Any] | None = None  # kept by close() so stats() works after it
+        self._final_state: dict[str, Any] | None = None
         lib = _lib.get_lib()
         out = _lib.ffi.new("datago_client *")
         err = _lib.ffi.new("char **")
@@ -159,6 +175,7 @@ class Client:
             self.stop()
             if os.getpid() == self._pid:
                 self._final_stats = self.stats()
+                self._final_state = self.state_dict()
         finally:
             with self._lock:
                 if not self._closed:
@@ -189,33 +206,46 @@ class Client:
         Waits at most ``timeout`` seconds (forever when None) and raises :class:`TimeoutError` when
         nothing came in time. Raises :class:`~datago.DatagoError` if the pipeline failed.
         """
+        if self._batched:
+            raise DatagoError("batch_size is set: this client delivers batches (get_batch, or iterate)")
+        ptr = self._next("datago_client_next", "datago_sample **", timeout)
+        return None if ptr is None else Sample(_lib.ffi.gc(ptr, self._free_sample))
+
+    def get_batch(self, timeout: float | None = None) -> Batch | None:
+        """With ``batch_size`` in the config: the next :class:`~datago.Batch`, as :meth:`get_sample`."""
+        if not self._batched:
+            raise DatagoError("batch_size is not set: this client delivers samples (get_sample)")
+        ptr = self._next("datago_client_next_batch", "datago_batch **", timeout)
+        return None if ptr is None else Batch(_lib.ffi.gc(ptr, _lib.free_batch_in(self._pid)))
+
+    def _next(self, function: str, out_type: str, timeout: float | None) -> Any:
         lib = self._lib()
         if not self._started:
             self.start()
         ffi = _lib.ffi
         deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
-        out = ffi.new("datago_sample **")
+        out = ffi.new(out_type)
         err = ffi.new("char **")
         handle = self._handle
+        call = getattr(lib, function)
         while True:
             if deadline is None:
                 slice_ms = _SLICE_MS
             else:
                 slice_ms = int(min(_SLICE_MS, max(0.0, (deadline - time.monotonic()) * 1000.0)))
             # cffi releases the GIL during the call: other Python threads keep running.
-            status = lib.datago_client_next(handle, slice_ms, out, err)
+            status = call(handle, slice_ms, out, err)
             if status == _lib.DATAGO_OK:
-                sample = Sample(ffi.gc(out[0], self._free_sample))
                 if next(self._served) % _DRAIN_EVERY == 0:
                     self._drain_errors()
-                return sample
+                return out[0]
             if status == _lib.DATAGO_END:
                 self._drain_errors()
                 return None
             if status == _lib.DATAGO_TIMEOUT:
                 self._drain_errors()
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"datago: no sample within {timeout} s")
+                    raise TimeoutError(f"datago: nothing within {timeout} s")
                 continue
             if status == _lib.DATAGO_ERR_STATE and (self._stopped or not self._finalizer.alive):
                 # Stopped or closed by another thread while this one was waiting: the end.
@@ -223,14 +253,31 @@ class Client:
                 return None
             _lib.check(status, err, "datago")
 
-    def __iter__(self) -> Iterator[Sample]:
+    def __iter__(self) -> Iterator[Any]:
         return self
 
-    def __next__(self) -> Sample:
-        sample = self.get_sample()
-        if sample is None:
+    def __next__(self) -> Any:
+        """The next :class:`~datago.Sample`, or :class:`~datago.Batch` with ``batch_size``."""
+        item = self.get_batch() if self._batched else self.get_sample()
+        if item is None:
             raise StopIteration
-        return sample
+        return item
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this client is: pass it as ``Client(config, state=...)`` to resume exactly.
+
+        Samples delivered before and after the resume are exactly each epoch's samples, when the
+        configuration (and the data) are the same. Samples not yet delivered when the state is taken
+        (queued, in a partial batch) are made again by the resumed client.
+        """
+        if self._closed and self._final_state is not None and os.getpid() == self._pid:
+            return dict(self._final_state)
+        lib = self._lib()
+        out = _lib.ffi.new("char **")
+        err = _lib.ffi.new("char **")
+        _lib.check(lib.datago_client_state(self._handle, out, err), err, "datago_client_state")
+        state: dict[str, Any] = json.loads(_lib.take_string(out[0]))
+        return state
 
     # -- statistics and skip reports --------------------------------------------------------------
 
