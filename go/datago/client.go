@@ -142,9 +142,11 @@ func (c *Client) Start() error {
 		outcomes = make(chan outcome, c.cfg.Concurrency)
 	}
 
+	listed := make(chan struct{}) // closed when the lister returns: it may still send epoch ends
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		defer close(listed)
 		defer close(items)
 		defer func() {
 			if r := recover(); r != nil {
@@ -187,6 +189,7 @@ func (c *Client) Start() error {
 		close(fetched)
 		decoders.Wait()
 		if outcomes != nil {
+			<-listed
 			close(outcomes)
 			collected.Wait()
 		}
