@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// FuzzProcess feeds arbitrary bytes through the whole image path (libvips decode, orientation,
-// colour, crop and resize). Every outcome is a consistent image or an error wrapping a sentinel.
-// It exercises C code, so it runs in `make fuzz`, not in the short run of `make test`.
+// FuzzProcess feeds arbitrary bytes through the whole image path (the direct decoders and their
+// EXIF parser, libvips, orientation, colour, crop and resize). Every outcome is a consistent image
+// or an error wrapping a sentinel.
 func FuzzProcess(f *testing.F) {
 	img := image.NewNRGBA(image.Rect(0, 0, 24, 17))
 	for i := range img.Pix {
@@ -21,6 +21,8 @@ func FuzzProcess(f *testing.F) {
 	f.Add(encodeJPEG(f, img, 80))
 	f.Add(encodePNG(f, gray))
 	f.Add([]byte("\xff\xd8\xff\xe0 not quite a jpeg"))
+	f.Add(withOrientation(encodeJPEG(f, img, 80), 1))
+	f.Add(withOrientation(encodeJPEG(f, gray, 80), 6))
 	buckets := Buckets(64, 16, 0.5, 2)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, opts := range []*Options{

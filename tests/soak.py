@@ -1,0 +1,172 @@
+"""Soak test: load many samples through datago and watch the process's memory (issue #7).
+
+A datago.Client with crop_and_resize (buckets of --size) delivers NumPy arrays (``sample.array``) until
+--samples have been read: by default one client with ``epochs`` 0 (passes over the folder forever) and
+``limit`` --samples, so a single pipeline runs the whole time. With --recreate (or a library whose
+configuration has no ``epochs``), a new client makes each pass (``epochs`` 1), the last one with the
+``limit`` of the samples still missing. Every --every samples a line ``samples,elapsed_s,rss_mb`` is printed
+(MB = 10^6 bytes). At the end: peak RSS, RSS at sample 100,000 (10% of the run when the run is not
+longer than that), RSS at the end, the growth between the two, and PASS when it is under 5%
+(exit status 0), FAIL otherwise (exit status 1).
+
+Without --root, a corpus of 200 photo-like JPEGs of about 500x375 (one in eight with an EXIF rotation)
+is generated once into .cache/soak.
+
+  make soak SOAK_ARGS="--samples 200000"
+  PYTHONPATH=python python tests/soak.py --root /data/images --samples 1000000 --size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datago_testutil import PYTHON_DIR, ROOT, photo, rss_bytes  # noqa: E402
+
+if str(PYTHON_DIR) not in sys.path:
+    sys.path.insert(0, str(PYTHON_DIR))
+import datago  # noqa: E402
+
+CORPUS_SIZE = 200
+TARGET_GROWTH_PCT = 5.0
+REFERENCE_SAMPLE = 100_000
+MB = 1e6
+
+
+def make_corpus(folder: Path, count: int = CORPUS_SIZE) -> Path:
+    """count photo-like JPEGs of about 500x375 (landscape and portrait), made once: a folder that
+    already holds count images is reused."""
+    if folder.is_dir() and len(list(folder.glob("*.jpg"))) == count:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.jpg"):
+        old.unlink()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        w, h = int(rng.integers(460, 541)), int(rng.integers(340, 411))
+        if i % 3 == 2:
+            w, h = h, w
+        exif = Image.Exif()
+        if i % 8 == 7:
+            exif[0x0112] = 6  # rotated 90 degrees by the camera
+        Image.fromarray(photo(w, h, seed=i)).save(
+            folder / f"soak{i:04d}.jpg", "JPEG", quality=int(rng.integers(85, 96)), exif=exif
+        )
+    return folder
+
+
+def config(root: Path, size: int, concurrency: int, limit: int, forever: bool) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "source_type": "filesystem",
+        "source_config": {"root_path": str(root)},
+        "image_config": {"crop_and_resize": True, "default_image_size": size},
+        "concurrency": concurrency,
+        "limit": limit,
+    }
+    if forever:
+        cfg["epochs"] = 0
+    return cfg
+
+
+def supports_epochs(root: Path) -> bool:
+    """Whether this library's configuration has ``epochs`` (a client is only validated, never started)."""
+    try:
+        datago.Client(config(root, 512, 1, 1, forever=True)).close()
+    except datago.ConfigError:
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--samples", type=int, default=1_000_000, help="samples to load (default 1000000)")
+    parser.add_argument("--root", type=Path, help="folder of images (default: a generated corpus)")
+    parser.add_argument("--every", type=int, default=10_000, help="print a line every N samples")
+    parser.add_argument("--size", type=int, default=512, help="default_image_size of the buckets")
+    parser.add_argument("--concurrency", type=int, default=0, help="worker count (0: the number of CPUs)")
+    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "soak", help="corpus folder")
+    parser.add_argument("--recreate", action="store_true", help="a new client for each pass over the folder")
+    args = parser.parse_args(argv)
+    if args.samples < 10:
+        parser.error("--samples must be at least 10")
+    root = args.root if args.root is not None else make_corpus(args.cache)
+    reference_at = REFERENCE_SAMPLE if args.samples > REFERENCE_SAMPLE else args.samples // 10
+    forever = not args.recreate and supports_epochs(root)
+    how = "one client, epochs 0 and limit" if forever else "a new client per pass over the folder"
+    print(
+        f"datago soak: {args.samples} samples from {root}, buckets of {args.size}, RSS reference at "
+        f"sample {reference_at}, target growth < {TARGET_GROWTH_PCT:g}%; {how}",
+        flush=True,
+    )
+    print("samples,elapsed_s,rss_mb", flush=True)
+
+    total = clients = 0
+    skipped: dict[str, int] = {}
+    checksum = 0
+    rss_reference = rss_end = rss_peak_seen = 0
+    started = time.monotonic()
+    while total < args.samples:
+        clients += 1
+        client_count = 0
+        # One client to the end (forever), or one per pass, the last one stopping at the sample count.
+        limit = args.samples - total
+        with datago.Client(config(root, args.size, args.concurrency, limit, forever)) as client:
+            for sample in client:
+                arr = sample.array
+                h, w = arr.shape[:2]
+                if (w, h) != sample.size or arr.shape[2] != 3:
+                    raise SystemExit(f"sample {sample.id}: array {arr.shape} but size {sample.size}")
+                checksum += int(arr[h // 2, w // 2, 1])  # reads the pixels, so they are really there
+                del arr, sample
+                total += 1
+                client_count += 1
+                # Both RSS figures are taken the same way: as that sample arrives, the client running.
+                if total == reference_at:
+                    gc.collect()
+                    rss_reference = rss_bytes()
+                if total == args.samples:
+                    gc.collect()
+                    rss_end = rss_bytes()
+                if total % args.every == 0 or total == args.samples:
+                    rss = rss_bytes()
+                    rss_peak_seen = max(rss_peak_seen, rss)
+                    print(f"{total},{time.monotonic() - started:.1f},{rss / MB:.1f}", flush=True)
+                if total == args.samples:
+                    break
+            stats = client.stats()
+        for reason, n in stats["skipped"].items():
+            skipped[reason] = skipped.get(reason, 0) + n
+        if client_count == 0:
+            raise SystemExit(f"{root}: a client delivered no sample (skipped: {stats['skipped']})")
+    elapsed = time.monotonic() - started
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss_peak_seen)  # ru_maxrss: KiB
+    growth = 100.0 * (rss_end - rss_reference) / rss_reference
+    print(
+        f"samples: {total} in {elapsed:.1f} s ({total / elapsed:.0f} img/s), {clients} client(s), "
+        f"skipped: {skipped or 'none'}, pixel checksum {checksum}"
+    )
+    print(f"peak RSS: {peak / MB:.1f} MB")
+    print(f"RSS at sample {reference_at}: {rss_reference / MB:.1f} MB")
+    print(f"RSS at the end (sample {total}): {rss_end / MB:.1f} MB")
+    print(f"growth from sample {reference_at} to the end: {growth:+.2f}%")
+    ok = growth < TARGET_GROWTH_PCT
+    print(
+        f"{'PASS' if ok else 'FAIL'}: RSS growth {growth:+.2f}% (target < {TARGET_GROWTH_PCT:g}% from sample "
+        f"{reference_at} to the end)"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
