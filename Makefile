@@ -59,7 +59,7 @@ go-test: deps
 # libvips and the resampler.
 FUZZ_TARGETS := datago:FuzzParseConfig datago/source:FuzzTarGrouping datago/source:FuzzDataroomPage \
                 datago/imaging:FuzzProcess
-FUZZ_TIME    ?= 10s
+FUZZ_TIME    ?= 30s
 
 # Longer runs of the same targets.
 fuzz: FUZZ_TIME = 2m

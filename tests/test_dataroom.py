@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import datago
 from datago_testutil import expected_geometry, psnr
@@ -539,3 +541,20 @@ def test_server_contract(server: DataroomServer) -> None:
     status, types = _get(api + "stats/latent_types/")
     assert status == 200 and {t["name"]: t["is_mask"] for t in types}["segmentation_mask"] is True
     assert _get(api + "images/nope/") == (404, {"detail": "Not found."})
+
+
+def test_max_file_bytes_skips_larger_downloads() -> None:
+    """A file over max_file_bytes is skipped as too_large without being kept; the rest arrives."""
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    big, small = io.BytesIO(), io.BytesIO()
+    Image.fromarray(noisy).save(big, "PNG")  # ~120 KB
+    Image.new("RGB", (20, 20), (10, 200, 30)).save(small, "PNG")  # < 1 KB
+    with DataroomServer(seed=3) as srv:
+        srv.add_image("big", 200, 200, data=big.getvalue(), ext="png")
+        for i in range(3):
+            srv.add_image(f"small{i}", 20, 20, data=small.getvalue(), ext="png")
+        samples, stats, error = run({**db_config(srv), "max_file_bytes": 50_000})
+    assert error is None
+    assert sorted(s.id for s in samples) == ["small0", "small1", "small2"]
+    assert stats["skipped"] == {"too_large": 1}

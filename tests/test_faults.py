@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import datago
 from datago_testutil import image_config, make_config, photo, rss_bytes, save, thread_count
@@ -296,3 +297,24 @@ def test_two_clients_in_two_threads(tmp_path: Path) -> None:
     assert len(got["b"]) == len(set(got["b"])) and set(got["b"]) == b_files
     assert sizes["a"] == {(40, 30)}
     assert sizes["b"] == {(80, 48)}  # 60x40 (1.5) goes to the 80x48 bucket of size 64
+
+
+def test_max_file_bytes_skips_larger_files_before_reading(tmp_path: Path) -> None:
+    for i in range(3):
+        Image.new("RGB", (16, 16), (i, 0, 0)).save(tmp_path / f"small{i}.png")
+    noisy = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "big.png")
+    limit = (tmp_path / "big.png").stat().st_size - 1
+    config = {
+        "source_type": "filesystem",
+        "source_config": {"root_path": str(tmp_path)},
+        "max_file_bytes": limit,
+    }
+    with datago.Client(config) as client:
+        ids = sorted(Path(s.id).name for s in client)
+        stats = client.stats()
+    assert ids == ["small0.png", "small1.png", "small2.png"]
+    assert stats["skipped"] == {"too_large": 1}
+    with pytest.raises(datago.ConfigError) as info:
+        datago.Client({**config, "max_file_bytes": 0})
+    assert info.value.key == "max_file_bytes"

@@ -177,6 +177,7 @@ def tricky_shards(tmp_path: Path) -> list[Path]:
 
 def test_grouping_matches_the_webdataset_package(tmp_path: Path) -> None:
     import webdataset as wds  # the oracle: installed by make deps, so a missing one fails the test
+
     shards = tricky_shards(tmp_path)
     expected: dict[tuple[str, str], dict[str, Any]] = {}
     for s in wds.WebDataset([str(p) for p in shards], shardshuffle=False):
@@ -411,3 +412,14 @@ def test_configuration_errors_name_the_key(tmp_path: Path) -> None:
     config = wds_config("file://" + url)
     config["source_type"] = "wds"
     assert load(config).order == [f"file://{url}#s00_000"]
+
+
+def test_max_file_bytes_bounds_tar_members(tmp_path: Path) -> None:
+    """A member over max_file_bytes loses its sample (counted), without reading it into memory."""
+    big = image_bytes(300, 300, seed=5, fmt="PNG")
+    samples = standard_shard(0, 4) + [("big", {"png": big})]
+    shard = write_shard(tmp_path / "s.tar", samples)
+    got = load({**wds_config(str(shard)), "max_file_bytes": len(big) - 1})
+    assert len(got.order) == 4 and not any(i.endswith("#big") for i in got.order)
+    assert sum(got.stats["skipped"].values()) == 1
+    assert any(i.endswith("#big") for i, _ in got.skipped)

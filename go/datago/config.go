@@ -21,6 +21,7 @@ type Config struct {
 	SamplesBufferSize  int
 	Concurrency        int
 	Limit              int
+	MaxFileBytes       int64 // a file (or HTTP body, or tar member) larger than this is skipped as too_large
 
 	// Training integration (README "Training"): epochs to run (0 = forever), delivery in listing
 	// order whatever the thread timing, bucketed batches, and a resume state from Client.State.
@@ -52,6 +53,7 @@ const (
 	DefaultMinAspectRatio     = 0.5
 	DefaultMaxAspectRatio     = 2.0
 	DefaultMaxPixels          = 100_000_000
+	DefaultMaxFileBytes       = 256 << 20
 	MaxImageSize              = 16384 // default_image_size beyond this is not an image anyone trains on
 	MaxBucketSide             = 65535 // the widest bucket a ratio range may produce
 	MaxAspectRatio            = 64.0  // min_aspect_ratio >= 1/64, max_aspect_ratio <= 64
@@ -116,6 +118,9 @@ func (r *reader) config(top *object) *Config {
 		cfg.Concurrency = runtime.NumCPU()
 	}
 	r.integer(top, "limit", &cfg.Limit, 0)
+	maxFile := DefaultMaxFileBytes
+	r.integer(top, "max_file_bytes", &maxFile, 1)
+	cfg.MaxFileBytes = int64(maxFile)
 	cfg.Epochs = 1
 	r.integer(top, "epochs", &cfg.Epochs, 0)
 	r.boolean(top, "deterministic", &cfg.Deterministic)

@@ -22,6 +22,7 @@ func init() {
 		open: func(cfg *Config) (source.Source, error) {
 			dc := cfg.Source.(source.DataroomConfig)
 			dc.Conns = cfg.Concurrency * FetchersPerWorker
+			dc.MaxBodyBytes = cfg.MaxFileBytes
 			return source.NewDataroom(dc)
 		},
 	})

@@ -16,7 +16,9 @@ func init() {
 		names: []string{"filesystem", "file"},
 		parse: parseFilesystem,
 		open: func(cfg *Config) (source.Source, error) {
-			return source.NewFilesystem(cfg.Source.(source.FilesystemConfig)), nil
+			fc := cfg.Source.(source.FilesystemConfig)
+			fc.MaxFileBytes = cfg.MaxFileBytes
+			return source.NewFilesystem(fc), nil
 		},
 	})
 }

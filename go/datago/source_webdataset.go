@@ -16,7 +16,9 @@ func init() {
 		names: []string{"webdataset", "wds"},
 		parse: parseWebDataset,
 		open: func(cfg *Config) (source.Source, error) {
-			return source.NewWebDataset(cfg.Source.(source.WebDatasetConfig)), nil
+			wc := cfg.Source.(source.WebDatasetConfig)
+			wc.MaxMemberSize = cfg.MaxFileBytes
+			return source.NewWebDataset(wc), nil
 		},
 	})
 }

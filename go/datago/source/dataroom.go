@@ -59,10 +59,11 @@ type DataroomConfig struct {
 	DuplicateState                   int // Unset, 0 (unprocessed, sent as "None"), 1 or 2
 	RandomSampling                   bool
 
-	Timeout    time.Duration // per HTTP request, body included
-	MaxRetries int           // retries of a failed request (so MaxRetries+1 attempts)
-	Backoff    time.Duration // wait before the first retry; doubles at each one, with jitter
-	Conns      int           // idle connections kept per host (the fetcher count)
+	Timeout      time.Duration // per HTTP request, body included
+	MaxRetries   int           // retries of a failed request (so MaxRetries+1 attempts)
+	Backoff      time.Duration // wait before the first retry; doubles at each one, with jitter
+	Conns        int           // idle connections kept per host (the fetcher count)
+	MaxBodyBytes int64         // a larger response body (page or file) is refused; 0: no limit
 }
 
 // String shows the configuration with the API key redacted, so printing a config never leaks it.

@@ -264,7 +264,12 @@ func (d *Dataroom) getOnce(ctx context.Context, u string, auth bool, shownURL st
 			Transient: transientStatus(resp.StatusCode), retryAfter: retryAfter(resp.Header),
 		}
 	}
-	body, err := readBody(resp)
+	body, err := readBody(resp, d.cfg.MaxBodyBytes)
+	var tooLarge *TooLargeError
+	if errors.As(err, &tooLarge) {
+		tooLarge.What = "dataroom: GET " + shownURL
+		return nil, tooLarge
+	}
 	if err != nil {
 		return nil, &DataroomError{URL: shownURL, Message: "reading the body: " + d.redact(transportMessage(err)), Transient: true}
 	}
@@ -273,7 +278,10 @@ func (d *Dataroom) getOnce(ctx context.Context, u string, auth bool, shownURL st
 
 // readBody reads a whole response body, in one allocation when its length is announced (io.ReadAll
 // would grow and copy its buffer a dozen times for a few-megabyte image).
-func readBody(resp *http.Response) ([]byte, error) {
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	if limit > 0 && resp.ContentLength > limit {
+		return nil, &TooLargeError{Size: resp.ContentLength, Limit: limit}
+	}
 	if n := resp.ContentLength; n > 0 && n < 1<<31 {
 		body := make([]byte, n)
 		if _, err := io.ReadFull(resp.Body, body); err != nil {
@@ -281,7 +289,14 @@ func readBody(resp *http.Response) ([]byte, error) {
 		}
 		return body, nil
 	}
-	return io.ReadAll(resp.Body)
+	if limit <= 0 {
+		return io.ReadAll(resp.Body)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err == nil && int64(len(body)) > limit {
+		return nil, &TooLargeError{Size: -1, Limit: limit}
+	}
+	return body, err
 }
 
 // redact removes the API key from a message, should a server or proxy echo it.

@@ -23,6 +23,7 @@ type FilesystemConfig struct {
 	// anew each epoch (EpochSeed). Without it the listing streams in directory order.
 	RandomSampling bool
 	Seed           int64
+	MaxFileBytes   int64 // a larger file is not read (TooLargeError); 0: no limit
 }
 
 // Filesystem serves the images under a directory tree, streaming the listing: the first sample does
@@ -172,9 +173,36 @@ func keyOf(path string) (dirKey, error) {
 	return dirKey{uint64(sys.Dev), uint64(sys.Ino)}, nil
 }
 
-// Fetch reads the file of it.
+// Fetch reads the file of it, refusing one larger than MaxFileBytes before reading it.
 func (f *Filesystem) Fetch(_ context.Context, it Item) (*Raw, error) {
-	b, err := os.ReadFile(it.Path)
+	file, err := os.Open(it.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	limit := f.cfg.MaxFileBytes
+	if limit > 0 && st.Size() > limit {
+		return nil, &TooLargeError{What: it.Path, Size: st.Size(), Limit: limit}
+	}
+	var b []byte
+	if n := st.Size(); n > 0 {
+		b = make([]byte, n)
+		_, err = io.ReadFull(file, b)
+	} else {
+		// No size (a pseudo-file): read up to one byte past the limit to tell.
+		r := io.Reader(file)
+		if limit > 0 {
+			r = io.LimitReader(file, limit+1)
+		}
+		b, err = io.ReadAll(r)
+		if err == nil && limit > 0 && int64(len(b)) > limit {
+			return nil, &TooLargeError{What: it.Path, Size: -1, Limit: limit}
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ package source
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -52,6 +53,24 @@ const (
 
 // ErrEmpty is returned by Fetch for an item with no bytes.
 var ErrEmpty = errors.New("empty file")
+
+// TooLargeError is returned by Fetch for an item larger than max_file_bytes; its sample is
+// skipped as too_large.
+type TooLargeError struct {
+	What  string
+	Size  int64 // -1 when unknown (the body went past the limit)
+	Limit int64
+}
+
+func (e *TooLargeError) Error() string {
+	if e.Size < 0 {
+		return fmt.Sprintf("%s: more than max_file_bytes (%d bytes)", e.What, e.Limit)
+	}
+	return fmt.Sprintf("%s: %d bytes, more than max_file_bytes (%d)", e.What, e.Size, e.Limit)
+}
+
+// SkipReason: too_large.
+func (e *TooLargeError) SkipReason() string { return ReasonTooLarge }
 
 // Size is the number of bytes fetched for r.
 func (r *Raw) Size() int {
