@@ -225,11 +225,11 @@ def test_missing_libvips_message() -> None:
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build a fake library")
 def test_abi_version_mismatch_is_refused(tmp_path: Path) -> None:
     src = tmp_path / "fake.c"
-    src.write_text("int datago_abi_version(void) { return 2; }\n")
+    src.write_text(f"int datago_abi_version(void) {{ return {_lib.ABI_VERSION + 1}; }}\n")
     so = tmp_path / "libfake.so"
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
     stdout = _load_error_with(so)
-    assert "ABI version 2" in stdout and "needs version 1" in stdout
+    assert f"ABI version {_lib.ABI_VERSION + 1}" in stdout and f"needs version {_lib.ABI_VERSION}" in stdout
 
 
 # -- the declarations match the header -------------------------------------------------------------
