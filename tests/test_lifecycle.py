@@ -131,8 +131,15 @@ def test_ctrl_c_interrupts_a_blocked_get_sample(tmp_path: Path) -> None:
 def test_fork(photo_dir, pre_encode: bool) -> None:
     # Large enough that the parent's workers are busy inside libvips when it forks.
     root, paths = photo_dir(120, size=(260, 200), fmt="JPEG")
-    cfg = make_config(root, image={"crop_and_resize": True, "default_image_size": 128,
-                                   "downsampling_ratio": 16, "pre_encode_images": pre_encode})
+    cfg = make_config(
+        root,
+        image={
+            "crop_and_resize": True,
+            "default_image_size": 128,
+            "downsampling_ratio": 16,
+            "pre_encode_images": pre_encode,
+        },
+    )
     script = f"""
         import json, os, sys, time
         import datago

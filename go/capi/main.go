@@ -144,21 +144,31 @@ func datago_client_next(h C.datago_client, timeoutMs C.int32_t, out **C.datago_s
 	if err != nil {
 		return fail(err, errOut)
 	}
-	timeout := time.Duration(timeoutMs) * time.Millisecond
-	if timeoutMs < 0 {
-		timeout = -1
+	s, err := c.Next(timeoutOf(timeoutMs))
+	if err != nil {
+		return nextStatus(err, errOut)
 	}
-	s, err := c.Next(timeout)
+	*out = toC(s)
+	return C.DATAGO_OK
+}
+
+// timeoutOf converts the ABI's timeout_ms (negative: forever) for Client.Next.
+func timeoutOf(ms C.int32_t) time.Duration {
+	if ms < 0 {
+		return -1
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// nextStatus is the status of a failed Next or NextBatch.
+func nextStatus(err error, errOut **C.char) C.int32_t {
 	switch {
 	case errors.Is(err, datago.ErrEnd):
 		return C.DATAGO_END
 	case errors.Is(err, datago.ErrTimeout):
 		return C.DATAGO_TIMEOUT
-	case err != nil:
-		return fail(err, errOut)
 	}
-	*out = toC(s)
-	return C.DATAGO_OK
+	return fail(err, errOut)
 }
 
 // toC moves a sample's C buffers into a malloc'd datago_sample; the Go sample must not be freed after.
@@ -233,18 +243,9 @@ func datago_client_next_batch(h C.datago_client, timeoutMs C.int32_t, out **C.da
 	if err != nil {
 		return fail(err, errOut)
 	}
-	timeout := time.Duration(timeoutMs) * time.Millisecond
-	if timeoutMs < 0 {
-		timeout = -1
-	}
-	b, err := c.NextBatch(timeout)
-	switch {
-	case errors.Is(err, datago.ErrEnd):
-		return C.DATAGO_END
-	case errors.Is(err, datago.ErrTimeout):
-		return C.DATAGO_TIMEOUT
-	case err != nil:
-		return fail(err, errOut)
+	b, err := c.NextBatch(timeoutOf(timeoutMs))
+	if err != nil {
+		return nextStatus(err, errOut)
 	}
 	n := len(b.Samples)
 	cb := (*C.datago_batch)(C.calloc(1, C.sizeof_datago_batch))

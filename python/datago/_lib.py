@@ -260,21 +260,15 @@ def loaded() -> bool:
 def free_sample_in(pid: int) -> Any:
     """A destructor for samples of the library loaded in ``pid``; in another process (a forked
     child) it leaks the sample instead of calling into a runtime that no longer runs."""
-    lib = get_lib()
-    free = lib.datago_sample_free
-
-    def _free(ptr: Any) -> None:
-        if os.getpid() == pid:
-            free(ptr)
-
-    return _free
+    return _free_in(pid, get_lib().datago_sample_free)
 
 
 def free_batch_in(pid: int) -> Any:
     """As :func:`free_sample_in`, for batches."""
-    lib = get_lib()
-    free = lib.datago_batch_free
+    return _free_in(pid, get_lib().datago_batch_free)
 
+
+def _free_in(pid: int, free: Any) -> Any:
     def _free(ptr: Any) -> None:
         if os.getpid() == pid:
             free(ptr)

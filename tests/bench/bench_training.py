@@ -40,9 +40,9 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus  # noqa: E402
-from reference import add_python_path, datago_problem, default_cache_dir, get_buckets, list_images  # noqa: E402
+from reference import add_python_path, default_cache_dir, list_images  # noqa: E402
 
-from bench import IMAGE_CONFIG, ImageFiles, LoadMeter, machine_info, md_table, warm_page_cache  # noqa: E402
+from bench import IMAGE_CONFIG, ImageFiles, LoadMeter, machine_info, md_table, probe, warm_page_cache  # noqa: E402
 
 RESULT_MARKER = "BENCH_TRAINING_RESULT "
 LOADERS = ("datago-iterable", "datago-iterable-det", "torch-pil", "datago-map")
@@ -126,19 +126,6 @@ def run_loader(spec: dict[str, Any]) -> dict[str, Any]:
         "ids_ok": sorted(seen) == expected,
         "torch": torch.__version__,
     }
-
-
-def probe() -> dict[str, Any]:
-    """Buckets and versions, from a child: the parent never loads the Go runtime (it forks corpora)."""
-    problem = datago_problem()
-    buckets, source = get_buckets(512, 16, 0.5, 2.0)
-    payload: dict[str, Any] = {"problem": problem, "buckets": buckets, "buckets_source": source}
-    if problem is None:
-        import datago
-
-        payload["version"] = datago.__version__
-        payload["library_version"] = datago.library_version()
-    return payload
 
 
 def child_main(spec_json: str) -> int:
