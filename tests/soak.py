@@ -6,8 +6,14 @@ A datago.Client with crop_and_resize (buckets of --size) delivers NumPy arrays (
 configuration has no ``epochs``), a new client makes each pass (``epochs`` 1), the last one with the
 ``limit`` of the samples still missing. Every --every samples a line ``samples,elapsed_s,rss_mb`` is printed
 (MB = 10^6 bytes). At the end: peak RSS, RSS at sample 100,000 (10% of the run when the run is not
-longer than that), RSS at the end, the growth between the two, and PASS when it is under 5%
-(exit status 0), FAIL otherwise (exit status 1).
+longer than that), RSS at the end, the growth between the two, and PASS when it is under 5% and
+the peak is within the bound below (exit status 0), FAIL otherwise (exit status 1).
+
+The memory bound it checks: peak RSS <= F + (samples_buffer_size - 1) x S, where S is the largest sample
+delivered (bytes of its array) and F the floor, the peak RSS of the same pipeline with a ready queue of
+one sample (a child process runs it first for --floor-samples samples): the fixed overhead (interpreter,
+NumPy, Pillow, Go runtime, libvips) plus what the fetchers and decoders hold in flight. Each further slot
+of the ready queue can hold one more sample, and nothing else grows with the run.
 
 Without --root, a corpus of 200 photo-like JPEGs of about 500x375 (one in eight with an EXIF rotation)
 is generated once into .cache/soak.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +46,7 @@ import datago  # noqa: E402
 CORPUS_SIZE = 200
 TARGET_GROWTH_PCT = 5.0
 REFERENCE_SAMPLE = 100_000
+DEFAULT_BUFFER = 128  # the library's default samples_buffer_size
 MB = 1e6
 
 
@@ -64,13 +72,16 @@ def make_corpus(folder: Path, count: int = CORPUS_SIZE) -> Path:
     return folder
 
 
-def config(root: Path, size: int, concurrency: int, limit: int, forever: bool) -> dict[str, Any]:
+def config(
+    root: Path, size: int, concurrency: int, limit: int, forever: bool, buffer: int = DEFAULT_BUFFER
+) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "source_type": "filesystem",
         "source_config": {"root_path": str(root)},
         "image_config": {"crop_and_resize": True, "default_image_size": size},
         "concurrency": concurrency,
         "limit": limit,
+        "samples_buffer_size": buffer,
     }
     if forever:
         cfg["epochs"] = 0
@@ -86,6 +97,74 @@ def supports_epochs(root: Path) -> bool:
     return True
 
 
+def soak(
+    root: Path, args: argparse.Namespace, samples: int, buffer: int, forever: bool, quiet: bool = False
+) -> dict[str, Any]:
+    """Loads ``samples``: RSS at the reference sample, at the end and at its peak; the largest sample."""
+    reference_at = REFERENCE_SAMPLE if samples > REFERENCE_SAMPLE else samples // 10
+    total = clients = 0
+    skipped: dict[str, int] = {}
+    checksum = largest = 0
+    rss_reference = rss_end = rss_peak_seen = 0
+    started = time.monotonic()
+    while total < samples:
+        clients += 1
+        client_count = 0
+        # One client to the end (forever), or one per pass, the last one stopping at the sample count.
+        limit = samples - total
+        with datago.Client(config(root, args.size, args.concurrency, limit, forever, buffer)) as client:
+            for sample in client:
+                arr = sample.array
+                h, w = arr.shape[:2]
+                if (w, h) != sample.size or arr.shape[2] != 3:
+                    raise SystemExit(f"sample {sample.id}: array {arr.shape} but size {sample.size}")
+                checksum += int(arr[h // 2, w // 2, 1])  # reads the pixels, so they are really there
+                largest = max(largest, arr.nbytes)
+                del arr, sample
+                total += 1
+                client_count += 1
+                # Both RSS figures are taken the same way: as that sample arrives, the client running.
+                if total == reference_at:
+                    gc.collect()
+                    rss_reference = rss_bytes()
+                if total == samples:
+                    gc.collect()
+                    rss_end = rss_bytes()
+                if total % args.every == 0 or total == samples:
+                    rss = rss_bytes()
+                    rss_peak_seen = max(rss_peak_seen, rss)
+                    if not quiet:
+                        print(f"{total},{time.monotonic() - started:.1f},{rss / MB:.1f}", flush=True)
+                if total == samples:
+                    break
+            stats = client.stats()
+        for reason, n in stats["skipped"].items():
+            skipped[reason] = skipped.get(reason, 0) + n
+        if client_count == 0:
+            raise SystemExit(f"{root}: a client delivered no sample (skipped: {stats['skipped']})")
+    return {
+        "total": total,
+        "elapsed": time.monotonic() - started,
+        "clients": clients,
+        "skipped": skipped,
+        "checksum": checksum,
+        "largest": largest,
+        "reference_at": reference_at,
+        "rss_reference": rss_reference,
+        "rss_end": rss_end,
+        # ru_maxrss: KiB; the high-water mark of the whole process, between the printed samples too.
+        "peak": max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss_peak_seen),
+    }
+
+
+def floor_rss(root: Path, args: argparse.Namespace) -> int:
+    """The peak RSS of the same pipeline with a ready queue of one, in a fresh process."""
+    cmd = [sys.executable, __file__, "--floor", "--root", str(root), "--samples", str(args.floor_samples)]
+    cmd += ["--size", str(args.size), "--concurrency", str(args.concurrency)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return int(next(line.split()[1] for line in out.splitlines() if line.startswith("FLOOR ")))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,77 +174,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=10_000, help="print a line every N samples")
     parser.add_argument("--size", type=int, default=512, help="default_image_size of the buckets")
     parser.add_argument("--concurrency", type=int, default=0, help="worker count (0: the number of CPUs)")
+    parser.add_argument(
+        "--buffer", type=int, default=DEFAULT_BUFFER, help=f"samples_buffer_size (default {DEFAULT_BUFFER})"
+    )
+    parser.add_argument(
+        "--floor-samples", type=int, default=5_000, help="samples of the floor run (ready queue of one)"
+    )
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "soak", help="corpus folder")
     parser.add_argument("--recreate", action="store_true", help="a new client for each pass over the folder")
+    parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)  # the child of floor_rss
     args = parser.parse_args(argv)
     if args.samples < 10:
         parser.error("--samples must be at least 10")
     root = args.root if args.root is not None else make_corpus(args.cache)
-    reference_at = REFERENCE_SAMPLE if args.samples > REFERENCE_SAMPLE else args.samples // 10
     forever = not args.recreate and supports_epochs(root)
+    if args.floor:
+        print(f"FLOOR {soak(root, args, args.samples, 1, forever, quiet=True)['peak']}")
+        return 0
+    floor = floor_rss(root, args)
     how = "one client, epochs 0 and limit" if forever else "a new client per pass over the folder"
+    reference_at = REFERENCE_SAMPLE if args.samples > REFERENCE_SAMPLE else args.samples // 10
     print(
-        f"datago soak: {args.samples} samples from {root}, buckets of {args.size}, RSS reference at "
-        f"sample {reference_at}, target growth < {TARGET_GROWTH_PCT:g}%; {how}",
+        f"datago soak: {args.samples} samples from {root}, buckets of {args.size}, samples_buffer_size "
+        f"{args.buffer}, RSS reference at sample {reference_at}, growth target < {TARGET_GROWTH_PCT:g}%; "
+        f"{how}",
         flush=True,
     )
+    print(f"floor (peak RSS with a ready queue of 1, {args.floor_samples} samples): {floor / MB:.1f} MB")
     print("samples,elapsed_s,rss_mb", flush=True)
-
-    total = clients = 0
-    skipped: dict[str, int] = {}
-    checksum = 0
-    rss_reference = rss_end = rss_peak_seen = 0
-    started = time.monotonic()
-    while total < args.samples:
-        clients += 1
-        client_count = 0
-        # One client to the end (forever), or one per pass, the last one stopping at the sample count.
-        limit = args.samples - total
-        with datago.Client(config(root, args.size, args.concurrency, limit, forever)) as client:
-            for sample in client:
-                arr = sample.array
-                h, w = arr.shape[:2]
-                if (w, h) != sample.size or arr.shape[2] != 3:
-                    raise SystemExit(f"sample {sample.id}: array {arr.shape} but size {sample.size}")
-                checksum += int(arr[h // 2, w // 2, 1])  # reads the pixels, so they are really there
-                del arr, sample
-                total += 1
-                client_count += 1
-                # Both RSS figures are taken the same way: as that sample arrives, the client running.
-                if total == reference_at:
-                    gc.collect()
-                    rss_reference = rss_bytes()
-                if total == args.samples:
-                    gc.collect()
-                    rss_end = rss_bytes()
-                if total % args.every == 0 or total == args.samples:
-                    rss = rss_bytes()
-                    rss_peak_seen = max(rss_peak_seen, rss)
-                    print(f"{total},{time.monotonic() - started:.1f},{rss / MB:.1f}", flush=True)
-                if total == args.samples:
-                    break
-            stats = client.stats()
-        for reason, n in stats["skipped"].items():
-            skipped[reason] = skipped.get(reason, 0) + n
-        if client_count == 0:
-            raise SystemExit(f"{root}: a client delivered no sample (skipped: {stats['skipped']})")
-    elapsed = time.monotonic() - started
-    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, rss_peak_seen)  # ru_maxrss: KiB
-    growth = 100.0 * (rss_end - rss_reference) / rss_reference
+    r = soak(root, args, args.samples, args.buffer, forever)
+    growth = 100.0 * (r["rss_end"] - r["rss_reference"]) / r["rss_reference"]
+    bound = floor + (args.buffer - 1) * r["largest"]
     print(
-        f"samples: {total} in {elapsed:.1f} s ({total / elapsed:.0f} img/s), {clients} client(s), "
-        f"skipped: {skipped or 'none'}, pixel checksum {checksum}"
+        f"samples: {r['total']} in {r['elapsed']:.1f} s ({r['total'] / r['elapsed']:.0f} img/s), "
+        f"{r['clients']} client(s), skipped: {r['skipped'] or 'none'}, pixel checksum {r['checksum']}"
     )
-    print(f"peak RSS: {peak / MB:.1f} MB")
-    print(f"RSS at sample {reference_at}: {rss_reference / MB:.1f} MB")
-    print(f"RSS at the end (sample {total}): {rss_end / MB:.1f} MB")
-    print(f"growth from sample {reference_at} to the end: {growth:+.2f}%")
-    ok = growth < TARGET_GROWTH_PCT
+    print(f"peak RSS: {r['peak'] / MB:.1f} MB")
+    print(f"RSS at sample {r['reference_at']}: {r['rss_reference'] / MB:.1f} MB")
+    print(f"RSS at the end (sample {r['total']}): {r['rss_end'] / MB:.1f} MB")
+    print(f"growth from sample {r['reference_at']} to the end: {growth:+.2f}%")
     print(
-        f"{'PASS' if ok else 'FAIL'}: RSS growth {growth:+.2f}% (target < {TARGET_GROWTH_PCT:g}% from sample "
-        f"{reference_at} to the end)"
+        f"bound: floor {floor / MB:.1f} MB + ({args.buffer} - 1) x largest sample {r['largest'] / MB:.3f} MB "
+        f"= {bound / MB:.1f} MB"
     )
-    return 0 if ok else 1
+    ok_growth = growth < TARGET_GROWTH_PCT
+    ok_bound = r["peak"] <= bound
+    print(
+        f"{'PASS' if ok_growth else 'FAIL'}: RSS growth {growth:+.2f}% (target < {TARGET_GROWTH_PCT:g}% from "
+        f"sample {r['reference_at']} to the end)"
+    )
+    print(f"{'PASS' if ok_bound else 'FAIL'}: peak RSS {r['peak'] / MB:.1f} MB (bound {bound / MB:.1f} MB)")
+    return 0 if ok_growth and ok_bound else 1
 
 
 if __name__ == "__main__":
