@@ -1,6 +1,7 @@
 package datago
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,7 @@ type Stats struct {
 	BatchHeldMax   int64            `json:"batch_held_max"` // most samples ever waiting in partial batches
 	Epoch          int              `json:"epoch"`          // the first epoch not yet complete
 	ElapsedS       float64          `json:"elapsed_s"`
+	Goroutines     int              `json:"goroutines"` // the whole process's, every client together: for leak checks
 }
 
 type counters struct {
@@ -80,6 +82,7 @@ func (c *counters) snapshot() Stats {
 		DroppedLast:  c.droppedLast.Load(),
 		BatchHeldMax: c.batchHeldMax.Load(),
 		Skipped:      map[string]int64{},
+		Goroutines:   runtime.NumGoroutine(),
 	}
 	if t := c.started.Load(); t != 0 {
 		s.ElapsedS = time.Since(time.Unix(0, t)).Seconds()
