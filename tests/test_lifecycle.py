@@ -197,7 +197,8 @@ def test_fork(photo_dir, pre_encode: bool) -> None:
     assert "CHILD-EXIT 0" in out
     old = next(line for line in out.splitlines() if line.startswith("CHILD-OLD "))
     _, recognized, elapsed = old.split()
-    assert recognized == "True" and float(elapsed) < 0.1
+    # Refused at once, not after the 1 s timeout (with room for a loaded machine).
+    assert recognized == "True" and float(elapsed) < 0.5
     assert "CHILD-OLD-STATS refused" in out
     # The parent's Go runtime does not survive fork(); the child's new client runs on a fresh copy.
     assert f"CHILD-NEW {len(paths)}" in out, out
