@@ -20,9 +20,11 @@ import multiprocessing.context
 import multiprocessing.sharedctypes
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from multiprocessing.reduction import ForkingPickler
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.multiprocessing  # registers torch's tensor reducers with ForkingPickler
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 import datago
@@ -38,6 +40,22 @@ __all__ = [
     "distributed_rank",
     "sample_to_torch",
 ]
+
+
+
+def _warm_tensor_pickling() -> None:
+    """Run torch's tensor reducer once, in this thread, before any DataLoader worker is forked.
+
+    The reducer imports modules lazily. In a worker, the queue's feeder thread pickles the batches while
+    the main thread makes the next one; if both import the same module at that moment, Python < 3.12 can
+    raise KeyError in importlib's module lock (CPython gh-87712), the feeder drops the batch and the
+    DataLoader waits for it forever (seen once in this project's tests). Imported here, the modules are
+    already loaded in every worker. An empty tensor is pickled without shared memory.
+    """
+    ForkingPickler.dumps(torch.empty(0, dtype=torch.uint8))
+
+
+_warm_tensor_pickling()
 
 
 # --------------------------------------------------------------------------------------- conversions
