@@ -69,8 +69,14 @@ def _no_ambient_rank(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+# With workers, a batch lost between processes fails the test after this many seconds instead of hanging.
+WORKER_TIMEOUT_S = 120
+
+
 def ids_through(dataset: Any, **loader: Any) -> list[str]:
     out: list[str] = []
+    if loader.get("num_workers"):
+        loader.setdefault("timeout", WORKER_TIMEOUT_S)
     for item in DataLoader(dataset, batch_size=None, **loader):
         out.extend(item["ids"] if "ids" in item else [item["id"]])
     return out
@@ -364,7 +370,13 @@ def test_map_dataset_batch_sampler(
     dataset = DatagoMapDataset(make_config(root, image_cfg()))
     assert len(dataset) == COUNT and dataset.ids == expected
     sampler = BatchSampler(RandomSampler(dataset, generator=torch.Generator().manual_seed(3)), 8, False)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_samples, num_workers=workers)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_samples,
+        num_workers=workers,
+        timeout=WORKER_TIMEOUT_S if workers else 0,
+    )
     seen: list[int] = []
     for batch in loader:
         images = batch["images"]

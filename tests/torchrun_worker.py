@@ -44,7 +44,8 @@ def main() -> None:
     dataset = DatagoIterableDataset(config)
     report: dict[str, Any] = {"rank": rank, "shard": list(dataset.shard()), "runs": {}}
     for workers in (int(n) for n in args.num_workers.split(",")):
-        loader = DataLoader(dataset, batch_size=None, num_workers=workers)
+        # A batch lost between processes fails the run after 120 s instead of hanging it.
+        loader = DataLoader(dataset, batch_size=None, num_workers=workers, timeout=120 if workers else 0)
         report["runs"][str(workers)] = [item["id"] for item in loader]
     if args.init:
         gathered: list[Any] = [None] * dist.get_world_size()
