@@ -98,6 +98,9 @@ def test_ctrl_c_interrupts_a_blocked_get_sample() -> None:
         script = f"""
             import json, os, signal, sys, threading, time
             import datago
+            # What an interactive Python has. A process started in the background by a shell without job
+            # control (nohup ... &) inherits SIGINT ignored, and Python then installs no handler for it.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             client = datago.Client(json.loads({json.dumps(json.dumps(cfg))}))
             client.start()
             sent = [0.0]
