@@ -48,6 +48,7 @@ lint: deps
 	@test -z "$$(gofmt -l go)" || { echo "gofmt needed:"; gofmt -l go; exit 1; }
 	cd go && $(GO) vet ./...
 	$(VENV)/bin/ruff check python tests build.py
+	$(VENV)/bin/ruff format --check python tests build.py
 
 go-test: deps
 	cd go && $(GO) test -race ./...

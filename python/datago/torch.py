@@ -42,7 +42,6 @@ __all__ = [
 ]
 
 
-
 def _warm_tensor_pickling() -> None:
     """Run torch's tensor reducer once, in this thread, before any DataLoader worker is forked.
 
