@@ -106,11 +106,16 @@ def supports_epochs(root: Path) -> bool:
     return True
 
 
+def reference_sample(samples: int) -> int:
+    """The sample up to which RSS readings make the reference: 100,000, or 10% of a shorter run."""
+    return REFERENCE_SAMPLE if samples > REFERENCE_SAMPLE else samples // 10
+
+
 def soak(
     root: Path, args: argparse.Namespace, samples: int, buffer: int, forever: bool, quiet: bool = False
 ) -> dict[str, Any]:
     """Loads ``samples``: the RSS readings (sample, bytes), the peak RSS and the largest sample."""
-    reference_at = REFERENCE_SAMPLE if samples > REFERENCE_SAMPLE else samples // 10
+    reference_at = reference_sample(samples)
     total = clients = 0
     skipped: dict[str, int] = {}
     checksum = largest = 0
@@ -157,7 +162,6 @@ def soak(
         "skipped": skipped,
         "checksum": checksum,
         "largest": largest,
-        "reference_at": reference_at,
         "readings": readings,
         # ru_maxrss: KiB; the high-water mark of the whole process, between the readings too.
         "peak": max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024] + [r for _, r in readings]),
@@ -203,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     floor = floor_rss(root, args)
     how = "one client, epochs 0" if forever else "a new client per pass over the folder"
-    reference_at = REFERENCE_SAMPLE if args.samples > REFERENCE_SAMPLE else args.samples // 10
+    reference_at = reference_sample(args.samples)
     print(
         f"datago soak: {args.samples} samples from {root}, buckets of {args.size}, samples_buffer_size "
         f"{args.buffer}, RSS reference at sample {reference_at}, growth target < {TARGET_GROWTH_PCT:g}%; "
@@ -215,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     r = soak(root, args, args.samples, args.buffer, forever)
     # Medians of the WINDOW readings up to the reference sample and of the last WINDOW: a reading varies
     # by several MB with what malloc happens to keep, a leak moves them all.
-    before = [rss for n, rss in r["readings"] if n <= r["reference_at"]][-WINDOW:]
+    before = [rss for n, rss in r["readings"] if n <= reference_at][-WINDOW:]
     after = [rss for _, rss in r["readings"]][-len(before) :]
     rss_reference, rss_end = statistics.median(before), statistics.median(after)
     growth = 100.0 * (rss_end - rss_reference) / rss_reference
@@ -226,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{r['clients']} client(s), skipped: {r['skipped'] or 'none'}, pixel checksum {r['checksum']}"
     )
     print(f"peak RSS: {r['peak'] / MB:.1f} MB")
-    print(f"RSS up to sample {r['reference_at']} (median of {len(before)}): {rss_reference / MB:.1f} MB")
+    print(f"RSS up to sample {reference_at} (median of {len(before)}): {rss_reference / MB:.1f} MB")
     print(f"RSS at the end (median of the last {len(after)}): {rss_end / MB:.1f} MB")
     print(f"growth: {growth:+.2f}%")
     print(
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ok_bound = r["peak"] <= bound
     print(
         f"{'PASS' if ok_growth else 'FAIL'}: RSS growth {growth:+.2f}% (target < {TARGET_GROWTH_PCT:g}% from "
-        f"sample {r['reference_at']} to the end)"
+        f"sample {reference_at} to the end)"
     )
     print(f"{'PASS' if ok_bound else 'FAIL'}: peak RSS {r['peak'] / MB:.1f} MB (bound {bound / MB:.1f} MB)")
     return 0 if ok_growth and ok_bound else 1
