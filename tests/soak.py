@@ -17,7 +17,7 @@ a ready queue of one sample (a child process runs it first for --floor-samples s
 overhead (interpreter, NumPy, Pillow, Go runtime, libvips) plus what the fetchers and decoders hold in
 flight. The queue holds samples_buffer_size samples and each blocked decoder one more; the factor 1.5
 covers the free memory glibc keeps beside them in its per-thread arenas (buffers are allocated by the
-worker threads, freed by Python's): up to 28% of the queued bytes in short runs on the 2-core machine.
+worker threads, freed by Python's): 1.30-1.49x the queued bytes in 3,000-sample runs on the 2-core machine.
 
 Without --root, a corpus of 200 photo-like JPEGs of about 500x375 (one in eight with an EXIF rotation)
 is generated once into .cache/soak.
@@ -55,7 +55,7 @@ REFERENCE_SAMPLE = 100_000
 DEFAULT_BUFFER = 128  # the library's default samples_buffer_size
 WINDOW = 10  # readings whose median is the RSS at the reference sample, and at the end
 # Free memory glibc keeps in its arenas beside the queued buffers (they are allocated by the worker
-# threads and freed by Python's): up to 28% of the queued bytes in short runs on the 2-core machine.
+# threads and freed by Python's): 1.30-1.49x the queued bytes in 3,000-sample runs on the 2-core machine.
 ALLOCATOR_SLACK = 1.5
 MB = 1e6
 
