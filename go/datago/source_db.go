@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/cenv"
 )
 
 // Environment variables that give the dataroom API's URL and key when source_config does not.
@@ -78,10 +79,10 @@ func parseDataroom(r *reader, sc *object) any {
 	}
 	urlFrom := ""
 	if dc.APIURL == "" {
-		dc.APIURL, urlFrom = getenvNow(EnvDataroomAPIURL), " (from "+EnvDataroomAPIURL+")"
+		dc.APIURL, urlFrom = cenv.Getenv(EnvDataroomAPIURL), " (from "+EnvDataroomAPIURL+")"
 	}
 	if dc.APIKey == "" {
-		dc.APIKey = getenvNow(EnvDataroomAPIKey)
+		dc.APIKey = cenv.Getenv(EnvDataroomAPIKey)
 	}
 	switch {
 	case dc.APIURL == "":
