@@ -1,43 +1,10 @@
 package datago
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/datago-dev/datago/datago/imaging"
 )
-
-// outcome is what became of one listed item (sample, or nil when it was skipped), or, with end
-// set, the end of an epoch's listing: the lister sends it after the epoch's last item.
-type outcome struct {
-	gseq   int64 // position in the run's listing, across epochs
-	epoch  int
-	seq    int64
-	sample *Sample
-
-	end   bool
-	total int64 // with end: items of the epoch sent into the pipeline
-}
-
-// Batch is BatchSize samples (fewer at the end of an epoch) whose images share one bucket,
-// stacked in one C buffer. The samples keep their ID, metadata and original size; their images
-// were moved into Images.
-type Batch struct {
-	Images  *imaging.Image // shape of one image; Len covers all of them
-	Samples []*Sample
-	Sizes   [][2]int // each sample's original width and height
-}
-
-// Free releases the batch's C memory; safe to call twice.
-func (b *Batch) Free() {
-	if b == nil {
-		return
-	}
-	b.Images.Free()
-	for _, s := range b.Samples {
-		s.Free()
-	}
-}
 
 type bucketKey struct{ w, h, c int }
 
@@ -46,52 +13,68 @@ type bucketKey struct{ w, h, c int }
 // groups released samples by bucket into batches, and flushes an epoch's partial batches once
 // every item of the epoch has been released.
 type collector struct {
-	c *Client
+	p *pipeline
 
 	next      int64 // deterministic: the gseq to release next
 	held      map[int64]outcome
-	ends      map[int64][]outcome // deterministic: epoch ends, by the gseq that follows them
-	released  map[int]int64       // per epoch
+	ends      map[int64][]epochEnd // deterministic: epoch ends, by the gseq that follows them
+	released  map[int]int64        // per epoch
 	totals    map[int]int64
 	buckets   map[int]map[bucketKey][]*Sample // per epoch
 	inBuckets int64                           // samples waiting in partial batches
 }
 
-func (c *Client) collect(ctx context.Context, in <-chan outcome) {
+// collect runs the collector until both its inputs are closed or the run stops.
+func (p *pipeline) collect(in <-chan outcome, ends <-chan epochEnd) {
 	k := &collector{
-		c:        c,
+		p:        p,
 		held:     map[int64]outcome{},
-		ends:     map[int64][]outcome{},
+		ends:     map[int64][]epochEnd{},
 		released: map[int]int64{},
 		totals:   map[int]int64{},
 		buckets:  map[int]map[bucketKey][]*Sample{},
 	}
 	defer k.discard()
-	for o := range in {
-		if !k.accept(ctx, o) {
+	for in != nil || ends != nil {
+		select {
+		case o, ok := <-in:
+			if !ok {
+				in = nil
+				continue
+			}
+			if p.c.cfg.Deterministic {
+				k.held[o.gseq] = o
+			} else if !k.release(o) {
+				return
+			}
+		case e, ok := <-ends:
+			if !ok {
+				ends = nil
+				continue
+			}
+			if p.c.cfg.Deterministic {
+				k.ends[e.gseq] = append(k.ends[e.gseq], e)
+			} else if !k.end(e) {
+				return
+			}
+		}
+		if p.c.cfg.Deterministic && !k.releaseInOrder() {
 			return
 		}
 	}
 	// The stream ended (source exhausted, or stopping): what is left goes out unless stopping.
 	for e := range k.buckets {
-		if !k.flush(ctx, e) {
+		if !k.flush(e) {
 			return
 		}
 	}
 }
 
-func (k *collector) accept(ctx context.Context, o outcome) bool {
-	if !k.c.cfg.Deterministic {
-		return k.release(ctx, o)
-	}
-	if o.end {
-		k.ends[o.gseq] = append(k.ends[o.gseq], o)
-	} else {
-		k.held[o.gseq] = o
-	}
+// releaseInOrder releases what is held from k.next on, up to the first gap.
+func (k *collector) releaseInOrder() bool {
 	for {
 		for _, e := range k.ends[k.next] {
-			if !k.release(ctx, e) {
+			if !k.end(e) {
 				return false
 			}
 		}
@@ -102,39 +85,47 @@ func (k *collector) accept(ctx context.Context, o outcome) bool {
 		}
 		delete(k.held, k.next)
 		k.next++
-		if !k.release(ctx, h) {
+		if !k.release(h) {
 			return false
 		}
 	}
 }
 
 // release handles one outcome in delivery order.
-func (k *collector) release(ctx context.Context, o outcome) bool {
-	if o.end {
-		k.totals[o.epoch] = o.total
-	} else {
-		k.released[o.epoch]++
-		if o.sample != nil && !k.add(ctx, o.sample) {
-			return false
-		}
+func (k *collector) release(o outcome) bool {
+	k.released[o.epoch]++
+	if o.sample != nil && !k.add(o.sample) {
+		return false
 	}
-	if t, ok := k.totals[o.epoch]; ok && k.released[o.epoch] == t {
-		delete(k.totals, o.epoch)
-		delete(k.released, o.epoch)
-		return k.flush(ctx, o.epoch)
+	return k.maybeFlush(o.epoch)
+}
+
+// end handles an epoch's end in delivery order.
+func (k *collector) end(e epochEnd) bool {
+	k.totals[e.epoch] = e.total
+	return k.maybeFlush(e.epoch)
+}
+
+// maybeFlush flushes an epoch once its end has come and every one of its items was released.
+func (k *collector) maybeFlush(epoch int) bool {
+	if t, ok := k.totals[epoch]; ok && k.released[epoch] == t {
+		delete(k.totals, epoch)
+		delete(k.released, epoch)
+		return k.flush(epoch)
 	}
 	return true
 }
 
 // add queues a sample, or puts it in its bucket and sends the bucket's batch once full.
-func (k *collector) add(ctx context.Context, s *Sample) bool {
-	size := k.c.cfg.BatchSize
+func (k *collector) add(s *Sample) bool {
+	c := k.p.c
+	size := c.cfg.BatchSize
 	if size == 0 {
-		return k.c.send(ctx, s)
+		return k.p.send(s)
 	}
 	if s.Image == nil || s.Image.Encoded {
-		k.c.stat.skip(s.ID, ReasonNoBatch, fmt.Errorf("a sample without a main image cannot join a batch"))
-		k.c.progress.mark(s.epoch, s.seq)
+		c.stat.skip(s.ID, ReasonNoBatch, fmt.Errorf("a sample without a main image cannot join a batch"))
+		c.progress.mark(s.epoch, s.seq)
 		s.Free()
 		return true
 	}
@@ -146,41 +137,43 @@ func (k *collector) add(ctx context.Context, s *Sample) bool {
 	}
 	byKey[key] = append(byKey[key], s)
 	if len(byKey[key]) < size {
-		if k.inBuckets++; k.inBuckets > k.c.stat.batchHeldMax.Load() {
-			k.c.stat.batchHeldMax.Store(k.inBuckets)
+		if k.inBuckets++; k.inBuckets > c.stat.batchHeldMax.Load() {
+			c.stat.batchHeldMax.Store(k.inBuckets)
 		}
 		return true
 	}
 	full := byKey[key]
 	delete(byKey, key)
 	k.inBuckets -= int64(len(full) - 1)
-	return k.sendBatch(ctx, full)
+	return k.sendBatch(full)
 }
 
 // flush sends (or, with drop_last, drops) the partial batches of an epoch.
-func (k *collector) flush(ctx context.Context, epoch int) bool {
+func (k *collector) flush(epoch int) bool {
+	c := k.p.c
 	byKey := k.buckets[epoch]
 	delete(k.buckets, epoch)
 	for key, samples := range byKey {
 		delete(byKey, key)
 		k.inBuckets -= int64(len(samples))
-		if k.c.cfg.DropLast {
+		if c.cfg.DropLast {
 			for _, s := range samples {
-				k.c.stat.droppedLast.Add(1)
-				k.c.progress.mark(s.epoch, s.seq)
+				c.stat.droppedLast.Add(1)
+				c.progress.mark(s.epoch, s.seq)
 				s.Free()
 			}
 			continue
 		}
-		if !k.sendBatch(ctx, samples) {
-			k.freeAll(byKey)
+		if !k.sendBatch(samples) {
+			freeBuckets(byKey)
 			return false
 		}
 	}
 	return true
 }
 
-func (k *collector) sendBatch(ctx context.Context, samples []*Sample) bool {
+func (k *collector) sendBatch(samples []*Sample) bool {
+	c := k.p.c
 	images := make([]*imaging.Image, len(samples))
 	sizes := make([][2]int, len(samples))
 	for i, s := range samples {
@@ -190,8 +183,8 @@ func (k *collector) sendBatch(ctx context.Context, samples []*Sample) bool {
 	stacked, err := imaging.Stack(images)
 	if err != nil { // out of memory: the samples cannot be delivered
 		for _, s := range samples {
-			k.c.stat.skip(s.ID, ReasonInternal, err)
-			k.c.progress.mark(s.epoch, s.seq)
+			c.stat.skip(s.ID, ReasonInternal, err)
+			c.progress.mark(s.epoch, s.seq)
 			s.Free()
 		}
 		return true
@@ -201,15 +194,15 @@ func (k *collector) sendBatch(ctx context.Context, samples []*Sample) bool {
 	}
 	b := &Batch{Images: stacked, Samples: samples, Sizes: sizes}
 	select {
-	case k.c.batches <- b:
+	case c.batches <- b:
 		return true
-	case <-ctx.Done():
+	case <-k.p.ctx.Done():
 		b.Free()
 		return false
 	}
 }
 
-func (k *collector) freeAll(byKey map[bucketKey][]*Sample) {
+func freeBuckets(byKey map[bucketKey][]*Sample) {
 	for _, samples := range byKey {
 		for _, s := range samples {
 			s.Free()
@@ -223,6 +216,6 @@ func (k *collector) discard() {
 		o.sample.Free()
 	}
 	for _, byKey := range k.buckets {
-		k.freeAll(byKey)
+		freeBuckets(byKey)
 	}
 }

@@ -46,3 +46,23 @@ func (s *Sample) Free() {
 		}
 	}
 }
+
+// Batch is BatchSize samples (fewer at the end of an epoch) whose images share one bucket,
+// stacked in one C buffer. The samples keep their ID, metadata and original size; their images
+// were moved into Images.
+type Batch struct {
+	Images  *imaging.Image // shape of one image; Len covers all of them
+	Samples []*Sample
+	Sizes   [][2]int // each sample's original width and height
+}
+
+// Free releases the batch's C memory; safe to call twice.
+func (b *Batch) Free() {
+	if b == nil {
+		return
+	}
+	b.Images.Free()
+	for _, s := range b.Samples {
+		s.Free()
+	}
+}

@@ -1,0 +1,106 @@
+package datago
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/datago-dev/datago/datago/imaging"
+	"github.com/datago-dev/datago/datago/source"
+)
+
+// decode is one decoder: it turns each fetched item into a sample, or into a skip, and hands the
+// outcome to emit (false: stopping).
+func (p *pipeline) decode(in <-chan fetchedItem, emit func(outcome) bool) {
+	for f := range in {
+		if p.ctx.Err() != nil {
+			return
+		}
+		o := outcome{seqItem: f.seqItem}
+		if f.raw != nil {
+			o.sample = p.decodeOne(f)
+		}
+		if o.sample == nil {
+			p.c.progress.mark(f.epoch, f.seq) // a skipped item is done: it would be skipped again
+		} else {
+			o.sample.epoch, o.sample.seq = f.epoch, f.seq
+		}
+		if !emit(o) {
+			return
+		}
+	}
+}
+
+// decodeOne processes one fetched item; a failure, a panic included, is counted and reported.
+func (p *pipeline) decodeOne(f fetchedItem) (s *Sample) {
+	c := p.c
+	defer func() {
+		if r := recover(); r != nil {
+			s.Free()
+			s = nil
+			c.skipPanic(f.ID, r)
+		}
+	}()
+	p.faults.Hit("decode")
+	s, err := c.assemble(f.ID, f.raw)
+	if err != nil {
+		reason := ReasonDecodeError
+		switch {
+		case errors.Is(err, imaging.ErrTooLarge):
+			reason = ReasonTooLarge
+		case errors.Is(err, imaging.ErrEmpty):
+			reason = ReasonEmpty
+		}
+		c.stat.skip(f.ID, reason, err)
+		return nil
+	}
+	return s
+}
+
+// assemble processes the main image, then the masks and additional images with the main image's
+// bucket, so that a crop keeps them pixel-aligned with it. A sample without a main image (the
+// dataroom source with require_images false) gets its masks and additional images in their own buckets.
+func (c *Client) assemble(id string, raw *source.Raw) (*Sample, error) {
+	s := &Sample{ID: id}
+	if !raw.NoImage {
+		img, err := imaging.Process(raw.Image, &c.opts)
+		if err != nil {
+			return nil, err
+		}
+		s.Image = img
+	}
+	extra := func(kind ItemKind, members []source.Named) error {
+		opts := c.opts
+		opts.Mask, opts.PreEncode = kind == ItemMask, false
+		if opts.CropAndResize && s.Image != nil {
+			opts.Target = &imaging.Bucket{Width: s.Image.Width, Height: s.Image.Height}
+		}
+		for _, m := range members {
+			im, err := imaging.Process(m.Data, &opts)
+			if err != nil {
+				return fmt.Errorf("%s: %w", m.Name, err)
+			}
+			s.Items = append(s.Items, SampleItem{Name: m.Name, Kind: kind, Image: im})
+		}
+		return nil
+	}
+	if err := extra(ItemMask, raw.Masks); err != nil {
+		s.Free()
+		return nil, err
+	}
+	if err := extra(ItemAdditionalImage, raw.AdditionalImages); err != nil {
+		s.Free()
+		return nil, err
+	}
+	for _, b := range raw.Bytes {
+		s.Items = append(s.Items, SampleItem{Name: b.Name, Kind: ItemBytes, Bytes: b.Data})
+	}
+	if len(raw.Meta) > 0 {
+		var err error
+		if s.Meta, err = json.Marshal(raw.Meta); err != nil {
+			s.Free()
+			return nil, fmt.Errorf("metadata: %w", err)
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,169 @@
+package datago
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"sync"
+
+	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/faults"
+)
+
+// pipeline is one run of the stages, from Start to Stop:
+//
+//	list -> items -> fetch pool -> fetched -> decode pool -> ready            (plain)
+//	                                                     \-> outcomes -> collect -> ready | batches
+//	list -> ends (epoch ends) ------------------------------------------/
+//
+// Each channel has exactly one closer, the stage that sends on it (for a pool, the goroutine that
+// waits for its workers), so the shutdown order follows from the graph. Every goroutine of the run,
+// the sources' own included, is started by spawn: a panic there fails the client instead of killing
+// the host process.
+type pipeline struct {
+	c      *Client
+	ctx    context.Context
+	cancel context.CancelFunc
+	faults faults.Points
+	wg     sync.WaitGroup // every goroutine of the run
+}
+
+// seqItem is a listed item with its place: epoch, position in the epoch's listing (seq) and in
+// the run's (gseq, what the deterministic order follows).
+type seqItem struct {
+	source.Item
+	epoch int
+	seq   int64
+	gseq  int64
+}
+
+// fetchedItem is an item with its bytes, or with raw nil when fetching failed (already reported).
+type fetchedItem struct {
+	seqItem
+	raw *source.Raw
+}
+
+// outcome is what became of one listed item: its sample, or nil when it was skipped.
+type outcome struct {
+	seqItem
+	sample *Sample
+}
+
+// epochEnd is the end of an epoch's listing: total items of the epoch went into the pipeline, the
+// last with gseq end-1.
+type epochEnd struct {
+	epoch int
+	total int64
+	gseq  int64
+}
+
+func newPipeline(c *Client) *pipeline {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &pipeline{c: c, ctx: ctx, cancel: cancel, faults: c.faults}
+}
+
+// start wires the stages and returns at once.
+func (p *pipeline) start() {
+	cfg := p.c.cfg
+	collecting := cfg.Deterministic || cfg.BatchSize > 0
+	items := make(chan seqItem, cfg.PrefetchBufferSize)
+	var ends chan epochEnd // only the collector needs epoch ends
+	if collecting {
+		ends = make(chan epochEnd, 1)
+	}
+	p.spawn("lister", func() {
+		defer close(items)
+		if ends != nil {
+			defer close(ends)
+		}
+		p.faults.Hit("list")
+		p.list(items, ends)
+	})
+
+	// Fetchers wait on IO (HTTP downloads, disk), decoders on the CPU: separate pools, so that a
+	// slow download never leaves a core idle. fetched holds at most one sample per decoder ahead.
+	fetched := make(chan fetchedItem, cfg.Concurrency)
+	p.pool("fetcher", p.c.fetchers(), func() { p.fetch(items, fetched) }, func() { close(fetched) })
+
+	if !collecting {
+		ready := p.c.ready
+		p.pool("decoder", cfg.Concurrency, func() {
+			p.decode(fetched, func(o outcome) bool { return o.sample == nil || p.send(o.sample) })
+		}, func() { close(ready) })
+		return
+	}
+	outcomes := make(chan outcome, cfg.Concurrency)
+	p.pool("decoder", cfg.Concurrency, func() {
+		p.decode(fetched, func(o outcome) bool {
+			select {
+			case outcomes <- o:
+				return true
+			case <-p.ctx.Done():
+				o.sample.Free()
+				return false
+			}
+		})
+	}, func() { close(outcomes) })
+	p.spawn("collector", func() {
+		if cfg.BatchSize > 0 {
+			defer close(p.c.batches)
+		} else {
+			defer close(p.c.ready)
+		}
+		p.faults.Hit("collect")
+		p.collect(outcomes, ends)
+	})
+}
+
+// spawn runs fn in a goroutine of the run. A panic in fn fails the client and stops the run.
+func (p *pipeline) spawn(name string, fn func()) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer p.recover(name)
+		fn()
+	}()
+}
+
+// pool runs n workers and then done, once every worker has returned (a panicking one included):
+// done closes the pool's output, so the pool is that channel's one closer.
+func (p *pipeline) pool(name string, n int, worker func(), done func()) {
+	var workers sync.WaitGroup
+	workers.Add(n)
+	for i := 0; i < n; i++ {
+		p.spawn(name, func() {
+			defer workers.Done()
+			worker()
+		})
+	}
+	p.spawn(name+" pool", func() {
+		workers.Wait()
+		done()
+	})
+}
+
+// goSource is source.Common.Go: the goroutines a source starts run under the same policy.
+func (p *pipeline) goSource(name string, fn func()) {
+	p.spawn("source "+name, func() {
+		p.faults.Hit("source")
+		fn()
+	})
+}
+
+func (p *pipeline) recover(name string) {
+	if r := recover(); r != nil {
+		p.c.fail(fmt.Errorf("internal error in the %s (please report it): %v\n%s", name, r, debug.Stack()))
+		p.cancel()
+	}
+}
+
+// send puts a sample in the ready queue; false (the sample freed) when stopping.
+func (p *pipeline) send(s *Sample) bool {
+	select {
+	case p.c.ready <- s:
+		return true
+	case <-p.ctx.Done():
+		s.Free()
+		return false
+	}
+}

@@ -1,0 +1,84 @@
+package datago
+
+import (
+	"fmt"
+	"time"
+)
+
+// delivery is what the ready queue holds: a sample, or a batch with batch_size.
+type delivery interface {
+	Free()
+	size() int64      // samples it holds, counted against the limit
+	done(p *progress) // marks its samples delivered in the resume state
+}
+
+func (s *Sample) size() int64      { return 1 }
+func (s *Sample) done(p *progress) { p.mark(s.epoch, s.seq) }
+func (b *Batch) size() int64       { return int64(len(b.Samples)) }
+func (b *Batch) done(p *progress) {
+	for _, s := range b.Samples {
+		p.mark(s.epoch, s.seq)
+	}
+}
+
+// receive takes the next delivery from the ready queue ch, waiting up to timeout (negative:
+// forever, 0: not at all). The limit counts samples: what reaches it is delivered whole, and
+// stops the pipeline.
+func receive[T delivery](c *Client, ch chan T, timeout time.Duration) (T, error) {
+	var none T
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	switch st {
+	case created:
+		return none, fmt.Errorf("%w: the client is not started", ErrState)
+	case stopped:
+		return none, ErrEnd
+	}
+	limit := int64(c.cfg.Limit)
+	if limit > 0 && c.stat.served.Load() >= limit {
+		return none, ErrEnd
+	}
+	var v T
+	var ok bool
+	switch {
+	case timeout < 0:
+		v, ok = <-ch
+	case timeout == 0:
+		select {
+		case v, ok = <-ch:
+		default:
+			return none, ErrTimeout
+		}
+	default:
+		t := time.NewTimer(timeout)
+		select {
+		case v, ok = <-ch:
+			t.Stop()
+		case <-t.C:
+			return none, ErrTimeout
+		}
+	}
+	if !ok {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.failure != nil {
+			return none, c.failure
+		}
+		return none, ErrEnd
+	}
+	count := v.size()
+	n := c.stat.served.Add(count)
+	if limit > 0 && n-count >= limit { // another caller reached the limit first
+		c.stat.served.Add(-count)
+		v.Free()
+		return none, ErrEnd
+	}
+	v.done(c.progress)
+	if limit > 0 && n >= limit {
+		c.mu.Lock()
+		c.run.cancel() // nothing more will be served: stop producing
+		c.mu.Unlock()
+	}
+	return v, nil
+}
