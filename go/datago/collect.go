@@ -1,7 +1,9 @@
 package datago
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/datago-dev/datago/datago/imaging"
 )
@@ -63,7 +65,12 @@ func (p *pipeline) collect(in <-chan outcome, ends <-chan epochEnd) {
 		}
 	}
 	// The stream ended (source exhausted, or stopping): what is left goes out unless stopping.
+	epochs := make([]int, 0, len(k.buckets))
 	for e := range k.buckets {
+		epochs = append(epochs, e)
+	}
+	slices.Sort(epochs)
+	for _, e := range epochs {
 		if !k.flush(e) {
 			return
 		}
@@ -148,12 +155,19 @@ func (k *collector) add(s *Sample) bool {
 	return k.sendBatch(full)
 }
 
-// flush sends (or, with drop_last, drops) the partial batches of an epoch.
+// flush sends (or, with drop_last, drops) the partial batches of an epoch, in the order their
+// buckets were started, so that a deterministic run repeats its sequence of batches exactly.
 func (k *collector) flush(epoch int) bool {
 	c := k.p.c
 	byKey := k.buckets[epoch]
 	delete(k.buckets, epoch)
-	for key, samples := range byKey {
+	keys := make([]bucketKey, 0, len(byKey))
+	for key := range byKey {
+		keys = append(keys, key)
+	}
+	slices.SortFunc(keys, func(a, b bucketKey) int { return cmp.Compare(byKey[a][0].seq, byKey[b][0].seq) })
+	for _, key := range keys {
+		samples := byKey[key]
 		delete(byKey, key)
 		k.inBuckets -= int64(len(samples))
 		if c.cfg.DropLast {

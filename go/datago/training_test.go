@@ -313,3 +313,29 @@ func TestCatalogGetsAnyIndicesInOrder(t *testing.T) {
 		t.Fatalf("out of range index: %v", err)
 	}
 }
+
+// With deterministic and batch_size, identical runs give identical sequences of batches, partial
+// batches at the epochs' ends included (they used to come out in map order).
+func TestDeterministicBatchesRepeatExactly(t *testing.T) {
+	root := t.TempDir()
+	writeMixed(t, root, 50) // 17, 17 and 16 images per bucket: partial batches in every bucket
+	run := func() []string {
+		c := startClient(t, root, fmt.Sprintf(`, %s, "batch_size": 5, "deterministic": true, "epochs": 2, "concurrency": 3`, crop64))
+		defer c.Stop()
+		var seq []string
+		takeBatches(t, c, -1, func(b *Batch) {
+			ids := make([]string, len(b.Samples))
+			for i, s := range b.Samples {
+				ids[i] = s.ID
+			}
+			seq = append(seq, fmt.Sprintf("%dx%d:%v", b.Images.Width, b.Images.Height, ids))
+		})
+		return seq
+	}
+	first := run()
+	for i := 0; i < 8; i++ {
+		if got := run(); !reflect.DeepEqual(got, first) {
+			t.Fatalf("run %d gave another sequence of batches:\n%v\nwant\n%v", i+1, got, first)
+		}
+	}
+}
