@@ -154,7 +154,13 @@ func (c *Client) NextBatch(timeout time.Duration) (*Batch, error) {
 // configuration to continue where this one is (README "Exact resume").
 func (c *Client) State() State { return c.progress.state() }
 
-// Stop cancels the pipeline, frees the samples still queued and waits for every goroutine. Idempotent.
+// StopGrace is how long Stop waits for the run's goroutines. A worker blocked in a read the kernel
+// will not interrupt (a hung NFS or FUSE mount, a FIFO without a writer) is then abandoned: it is
+// counted in Stats.Abandoned, and whatever it makes once its read returns is freed, never delivered.
+const StopGrace = time.Second
+
+// Stop cancels the pipeline, frees the samples still queued and waits up to StopGrace for every
+// goroutine of the run. Idempotent.
 func (c *Client) Stop() {
 	c.mu.Lock()
 	if c.state != started {
@@ -166,18 +172,31 @@ func (c *Client) Stop() {
 	run, ready, batches := c.run, c.ready, c.batches
 	run.cancel()
 	c.mu.Unlock()
-	if ready != nil {
-		for s := range ready {
-			s.Free()
+	// The ready queue is drained (and the source closed) by a goroutine of its own, so that an
+	// abandoned worker's late sample is still freed, and the source closed only once nothing uses it.
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		if ready != nil {
+			for s := range ready {
+				s.Free()
+			}
+		} else {
+			for b := range batches {
+				b.Free()
+			}
 		}
-	} else {
-		for b := range batches {
-			b.Free()
+		run.wg.Wait()
+		if cl, ok := c.src.(io.Closer); ok {
+			_ = cl.Close() // idle HTTP connections
 		}
-	}
-	run.wg.Wait()
-	if cl, ok := c.src.(io.Closer); ok {
-		_ = cl.Close() // idle HTTP connections
+	}()
+	t := time.NewTimer(StopGrace)
+	defer t.Stop()
+	select {
+	case <-finished:
+	case <-t.C:
+		c.stat.abandoned.Store(run.alive.Load())
 	}
 }
 

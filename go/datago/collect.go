@@ -39,6 +39,8 @@ func (p *pipeline) collect(in <-chan outcome, ends <-chan epochEnd) {
 	defer k.discard()
 	for in != nil || ends != nil {
 		select {
+		case <-p.ctx.Done():
+			return
 		case o, ok := <-in:
 			if !ok {
 				in = nil

@@ -12,8 +12,15 @@ import (
 // decode is one decoder: it turns each fetched item into a sample, or into a skip, and hands the
 // outcome to emit (false: stopping).
 func (p *pipeline) decode(in <-chan fetchedItem, emit func(outcome) bool) {
-	for f := range in {
-		if p.ctx.Err() != nil {
+	for {
+		var f fetchedItem
+		select {
+		case v, ok := <-in:
+			if !ok {
+				return
+			}
+			f = v
+		case <-p.ctx.Done(): // a fetcher stuck in a read must not keep the decoders waiting
 			return
 		}
 		o := outcome{seqItem: f.seqItem}

@@ -22,8 +22,15 @@ func (c *Client) fetchers() int {
 // fetch is one fetcher: it reads each item's bytes (unless listing already did) and passes it on,
 // with raw nil when that failed, so that the decoders account for every item.
 func (p *pipeline) fetch(items <-chan seqItem, out chan<- fetchedItem) {
-	for it := range items {
-		if p.ctx.Err() != nil {
+	for {
+		var it seqItem
+		select {
+		case v, ok := <-items:
+			if !ok {
+				return
+			}
+			it = v
+		case <-p.ctx.Done(): // a fetcher stuck upstream must not keep this one waiting
 			return
 		}
 		f := fetchedItem{seqItem: it, raw: p.fetchOne(it.Item)}

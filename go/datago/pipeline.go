@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/datago-dev/datago/datago/source"
 	"github.com/datago-dev/datago/internal/faults"
@@ -26,6 +27,7 @@ type pipeline struct {
 	cancel context.CancelFunc
 	faults faults.Points
 	wg     sync.WaitGroup // every goroutine of the run
+	alive  atomic.Int64   // how many of them are running
 }
 
 // seqItem is a listed item with its place: epoch, position in the epoch's listing (seq) and in
@@ -118,8 +120,10 @@ func (p *pipeline) start() {
 // spawn runs fn in a goroutine of the run. A panic in fn fails the client and stops the run.
 func (p *pipeline) spawn(name string, fn func()) {
 	p.wg.Add(1)
+	p.alive.Add(1)
 	go func() {
 		defer p.wg.Done()
+		defer p.alive.Add(-1)
 		defer p.recover(name)
 		fn()
 	}()

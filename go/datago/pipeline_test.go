@@ -1,12 +1,16 @@
 package datago
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"image"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/datago-dev/datago/datago/source"
 	"github.com/datago-dev/datago/internal/faults"
 )
 
@@ -79,4 +83,70 @@ func TestPanicOnOneSampleIsASkip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stuckSource lists n items; Fetch of the first blocks, ignoring its context, until release is
+// closed (a read the kernel will not interrupt); the others fetch at once.
+type stuckSource struct {
+	n       int
+	raw     *source.Raw
+	release chan struct{}
+	entered chan struct{}
+}
+
+func (s *stuckSource) List(ctx context.Context, emit func(source.Item) bool, _ func(string, string, error)) error {
+	for i := 0; i < s.n; i++ {
+		if !emit(source.Item{ID: fmt.Sprint(i)}) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (s *stuckSource) Fetch(_ context.Context, it source.Item) (*source.Raw, error) {
+	if it.ID == "0" {
+		close(s.entered)
+		<-s.release
+	}
+	return s.raw, nil
+}
+
+// Stop returns after StopGrace even with a worker blocked in an uncancellable read; the worker is
+// counted as abandoned, and what it makes once its read returns is freed, not delivered.
+func TestStopAbandonsAStuckRead(t *testing.T) {
+	base := runtime.NumGoroutine()
+	img := image.NewRGBA(image.Rect(0, 0, 8, 8))
+	src := &stuckSource{n: 50, raw: &source.Raw{Image: encodePNG(t, img)}, release: make(chan struct{}), entered: make(chan struct{})}
+	cfg, err := ParseConfig([]byte(fmt.Sprintf(`{"source_type": "filesystem", "source_config": {"root_path": %q}, "concurrency": 2}`, t.TempDir())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newClient(cfg, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-src.entered
+	for i := 0; i < 10; i++ { // the other items still arrive
+		s, err := c.Next(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Free()
+	}
+	t0 := time.Now()
+	c.Stop()
+	if took := time.Since(t0); took > StopGrace+time.Second {
+		t.Fatalf("Stop took %v with a stuck read", took)
+	}
+	if a := c.Stats().Abandoned; a < 1 {
+		t.Fatalf("abandoned = %d, want the stuck fetcher counted", a)
+	}
+	if _, err := c.Next(0); !errors.Is(err, ErrEnd) {
+		t.Fatalf("Next after Stop: %v", err)
+	}
+	close(src.release) // the read returns: its goroutine ends, its sample is freed
+	waitGoroutines(t, base)
 }

@@ -31,12 +31,14 @@ type Stats struct {
 	Epoch          int              `json:"epoch"`          // the first epoch not yet complete
 	ElapsedS       float64          `json:"elapsed_s"`
 	Goroutines     int              `json:"goroutines"` // the whole process's, every client together: for leak checks
+	Abandoned      int64            `json:"abandoned"`  // goroutines Stop left blocked in a read (see StopGrace)
 }
 
 type counters struct {
 	listed, served, bytesRead atomic.Int64
 	batches, droppedLast      atomic.Int64
 	batchHeldMax              atomic.Int64
+	abandoned                 atomic.Int64
 	started                   atomic.Int64 // unix nanoseconds
 
 	mu      sync.Mutex
@@ -81,6 +83,7 @@ func (c *counters) snapshot() Stats {
 		Batches:      c.batches.Load(),
 		DroppedLast:  c.droppedLast.Load(),
 		BatchHeldMax: c.batchHeldMax.Load(),
+		Abandoned:    c.abandoned.Load(),
 		Skipped:      map[string]int64{},
 		Goroutines:   runtime.NumGoroutine(),
 	}
