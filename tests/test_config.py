@@ -13,7 +13,8 @@ import pytest
 
 import datago
 from datago import _lib
-from datago_testutil import LIBRARY, ROOT, image_config, make_config, run_python
+from support.config import image_config, make_config
+from support.process import LIBRARY, ROOT, run_python
 
 
 def _bad(cfg: dict[str, Any]) -> datago.ConfigError:

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 import datago
-from datago_testutil import expected_geometry, psnr
-from dataroom_server import DEFAULT_TOKEN, DataroomServer, GeneratedImage
+from support.dataroom_server import DEFAULT_TOKEN, DataroomServer, GeneratedImage
+from support.reference import expected_geometry, psnr
 
 N_IMAGES = 36
 

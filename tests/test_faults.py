@@ -17,7 +17,9 @@ import pytest
 from PIL import Image
 
 import datago
-from datago_testutil import image_config, make_config, photo, rss_bytes, save, thread_count
+from support.config import image_config, make_config
+from support.images import photo, save
+from support.process import rss_bytes, thread_count
 
 # -- a dataroom server that never answers ----------------------------------------------------------
 

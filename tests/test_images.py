@@ -13,17 +13,10 @@ import pytest
 from PIL import Image, ImageOps
 
 import datago
-from datago_testutil import (
-    asymmetric,
-    closest_distance,
-    expected_geometry,
-    image_config,
-    load_all,
-    make_config,
-    photo,
-    psnr,
-    save,
-)
+from support.config import image_config, make_config
+from support.drain import load_all
+from support.images import asymmetric, photo, save
+from support.reference import closest_distance, expected_geometry, psnr
 
 # -- aspect-ratio buckets --------------------------------------------------------------------------
 

@@ -15,17 +15,11 @@ from PIL import Image
 
 import datago
 from datago import _lib
-from datago_testutil import (
-    image_config,
-    load_all,
-    make_config,
-    rss_bytes,
-    run_python,
-    save,
-    thread_count,
-    write_flat_png,
-)
-from dataroom_server import DataroomServer
+from support.config import image_config, make_config
+from support.dataroom_server import DataroomServer
+from support.drain import load_all
+from support.images import save, write_flat_png
+from support.process import rss_bytes, run_python, thread_count
 
 
 def test_arrays_outlive_client_and_samples(photo_dir) -> None:

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 import datago
-from datago_testutil import load_all, make_config
+from support.config import make_config
+from support.drain import load_all
 
 
 def test_every_file_exactly_once(image_tree: tuple[Path, list[Path]]) -> None:

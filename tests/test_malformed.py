@@ -26,8 +26,10 @@ import pytest
 from PIL import Image
 
 import datago
-from datago_testutil import expected_geometry, image_config, make_config, photo, psnr, save
-from malformed import Case, cases, png_bytes, write
+from support.config import image_config, make_config
+from support.images import photo, save
+from support.malformed import Case, cases, png_bytes, write
+from support.reference import expected_geometry, psnr
 
 # The crop mode uses small buckets (64) so that references are cheap to compute.
 MODES: dict[str, dict[str, Any] | None] = {"plain": None, "crop": image_config(size=64)}

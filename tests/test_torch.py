@@ -26,7 +26,9 @@ from datago.torch import (
     collate_samples,
     sample_to_torch,
 )
-from datago_testutil import PYTHON_DIR, make_config, photo, save
+from support.config import make_config
+from support.images import photo, save
+from support.process import PYTHON_DIR
 
 HERE = Path(__file__).resolve().parent
 SIZE = 64  # bucket size of the tests' crop_and_resize
@@ -104,7 +106,7 @@ def torchrun(root: Path, out: Path, *args: str) -> list[dict[str, Any]]:
         "--nproc_per_node=2",
         "--master_addr=127.0.0.1",
         f"--master_port={free_port()}",
-        str(HERE / "torchrun_worker.py"),
+        str(HERE / "scripts" / "torchrun_worker.py"),
         f"--root={root}",
         f"--out={out}",
         *args,

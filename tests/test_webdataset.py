@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 import datago
-from datago_testutil import photo
-from wds_server import Fault, ShardServer
+from support.images import photo
+from support.wds_server import Fault, ShardServer
 
 Members = dict[str, bytes]
 
