@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import datago
-from support.config import make_config
+from support.config import filesystem_config
 
 
 def _folder_with_corrupt_file(photo_dir) -> tuple[Path, list[Path], Path]:
@@ -17,7 +17,7 @@ def _folder_with_corrupt_file(photo_dir) -> tuple[Path, list[Path], Path]:
 
 def test_client_skipped_reports_id_reason_message(photo_dir) -> None:
     root, _, bad = _folder_with_corrupt_file(photo_dir)
-    with datago.Client(make_config(root)) as client:
+    with datago.Client(filesystem_config(root)) as client:
         ids = [s.id for s in client]
         reports = client.skipped()
     assert len(ids) == 4 and str(bad) not in ids
@@ -32,7 +32,7 @@ def test_client_skipped_reports_id_reason_message(photo_dir) -> None:
 
 def test_map_dataset_skipped(photo_dir) -> None:
     root, paths, bad = _folder_with_corrupt_file(photo_dir)
-    with datago.MapDataset(make_config(root)) as ds:
+    with datago.MapDataset(filesystem_config(root)) as ds:
         index = ds.ids.index(str(bad))
         good = ds.ids.index(str(paths[0]))
         samples = ds.get_many([index, good])

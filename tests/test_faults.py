@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import datago
-from support.config import image_config, make_config
+from support.config import filesystem_config, image_config
 from support.images import photo, save
 from support.process import rss_bytes, thread_count
 
@@ -158,10 +157,10 @@ def test_stop_under_heavy_load(tmp_path: Path) -> None:
     small_root = tmp_path / "small"
     small = [save(small_root / f"s{i}.png", photo(32, 24, seed=i)) for i in range(20)]
     # The baseline is taken with the library loaded and warm (Go runtime, libvips, their threads).
-    with datago.Client(make_config(small_root, concurrency=2)) as warm:
+    with datago.Client(filesystem_config(small_root, concurrency=2)) as warm:
         assert len(list(warm)) == len(small)
     threads0 = thread_count()
-    cfg = make_config(root, concurrency=2, prefetch_buffer_size=16, samples_buffer_size=8)
+    cfg = filesystem_config(root, concurrency=2, prefetch_buffer_size=16, samples_buffer_size=8)
 
     # RSS after one stop() says little (malloc keeps freed 18 MB blocks for reuse), so the scenario runs
     # five times. Measured: RSS wanders within 50 MiB from round to round, without a trend over 12
@@ -196,7 +195,7 @@ def test_stop_under_heavy_load(tmp_path: Path) -> None:
         )
     assert rss[-1] - rss[0] < 100 * 2**20, [r // 2**20 for r in rss]
     # The process is fine: a new client works and delivers everything.
-    with datago.Client(make_config(small_root, image=image_config(size=64))) as again:
+    with datago.Client(filesystem_config(small_root, image=image_config(size=64))) as again:
         ids = [s.id for s in again]
     assert sorted(ids) == sorted(str(p) for p in small)
     assert thread_count() <= threads0 + 8
@@ -221,7 +220,7 @@ def test_thousand_clients_leak_nothing(tmp_path: Path) -> None:
     """
     root = tmp_path / "tiny"
     paths = [save(root / f"t{i}.png", photo(64, 64, seed=i)) for i in range(4)]
-    cfg = make_config(root, concurrency=2, prefetch_buffer_size=4, samples_buffer_size=4, limit=3)
+    cfg = filesystem_config(root, concurrency=2, prefetch_buffer_size=4, samples_buffer_size=4, limit=3)
 
     def cycle(i: int) -> None:
         client = datago.Client(cfg)
@@ -273,8 +272,8 @@ def test_two_clients_in_two_threads(tmp_path: Path) -> None:
     a_files = {str(save(a_root / f"a{i:03d}.png", photo(40, 30, seed=i))) for i in range(300)}
     b_files = {str(save(b_root / f"b{i:03d}.jpg", photo(60, 40, seed=i), "JPEG")) for i in range(300)}
     configs: dict[str, dict[str, Any]] = {
-        "a": make_config(a_root, concurrency=2),
-        "b": make_config(b_root, image=image_config(size=64), concurrency=2),
+        "a": filesystem_config(a_root, concurrency=2),
+        "b": filesystem_config(b_root, image=image_config(size=64), concurrency=2),
     }
     got: dict[str, list[str]] = {"a": [], "b": []}
     sizes: dict[str, set[tuple[int, int]]] = {"a": set(), "b": set()}
@@ -302,24 +301,3 @@ def test_two_clients_in_two_threads(tmp_path: Path) -> None:
     assert len(got["b"]) == len(set(got["b"])) and set(got["b"]) == b_files
     assert sizes["a"] == {(40, 30)}
     assert sizes["b"] == {(80, 48)}  # 60x40 (1.5) goes to the 80x48 bucket of size 64
-
-
-def test_max_file_bytes_skips_larger_files_before_reading(tmp_path: Path) -> None:
-    for i in range(3):
-        Image.new("RGB", (16, 16), (i, 0, 0)).save(tmp_path / f"small{i}.png")
-    noisy = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
-    Image.fromarray(noisy).save(tmp_path / "big.png")
-    limit = (tmp_path / "big.png").stat().st_size - 1
-    config = {
-        "source_type": "filesystem",
-        "source_config": {"root_path": str(tmp_path)},
-        "max_file_bytes": limit,
-    }
-    with datago.Client(config) as client:
-        ids = sorted(Path(s.id).name for s in client)
-        stats = client.stats()
-    assert ids == ["small0.png", "small1.png", "small2.png"]
-    assert stats["skipped"] == {"too_large": 1}
-    with pytest.raises(datago.ConfigError) as info:
-        datago.Client({**config, "max_file_bytes": 0})
-    assert info.value.key == "max_file_bytes"
