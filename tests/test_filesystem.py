@@ -1,4 +1,4 @@
-"""Which files are delivered: every image exactly once, limit, ranks, threads, the original snippet."""
+"""The filesystem source: every image exactly once, limit, ranks, threads, the original snippet, the end."""
 
 from __future__ import annotations
 
