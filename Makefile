@@ -86,7 +86,7 @@ bench: lib
 # by 5% or more from sample 100,000 to the end, or its peak passes the bound it prints.
 # Shorter: make soak SOAK_ARGS="--samples 200000".
 soak: lib
-	$(PY) tests/soak.py $(SOAK_ARGS)
+	$(PY) tests/scripts/soak.py $(SOAK_ARGS)
 
 wheel: deps
 	$(PY) build.py --wheel dist

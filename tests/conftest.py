@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datago_testutil import LIBRARY, PYTHON_DIR, photo, save  # noqa: E402
+from support.images import photo, save  # noqa: E402
+from support.process import LIBRARY, PYTHON_DIR  # noqa: E402
 
 if str(PYTHON_DIR) not in sys.path:
     sys.path.insert(0, str(PYTHON_DIR))

@@ -13,7 +13,8 @@ import pytest
 
 import datago
 from datago import _lib
-from datago_testutil import LIBRARY, ROOT, image_config, make_config, run_python
+from support.config import filesystem_config, image_config
+from support.process import LIBRARY, ROOT, run_python
 
 
 def _bad(cfg: dict[str, Any]) -> datago.ConfigError:
@@ -29,7 +30,7 @@ def _bad(cfg: dict[str, Any]) -> datago.ConfigError:
 
 @pytest.fixture
 def good(tmp_path: Path) -> dict[str, Any]:
-    return make_config(tmp_path, image=image_config(size=512, ratio=16))
+    return filesystem_config(tmp_path, image=image_config(size=512, ratio=16))
 
 
 def test_valid_config_is_accepted(good: dict[str, Any]) -> None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -14,11 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import datago
-from datago_testutil import expected_geometry, psnr
-from dataroom_server import DEFAULT_TOKEN, DataroomServer, GeneratedImage
+from support.config import dataroom_config
+from support.dataroom_server import DEFAULT_TOKEN, DataroomServer, GeneratedImage
+from support.drain import drain
+from support.reference import expected_geometry, psnr
 
 N_IMAGES = 36
 
@@ -40,55 +39,8 @@ def _fresh(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> N
         srv.random_mode = "prefix"
 
 
-def db_config(server: DataroomServer, image: dict[str, Any] | None = None, **source: Any) -> dict[str, Any]:
-    top = {k: source.pop(k) for k in ("limit", "concurrency", "prefetch_buffer_size") if k in source}
-    cfg: dict[str, Any] = {
-        "source_type": datago.SourceTypeDB,
-        "source_config": {
-            "api_url": server.base_url,
-            "api_key": server.token,
-            "page_size": 5,
-            "max_retries": 3,
-            "timeout_s": 2.0,
-            **source,
-        },
-        "prefetch_buffer_size": 16,
-        "samples_buffer_size": 16,
-        "concurrency": 2,
-        **top,
-    }
-    if image is not None:
-        cfg["image_config"] = image
-    return cfg
-
-
 def crop(size: int = 64) -> dict[str, Any]:
     return {"crop_and_resize": True, "default_image_size": size, "downsampling_ratio": 16}
-
-
-def run(config: dict[str, Any], deadline: float = 30.0) -> tuple[list[Any], dict[str, Any], Exception | None]:
-    """Every sample of a client (or up to its error), its final stats; fails on a hang."""
-    samples: list[Any] = []
-    error: Exception | None = None
-    start = time.monotonic()
-    client = datago.Client(config)
-    try:
-        while True:
-            remaining = deadline - (time.monotonic() - start)
-            assert remaining > 0, "the client hangs"
-            try:
-                sample = client.get_sample(timeout=remaining)
-            except TimeoutError:
-                pytest.fail("the client hangs")
-            except datago.DatagoError as exc:
-                error = exc
-                break
-            if sample is None:
-                break
-            samples.append(sample)
-    finally:
-        client.close()
-    return samples, client.stats(), error
 
 
 def listing(server: DataroomServer, query: str) -> list[dict[str, Any]]:
@@ -108,11 +60,11 @@ def listing(server: DataroomServer, query: str) -> list[dict[str, Any]]:
 
 
 def test_every_image_exactly_once_across_pages(server: DataroomServer) -> None:
-    samples, stats, error = run(db_config(server))
-    assert error is None
-    ids = [s.id for s in samples]
+    got = drain(dataroom_config(server), keep_error=True)
+    assert got.error is None
+    ids = [s.id for s in got.samples]
     assert Counter(ids) == Counter(server.ids())
-    assert stats["skipped_total"] == 0
+    assert got.stats["skipped_total"] == 0
     pages = server.requests_for("images")
     assert len(pages) == math.ceil(N_IMAGES / 5) + 1  # the data pages, then the terminal empty page
     assert all(p.status == 200 for p in pages)
@@ -130,18 +82,18 @@ def test_every_image_exactly_once_across_pages(server: DataroomServer) -> None:
 
 
 def test_limit(server: DataroomServer) -> None:
-    samples, _, error = run(db_config(server, limit=7))
-    assert error is None
-    assert len({s.id for s in samples}) == len(samples) == 7
+    got = drain(dataroom_config(server, limit=7), keep_error=True)
+    assert got.error is None
+    assert len({s.id for s in got.samples}) == len(got.samples) == 7
 
 
 def test_ranks_disjoint_and_complete(server: DataroomServer) -> None:
     per_rank = []
     for rank in range(3):
         server.clear()
-        samples, _, error = run(db_config(server, rank=rank, world_size=3, page_size=4))
-        assert error is None
-        per_rank.append([s.id for s in samples])
+        got = drain(dataroom_config(server, rank=rank, world_size=3, page_size=4), keep_error=True)
+        assert got.error is None
+        per_rank.append([s.id for s in got.samples])
         for req in server.requests_for("images"):
             assert req.params["partitions_count"] == ["3"] and req.params["partition"] == [str(rank)]
     assert sum(len(r) for r in per_rank) == N_IMAGES
@@ -150,7 +102,7 @@ def test_ranks_disjoint_and_complete(server: DataroomServer) -> None:
 
 
 def test_exact_query_string_for_a_full_config(server: DataroomServer) -> None:
-    cfg = db_config(
+    cfg = dataroom_config(
         server,
         page_size=3,
         rank=1,
@@ -175,8 +127,8 @@ def test_exact_query_string_for_a_full_config(server: DataroomServer) -> None:
         duplicate_state=-1,
         random_sampling=False,
     )
-    samples, _, error = run(cfg)
-    assert error is None
+    got = drain(cfg, keep_error=True)
+    assert got.error is None
     query = (
         "fields=attributes,image_direct_url,latents,source,tags,coca_embedding,duplicate_state&page_size=3"
         "&return_latents=latent_vae,segmentation_mask&sources=unsplash,laion&sources__ne=internal"
@@ -192,8 +144,8 @@ def test_exact_query_string_for_a_full_config(server: DataroomServer) -> None:
     # The server's own answer to that query is exactly what was delivered.
     expected = listing(server, query.replace("page_size=3", "page_size=2000"))
     assert expected, "the filters should match some images"
-    assert sorted(s.id for s in samples) == sorted(r["id"] for r in expected)
-    for s in samples:
+    assert sorted(s.id for s in got.samples) == sorted(r["id"] for r in expected)
+    for s in got.samples:
         assert s.source in ("unsplash", "laion")
         assert {"photo", "art"} & set(s.tags) and "people" not in s.tags
         assert set(s.masks) == {"segmentation_mask"} and set(s.latents) == {"latent_vae"}
@@ -204,14 +156,17 @@ def test_exact_query_string_for_a_full_config(server: DataroomServer) -> None:
 
 
 def test_masks_and_additional_images_stay_aligned(server: DataroomServer) -> None:
-    samples, stats, error = run(
-        db_config(server, image=crop(64), has_masks=["segmentation_mask"], has_latents=["masked_image"])
+    got = drain(
+        dataroom_config(
+            server, image=crop(64), has_masks=["segmentation_mask"], has_latents=["masked_image"]
+        ),
+        keep_error=True,
     )
-    assert error is None and stats["skipped_total"] == 0
+    assert got.error is None and got.stats["skipped_total"] == 0
     expected = [g for g in server.generated.values() if "masked_image" in g.latents]
     assert len(expected) >= 5
-    assert sorted(s.id for s in samples) == sorted(g.id for g in expected)
-    for s in samples:
+    assert sorted(s.id for s in got.samples) == sorted(g.id for g in expected)
+    for s in got.samples:
         gen = server.generated[s.id]
         image = s.array
         h, w = image.shape[:2]
@@ -252,14 +207,17 @@ def test_masks_and_additional_images_stay_aligned(server: DataroomServer) -> Non
 
 
 def test_latents_embeddings_and_metadata(server: DataroomServer) -> None:
-    samples, stats, error = run(
-        db_config(server, has_latents="latent_vae", require_embeddings=True, return_duplicate_state=True)
+    got = drain(
+        dataroom_config(
+            server, has_latents="latent_vae", require_embeddings=True, return_duplicate_state=True
+        ),
+        keep_error=True,
     )
-    assert error is None and stats["skipped_total"] == 0
+    assert got.error is None and got.stats["skipped_total"] == 0
     expected = [g for g in server.generated.values() if "latent_vae" in g.latents and g.embedding is not None]
     assert {g.fmt for g in expected} == {"JPEG", "PNG", "PNG_RGBA", "PNG16", "PNG_L"}
-    assert sorted(s.id for s in samples) == sorted(g.id for g in expected)
-    for s in samples:
+    assert sorted(s.id for s in got.samples) == sorted(g.id for g in expected)
+    for s in got.samples:
         gen: GeneratedImage = server.generated[s.id]
         assert s.latents["latent_vae"] == gen.latents["latent_vae"]
         assert s.latents["latent_vae"].startswith(b"\x93NUMPY")
@@ -281,15 +239,16 @@ def test_latents_embeddings_and_metadata(server: DataroomServer) -> None:
 
 
 def test_samples_without_their_image_when_not_required(server: DataroomServer) -> None:
-    samples, stats, error = run(
-        db_config(server, image=crop(64), require_images=False, has_masks=["segmentation_mask"])
+    got = drain(
+        dataroom_config(server, image=crop(64), require_images=False, has_masks=["segmentation_mask"]),
+        keep_error=True,
     )
-    assert error is None and stats["skipped_total"] == 0
+    assert got.error is None and got.stats["skipped_total"] == 0
     assert "image_direct_url" not in server.requests_for("images")[0].params["fields"][0]
     expected = [g for g in server.generated.values() if "segmentation_mask" in g.latents]
-    assert expected and sorted(s.id for s in samples) == sorted(g.id for g in expected)
+    assert expected and sorted(s.id for s in got.samples) == sorted(g.id for g in expected)
     buckets = set(datago.aspect_ratio_buckets(64, 16, 0.5, 2.0))
-    for s in samples:
+    for s in got.samples:
         assert not s.has_image
         with pytest.raises(datago.DatagoError, match="no main image"):
             s.array  # noqa: B018
@@ -299,10 +258,10 @@ def test_samples_without_their_image_when_not_required(server: DataroomServer) -
 
 
 def test_without_optional_fields_the_metadata_is_minimal(server: DataroomServer) -> None:
-    samples, _, error = run(db_config(server, limit=3))
-    assert error is None
+    got = drain(dataroom_config(server, limit=3), keep_error=True)
+    assert got.error is None
     assert server.requests_for("images")[0].params["fields"] == ["attributes,image_direct_url,source,tags"]
-    for s in samples:
+    for s in got.samples:
         assert s.embedding is None and s.latents == {} and s.masks == {}
         assert "duplicate_state" not in s.metadata
 
@@ -312,20 +271,21 @@ def test_without_optional_fields_the_metadata_is_minimal(server: DataroomServer)
 
 def test_auth_failure_raises_with_the_server_message(server: DataroomServer) -> None:
     secret = "deadbeef" * 4 + "c0ffWXYZ"
-    samples, _, error = run(db_config(server, api_key=secret))
-    assert samples == []
-    assert isinstance(error, datago.DatagoError)
-    assert "HTTP 403" in str(error) and "Invalid token." in str(error)
-    assert secret[:-4] not in str(error)
+    got = drain(dataroom_config(server, api_key=secret), keep_error=True)
+    assert got.samples == []
+    assert isinstance(got.error, datago.DatagoError)
+    assert "HTTP 403" in str(got.error) and "Invalid token." in str(got.error)
+    assert secret[:-4] not in str(got.error)
     assert len(server.requests_for("images")) == 1  # a 403 is not retried
 
 
 def test_bad_filter_raises_with_the_server_message(server: DataroomServer) -> None:
-    _, _, error = run(db_config(server, tags=["no-such-tag"]))
-    assert isinstance(error, datago.DatagoError)
-    assert "HTTP 400" in str(error) and "One or more tags do not exist" in str(error)
-    _, _, error = run(db_config(server, has_masks=["no_such_mask"]))
-    assert isinstance(error, datago.DatagoError) and "One or more latent types do not exist" in str(error)
+    got = drain(dataroom_config(server, tags=["no-such-tag"]), keep_error=True)
+    assert isinstance(got.error, datago.DatagoError)
+    assert "HTTP 400" in str(got.error) and "One or more tags do not exist" in str(got.error)
+    got = drain(dataroom_config(server, has_masks=["no_such_mask"]), keep_error=True)
+    assert isinstance(got.error, datago.DatagoError)
+    assert "One or more latent types do not exist" in str(got.error)
 
 
 def test_config_errors_and_environment(server: DataroomServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,19 +295,19 @@ def test_config_errors_and_environment(server: DataroomServer, monkeypatch: pyte
         datago.Client({"source_type": "db", "source_config": {"api_url": server.base_url}})
     assert info.value.key == "source_config.api_key"
     with pytest.raises(datago.ConfigError, match=r"source_config\.page_size: must be <= 2000"):
-        datago.Client(db_config(server, page_size=2001))
+        datago.Client(dataroom_config(server, page_size=2001))
     with pytest.raises(datago.ConfigError, match=r"did you mean \"has_masks\""):
-        datago.Client(db_config(server, has_mask="segmentation_mask"))
+        datago.Client(dataroom_config(server, has_mask="segmentation_mask"))
     with pytest.raises(datago.ConfigError) as info:
-        datago.Client(db_config(server, api_url="not a url"))
+        datago.Client(dataroom_config(server, api_url="not a url"))
     assert server.token[:-4] not in str(info.value)
     # Both default to the environment, read when the client is created (not when the library loaded).
     monkeypatch.setenv("DATAROOM_API_URL", server.base_url)
     monkeypatch.setenv("DATAROOM_API_KEY", server.token)
     for source_type in ("db", "DB", datago.SourceTypeDB):
         cfg = {"source_type": source_type, "source_config": {"page_size": 50}, "limit": 2}
-        samples, _, error = run(cfg)
-        assert error is None and len(samples) == 2
+        got = drain(cfg, keep_error=True)
+        assert got.error is None and len(got.samples) == 2
 
 
 # ------------------------------------------------------------------------------------- faults
@@ -416,24 +376,24 @@ def test_injected_faults(server: DataroomServer, name: str) -> None:
         fault["image_id"] = sorted(server.ids())[int(fault["image_id"][1:])]
     kind = fault.pop("kind")
     injected = server.add_fault(kind, **fault)
-    samples, stats, error = run(db_config(server, **overrides))
+    got = drain(dataroom_config(server, **overrides), keep_error=True)
     assert injected.hits > 0, "the fault was never injected"
-    ids = [s.id for s in samples]
+    ids = [s.id for s in got.samples]
     assert len(ids) == len(set(ids)), "a sample was delivered twice"
     if expect.startswith("error:"):
-        assert isinstance(error, datago.DatagoError) and expect[6:] in str(error), error
-        assert DEFAULT_TOKEN[:-4] not in str(error)
+        assert isinstance(got.error, datago.DatagoError) and expect[6:] in str(got.error), got.error
+        assert DEFAULT_TOKEN[:-4] not in str(got.error)
         return
-    assert error is None, error
+    assert got.error is None, got.error
     # Every image is either delivered or counted as skipped.
-    assert len(ids) + stats["skipped_total"] == N_IMAGES, (len(ids), stats)
+    assert len(ids) + got.stats["skipped_total"] == N_IMAGES, (len(ids), got.stats)
     if expect == "all":
-        assert sorted(ids) == sorted(server.ids()), stats
+        assert sorted(ids) == sorted(server.ids()), got.stats
     elif expect.startswith("skip:"):
         _, count, *reason = expect.split(":")
-        assert stats["skipped_total"] == int(count), stats
+        assert got.stats["skipped_total"] == int(count), got.stats
         if reason:
-            assert stats["skipped"].get(reason[0]) == int(count), stats
+            assert got.stats["skipped"].get(reason[0]) == int(count), got.stats
         if "image_id" in fault:
             assert fault["image_id"] not in ids
 
@@ -443,10 +403,13 @@ def test_injected_faults(server: DataroomServer, name: str) -> None:
 
 def test_random_sampling_uniform(server: DataroomServer) -> None:
     server.random_mode = "uniform"
-    samples, _, error = run(db_config(server, random_sampling=True, page_size=8, sources=["laion"], limit=30))
-    assert error is None
-    assert len(samples) == 30
-    assert all(s.source == "laion" for s in samples)
+    got = drain(
+        dataroom_config(server, random_sampling=True, page_size=8, sources=["laion"], limit=30),
+        keep_error=True,
+    )
+    assert got.error is None
+    assert len(got.samples) == 30
+    assert all(s.source == "laion" for s in got.samples)
     pages = server.requests_for("page")
     assert len(pages) >= 30 // 8 and all(p.route == "random" for p in pages)
     assert not any("cursor" in p.params for p in pages)
@@ -454,8 +417,8 @@ def test_random_sampling_uniform(server: DataroomServer) -> None:
 
 def test_random_sampling_prefix_mode_on_a_small_set_ends_with_an_error(server: DataroomServer) -> None:
     # Faithful hash-prefix sampling matches ~1e-4 of the images per page: nothing, on 36 images.
-    _, _, error = run(db_config(server, random_sampling=True, page_size=8))
-    assert isinstance(error, datago.DatagoError) and "random pages in a row were empty" in str(error)
+    got = drain(dataroom_config(server, random_sampling=True, page_size=8), keep_error=True)
+    assert isinstance(got.error, datago.DatagoError) and "random pages in a row were empty" in str(got.error)
 
 
 # --------------------------------------------------------------------- the server's contract
@@ -541,20 +504,3 @@ def test_server_contract(server: DataroomServer) -> None:
     status, types = _get(api + "stats/latent_types/")
     assert status == 200 and {t["name"]: t["is_mask"] for t in types}["segmentation_mask"] is True
     assert _get(api + "images/nope/") == (404, {"detail": "Not found."})
-
-
-def test_max_file_bytes_skips_larger_downloads() -> None:
-    """A file over max_file_bytes is skipped as too_large without being kept; the rest arrives."""
-    rng = np.random.default_rng(0)
-    noisy = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)
-    big, small = io.BytesIO(), io.BytesIO()
-    Image.fromarray(noisy).save(big, "PNG")  # ~120 KB
-    Image.new("RGB", (20, 20), (10, 200, 30)).save(small, "PNG")  # < 1 KB
-    with DataroomServer(seed=3) as srv:
-        srv.add_image("big", 200, 200, data=big.getvalue(), ext="png")
-        for i in range(3):
-            srv.add_image(f"small{i}", 20, 20, data=small.getvalue(), ext="png")
-        samples, stats, error = run({**db_config(srv), "max_file_bytes": 50_000})
-    assert error is None
-    assert sorted(s.id for s in samples) == ["small0", "small1", "small2"]
-    assert stats["skipped"] == {"too_large": 1}

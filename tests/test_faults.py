@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,75 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import datago
-from datago_testutil import image_config, make_config, photo, rss_bytes, save, thread_count
+from support.config import filesystem_config, image_config
+from support.images import photo, save
+from support.process import rss_bytes, thread_count
+from support.stalling_server import StallingServer
 
 # -- a dataroom server that never answers ----------------------------------------------------------
-
-
-class StallingServer:
-    """A loopback TCP server that accepts connections and never answers (or answers the headers of a
-    page and never sends its body). It records when each connection was closed by the client, to
-    check that a stopped client really lets go of its request."""
-
-    def __init__(self, headers_only: bool = False) -> None:
-        self.headers_only = headers_only
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.requests: list[bytes] = []
-        self.closed_at: list[float] = []  # monotonic time at which the client closed each connection
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/"
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            t = threading.Thread(target=self._hold, args=(conn,), daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def _hold(self, conn: socket.socket) -> None:
-        conn.settimeout(0.1)
-        data = b""
-        with conn:
-            while not self._stop.is_set():
-                try:
-                    chunk = conn.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    break
-                if not chunk:  # the client closed its side
-                    self.closed_at.append(time.monotonic())
-                    return
-                data += chunk
-                if b"\r\n\r\n" in data:
-                    self.requests.append(data)
-                    data = b""
-                    if self.headers_only:  # a page is coming... and never does
-                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
-                        conn.sendall(b'Content-Length: 100000\r\n\r\n{"results": [')
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
-        for t in self._threads:
-            t.join(2)
 
 
 @pytest.fixture(params=["no_answer", "headers_only"])
@@ -156,10 +94,10 @@ def test_stop_under_heavy_load(tmp_path: Path) -> None:
     small_root = tmp_path / "small"
     small = [save(small_root / f"s{i}.png", photo(32, 24, seed=i)) for i in range(20)]
     # The baseline is taken with the library loaded and warm (Go runtime, libvips, their threads).
-    with datago.Client(make_config(small_root, concurrency=2)) as warm:
+    with datago.Client(filesystem_config(small_root, concurrency=2)) as warm:
         assert len(list(warm)) == len(small)
     threads0 = thread_count()
-    cfg = make_config(root, concurrency=2, prefetch_buffer_size=16, samples_buffer_size=8)
+    cfg = filesystem_config(root, concurrency=2, prefetch_buffer_size=16, samples_buffer_size=8)
 
     # RSS after one stop() says little (malloc keeps freed 18 MB blocks for reuse), so the scenario runs
     # five times. Measured: RSS wanders within 50 MiB from round to round, without a trend over 12
@@ -194,7 +132,7 @@ def test_stop_under_heavy_load(tmp_path: Path) -> None:
         )
     assert rss[-1] - rss[0] < 100 * 2**20, [r // 2**20 for r in rss]
     # The process is fine: a new client works and delivers everything.
-    with datago.Client(make_config(small_root, image=image_config(size=64))) as again:
+    with datago.Client(filesystem_config(small_root, image=image_config(size=64))) as again:
         ids = [s.id for s in again]
     assert sorted(ids) == sorted(str(p) for p in small)
     assert thread_count() <= threads0 + 8
@@ -219,7 +157,7 @@ def test_thousand_clients_leak_nothing(tmp_path: Path) -> None:
     """
     root = tmp_path / "tiny"
     paths = [save(root / f"t{i}.png", photo(64, 64, seed=i)) for i in range(4)]
-    cfg = make_config(root, concurrency=2, prefetch_buffer_size=4, samples_buffer_size=4, limit=3)
+    cfg = filesystem_config(root, concurrency=2, prefetch_buffer_size=4, samples_buffer_size=4, limit=3)
 
     def cycle(i: int) -> None:
         client = datago.Client(cfg)
@@ -271,8 +209,8 @@ def test_two_clients_in_two_threads(tmp_path: Path) -> None:
     a_files = {str(save(a_root / f"a{i:03d}.png", photo(40, 30, seed=i))) for i in range(300)}
     b_files = {str(save(b_root / f"b{i:03d}.jpg", photo(60, 40, seed=i), "JPEG")) for i in range(300)}
     configs: dict[str, dict[str, Any]] = {
-        "a": make_config(a_root, concurrency=2),
-        "b": make_config(b_root, image=image_config(size=64), concurrency=2),
+        "a": filesystem_config(a_root, concurrency=2),
+        "b": filesystem_config(b_root, image=image_config(size=64), concurrency=2),
     }
     got: dict[str, list[str]] = {"a": [], "b": []}
     sizes: dict[str, set[tuple[int, int]]] = {"a": set(), "b": set()}
@@ -300,24 +238,3 @@ def test_two_clients_in_two_threads(tmp_path: Path) -> None:
     assert len(got["b"]) == len(set(got["b"])) and set(got["b"]) == b_files
     assert sizes["a"] == {(40, 30)}
     assert sizes["b"] == {(80, 48)}  # 60x40 (1.5) goes to the 80x48 bucket of size 64
-
-
-def test_max_file_bytes_skips_larger_files_before_reading(tmp_path: Path) -> None:
-    for i in range(3):
-        Image.new("RGB", (16, 16), (i, 0, 0)).save(tmp_path / f"small{i}.png")
-    noisy = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
-    Image.fromarray(noisy).save(tmp_path / "big.png")
-    limit = (tmp_path / "big.png").stat().st_size - 1
-    config = {
-        "source_type": "filesystem",
-        "source_config": {"root_path": str(tmp_path)},
-        "max_file_bytes": limit,
-    }
-    with datago.Client(config) as client:
-        ids = sorted(Path(s.id).name for s in client)
-        stats = client.stats()
-    assert ids == ["small0.png", "small1.png", "small2.png"]
-    assert stats["skipped"] == {"too_large": 1}
-    with pytest.raises(datago.ConfigError) as info:
-        datago.Client({**config, "max_file_bytes": 0})
-    assert info.value.key == "max_file_bytes"

@@ -13,17 +13,10 @@ import pytest
 from PIL import Image, ImageOps
 
 import datago
-from datago_testutil import (
-    asymmetric,
-    closest_distance,
-    expected_geometry,
-    image_config,
-    load_all,
-    make_config,
-    photo,
-    psnr,
-    save,
-)
+from support.config import filesystem_config, image_config
+from support.drain import drain
+from support.images import asymmetric, photo, save
+from support.reference import closest_distance, expected_geometry, psnr
 
 # -- aspect-ratio buckets --------------------------------------------------------------------------
 
@@ -72,7 +65,7 @@ def test_sizes_are_closest_buckets(tmp_path: Path) -> None:
 
     cfg = image_config(size=64, ratio=16, min_aspect_ratio=0.5, max_aspect_ratio=2.0)
     buckets = datago.aspect_ratio_buckets(64, 16, 0.5, 2.0)
-    samples = load_all(make_config(root, image=cfg))
+    samples = drain(filesystem_config(root, image=cfg)).samples
     assert sorted(s.id for s in samples) == sorted(oriented)
     for s in samples:
         w, h = oriented[s.id]
@@ -100,7 +93,7 @@ def test_exif_orientations(tmp_path: Path, fmt: str) -> None:
         p = save(root / f"o{orientation}.{ext}", base, fmt, exif=exif, **params)
         with Image.open(p) as im:
             expected[str(p)] = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    samples = load_all(make_config(root))
+    samples = drain(filesystem_config(root)).samples
     assert sorted(s.id for s in samples) == sorted(expected)
     for s in samples:
         exp = expected[s.id]
@@ -170,7 +163,7 @@ def test_modes_deliver_rgb(tmp_path: Path) -> None:
     root = tmp_path / "modes"
     root.mkdir()
     expected = _mode_images(root)
-    samples = load_all(make_config(root))
+    samples = drain(filesystem_config(root)).samples
     assert sorted(s.id for s in samples) == sorted(expected)
     report = {}
     for s in samples:
@@ -203,7 +196,7 @@ def test_png_and_jpeg_decode_like_pillow(tmp_path: Path) -> None:
         save(root / "q75.jpg", arr, "JPEG", quality=75),
         save(root / "q90_444.jpg", arr, "JPEG", quality=90, subsampling=0),
     ]
-    by_id = {s.id: s for s in load_all(make_config(root))}
+    by_id = {s.id: s for s in drain(filesystem_config(root)).samples}
     assert np.array_equal(by_id[str(png)].array, arr)
     for jpg in jpgs:
         with Image.open(jpg) as im:
@@ -218,7 +211,7 @@ def test_crop_and_resize_matches_pillow_lanczos(tmp_path: Path, size: tuple[int,
     arr = photo(*size, seed=sum(size))
     p = save(root / "img.png", arr)
     buckets = datago.aspect_ratio_buckets(64, 16, 0.5, 2.0)
-    (sample,) = load_all(make_config(root, image=image_config(size=64, ratio=16)))
+    (sample,) = drain(filesystem_config(root, image=image_config(size=64, ratio=16))).samples
     assert sample.id == str(p)
     bucket = sample.size
     assert (
@@ -241,8 +234,8 @@ def test_pre_encode_round_trip(tmp_path: Path) -> None:
     for i, size in enumerate(sizes):
         save(root / f"e{i}.png", photo(*size, seed=i))
     buckets = datago.aspect_ratio_buckets(64, 16, 0.5, 2.0)
-    plain = {s.id: s for s in load_all(make_config(root, image=image_config()))}
-    encoded = load_all(make_config(root, image=image_config(pre_encode_images=True)))
+    plain = {s.id: s for s in drain(filesystem_config(root, image=image_config())).samples}
+    encoded = drain(filesystem_config(root, image=image_config(pre_encode_images=True))).samples
     assert sorted(s.id for s in encoded) == sorted(plain)
     for s in encoded:
         assert s.pre_encoded
@@ -280,7 +273,7 @@ def test_bad_files_are_skipped_counted_and_logged(tmp_path: Path, caplog: pytest
     for name, data in bad.items():
         (root / name).write_bytes(data)
     caplog.set_level(logging.WARNING, logger="datago")
-    with datago.Client(make_config(root)) as client:
+    with datago.Client(filesystem_config(root)) as client:
         ids = [s.id for s in client]
         stats = client.stats()
     print(json.dumps(stats, indent=1))
@@ -293,19 +286,6 @@ def test_bad_files_are_skipped_counted_and_logged(tmp_path: Path, caplog: pytest
         assert str(root / name) in logged, (name, logged)
 
 
-def test_max_pixels_skips_large_images(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    root = tmp_path / "sizes"
-    small = save(root / "small.png", photo(20, 20))
-    large = save(root / "large.png", photo(200, 100))
-    caplog.set_level(logging.WARNING, logger="datago")
-    with datago.Client(make_config(root, image=image_config(max_pixels=10_000))) as client:
-        ids = [s.id for s in client]
-        stats = client.stats()
-    assert ids == [str(small)]
-    assert stats["skipped_total"] == 1, stats
-    assert str(large) in caplog.text
-
-
 def test_enlargement_is_centred_like_pillow(tmp_path: Path) -> None:
     """An image smaller than its bucket is enlarged with sample centres aligned (no half-pixel shift)."""
     h, w = 150, 200
@@ -313,7 +293,7 @@ def test_enlargement_is_centred_like_pillow(tmp_path: Path) -> None:
     arr = np.stack([128 + 100 * np.sin(x / 3.0) * np.cos(y / 4.0), x * 255 / w, y * 255 / h], -1)
     arr = arr.clip(0, 255).astype(np.uint8)
     save(tmp_path / "small.png", arr)
-    (sample,) = load_all(make_config(tmp_path, image=image_config(size=512, ratio=16)))
+    (sample,) = drain(filesystem_config(tmp_path, image=image_config(size=512, ratio=16))).samples
     resize_to, box = expected_geometry(w, h, sample.size)
     assert resize_to[0] > w and resize_to[1] > h
     ref = np.asarray(Image.fromarray(arr).resize(resize_to, Image.LANCZOS).crop(box))

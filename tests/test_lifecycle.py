@@ -15,22 +15,16 @@ from PIL import Image
 
 import datago
 from datago import _lib
-from datago_testutil import (
-    image_config,
-    load_all,
-    make_config,
-    rss_bytes,
-    run_python,
-    save,
-    thread_count,
-    write_flat_png,
-)
-from dataroom_server import DataroomServer
+from support.config import filesystem_config, image_config
+from support.dataroom_server import DataroomServer
+from support.drain import drain
+from support.images import save, write_flat_png
+from support.process import rss_bytes, run_python, thread_count
 
 
 def test_arrays_outlive_client_and_samples(photo_dir) -> None:
     root, paths = photo_dir(40, size=(40, 30))
-    client = datago.Client(make_config(root))
+    client = datago.Client(filesystem_config(root))
     client.start()
     arrays: dict[str, np.ndarray] = {}
     images: dict[str, Image.Image] = {}
@@ -46,7 +40,7 @@ def test_arrays_outlive_client_and_samples(photo_dir) -> None:
     gc.collect()
     # Churn the allocator so freed memory would be reused and overwritten.
     for _ in range(3):
-        junk = load_all(make_config(root))
+        junk = drain(filesystem_config(root)).samples
         del junk
         gc.collect()
     for path_id, arr in arrays.items():
@@ -58,7 +52,7 @@ def test_arrays_outlive_client_and_samples(photo_dir) -> None:
 
 def test_array_is_a_view_of_one_buffer(photo_dir) -> None:
     root, _ = photo_dir(1)
-    (sample,) = load_all(make_config(root))
+    (sample,) = drain(filesystem_config(root)).samples
     a, b = sample.array, sample.array
     assert a is b
     view2 = np.asarray(sample.array)
@@ -139,7 +133,7 @@ def test_ctrl_c_interrupts_a_blocked_get_sample() -> None:
 def test_fork(photo_dir, pre_encode: bool) -> None:
     # Large enough that the parent's workers are busy inside libvips when it forks.
     root, paths = photo_dir(120, size=(260, 200), fmt="JPEG")
-    cfg = make_config(
+    cfg = filesystem_config(
         root,
         image={
             "crop_and_resize": True,
@@ -211,7 +205,7 @@ def test_fork(photo_dir, pre_encode: bool) -> None:
 def test_fork_before_first_use(photo_dir) -> None:
     """Importing datago does not start Go, so a process that forks before using datago can use it."""
     root, paths = photo_dir(20)
-    cfg = make_config(root)
+    cfg = filesystem_config(root)
     script = f"""
         import json, os, time
         import datago
@@ -241,7 +235,7 @@ def test_fork_before_first_use(photo_dir) -> None:
 
 def test_dropped_running_clients_are_freed(photo_dir) -> None:
     root, _ = photo_dir(150, size=(256, 256))
-    cfg = make_config(root, concurrency=2, prefetch_buffer_size=32, samples_buffer_size=32)
+    cfg = filesystem_config(root, concurrency=2, prefetch_buffer_size=32, samples_buffer_size=32)
     lib = _lib.get_lib()
 
     def cycle() -> int:
@@ -277,7 +271,7 @@ def test_dropped_running_clients_are_freed(photo_dir) -> None:
 
 def test_interpreter_exits_promptly_with_running_client(photo_dir) -> None:
     root, _ = photo_dir(400, size=(64, 64))
-    cfg = make_config(root, concurrency=2)
+    cfg = filesystem_config(root, concurrency=2)
     script = f"""
         import json, threading, time
         import datago
@@ -311,7 +305,7 @@ def test_no_memory_growth_over_50000_samples(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for i in range(2000):
         save(root / f"t{i:04d}.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
-    cfg = make_config(root, concurrency=2, prefetch_buffer_size=64, samples_buffer_size=64)
+    cfg = filesystem_config(root, concurrency=2, prefetch_buffer_size=64, samples_buffer_size=64)
     total = 0
     rss_warm = 0
     started = time.monotonic()
@@ -339,7 +333,7 @@ def test_timeout(tmp_path: Path, use_stop: bool) -> None:
     root = tmp_path / "slow"
     root.mkdir()
     _slow_tree(root, copies=2)
-    cfg = make_config(root, image=image_config(size=64), concurrency=1)
+    cfg = filesystem_config(root, image=image_config(size=64), concurrency=1)
     client = datago.Client(cfg)
     client.start()
     t0 = time.monotonic()
@@ -356,7 +350,7 @@ def test_timeout(tmp_path: Path, use_stop: bool) -> None:
 
 def test_close_while_other_threads_wait(tmp_path: Path) -> None:
     root = _slow_tree(tmp_path / "slow", copies=3)
-    client = datago.Client(make_config(root, image=image_config(size=64), concurrency=1))
+    client = datago.Client(filesystem_config(root, image=image_config(size=64), concurrency=1))
     client.start()
     results: list[object] = []
 

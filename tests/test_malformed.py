@@ -10,14 +10,12 @@ nothing hangs: every wait has a timeout.
 from __future__ import annotations
 
 import io
-import logging
 import math
 import os
 import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +24,11 @@ import pytest
 from PIL import Image
 
 import datago
-from datago_testutil import expected_geometry, image_config, make_config, photo, psnr, save
-from malformed import Case, cases, png_bytes, write
+from support.config import filesystem_config, image_config
+from support.drain import Drained, drain
+from support.images import photo, save
+from support.malformed import Case, cases, png_bytes, write
+from support.reference import expected_geometry, psnr
 
 # The crop mode uses small buckets (64) so that references are cheap to compute.
 MODES: dict[str, dict[str, Any] | None] = {"plain": None, "crop": image_config(size=64)}
@@ -35,45 +36,7 @@ BUCKETS = datago.aspect_ratio_buckets(64, 16, 0.5, 2.0)
 # One get_sample may wait this long: far above any decode here, so reaching it means a hang.
 SAMPLE_TIMEOUT = 20.0
 RUN_TIMEOUT = 90.0
-
-
-@dataclass
-class Served:
-    samples: dict[str, datago.Sample]
-    stats: dict[str, Any]
-    reports: list[tuple[str, str, str]]  # (id, reason, message), as the client logged them
-
-
-class _Reports(logging.Handler):
-    """Collects the skip reports the client logs on the "datago" logger."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.reports: list[tuple[str, str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "skipped %s (%s): %s" and isinstance(record.args, tuple):
-            sid, reason, message = record.args
-            self.reports.append((str(sid), str(reason), str(message)))
-
-
-def serve(root: Path, image: dict[str, Any] | None, **top: Any) -> Served:
-    """Everything the client delivers from root, its final stats and skip reports; fails on a hang."""
-    handler = _Reports()
-    logger = logging.getLogger("datago")
-    logger.addHandler(handler)
-    samples: dict[str, datago.Sample] = {}
-    try:
-        with datago.Client(make_config(root, image=image, **top)) as client:
-            deadline = time.monotonic() + RUN_TIMEOUT
-            while (sample := client.get_sample(timeout=SAMPLE_TIMEOUT)) is not None:
-                assert sample.id not in samples, f"{sample.id} delivered twice"
-                samples[sample.id] = sample
-                assert time.monotonic() < deadline, "the run does not end"
-            stats = client.stats()
-    finally:
-        logger.removeHandler(handler)
-    return Served(samples, stats, handler.reports)
+HANG_GUARD: dict[str, float] = {"timeout": RUN_TIMEOUT, "sample_timeout": SAMPLE_TIMEOUT}
 
 
 def make_good(root: Path) -> list[Path]:
@@ -119,24 +82,25 @@ def check_delivered(sample: datago.Sample, case: Case, image: dict[str, Any] | N
 
 
 def assert_outcome(
-    served: Served, root: Path, good: list[Path], bad: list[Case], image: dict[str, Any] | None
+    served: Drained, root: Path, good: list[Path], bad: list[Case], image: dict[str, Any] | None
 ):
     delivered = [c for c in bad if c.reason is None]
     skipped = [c for c in bad if c.reason is not None]
     expected_ids = sorted([str(p) for p in good] + [str(root / c.name) for c in delivered])
-    assert sorted(served.samples) == expected_ids
+    samples = served.by_id()
+    assert sorted(samples) == expected_ids
     assert served.stats["served"] == len(expected_ids)
     assert served.stats["listed"] == len(good) + len(bad), served.stats
     # Counted exactly once, under the right reason, in the counters and in the reports.
     assert served.stats["skipped"] == dict(Counter(c.reason for c in skipped)), served.stats
     assert served.stats["skipped_total"] == len(skipped)
-    reported = sorted((sid, reason) for sid, reason, _ in served.reports)
-    assert reported == sorted((str(root / c.name), str(c.reason)) for c in skipped), served.reports
+    reported = sorted((r.id, r.reason) for r in served.skips)
+    assert reported == sorted((str(root / c.name), str(c.reason)) for c in skipped), served.skips
     for case in delivered:
-        check_delivered(served.samples[str(root / case.name)], case, image)
+        check_delivered(samples[str(root / case.name)], case, image)
     for path in good:
         with Image.open(path) as im:
-            assert served.samples[str(path)].original_size == im.size
+            assert samples[str(path)].original_size == im.size
 
 
 def test_generators_make_what_they_claim() -> None:
@@ -171,8 +135,8 @@ def test_malformed_file(tmp_path: Path, name: str, mode: str) -> None:
     root = tmp_path / "folder"
     good = make_good(root)
     write(root, case)
-    served = serve(root, MODES[mode])
-    print(name, mode, served.stats["skipped"], served.reports)
+    served = drain(filesystem_config(root, image=MODES[mode]), **HANG_GUARD)
+    print(name, mode, served.stats["skipped"], served.skips)
     assert_outcome(served, root, good, [case], MODES[mode])
 
 
@@ -183,7 +147,7 @@ def test_every_class_in_one_folder(tmp_path: Path, mode: str) -> None:
     good = make_good(root)
     for case in cases().values():
         write(root, case)
-    served = serve(root, MODES[mode], concurrency=2)
+    served = drain(filesystem_config(root, image=MODES[mode], concurrency=2), **HANG_GUARD)
     assert_outcome(served, root, good, list(cases().values()), MODES[mode])
 
 
@@ -192,8 +156,8 @@ def test_tall_image_goes_to_the_most_extreme_bucket(tmp_path: Path) -> None:
     delivered pixels are the middle of the column, stretched), not an error."""
     case = cases()["tall_1x65000.png"]
     write(tmp_path, case)
-    served = serve(tmp_path, MODES["crop"])
-    (sample,) = served.samples.values()
+    served = drain(filesystem_config(tmp_path, image=MODES["crop"]), **HANG_GUARD)
+    (sample,) = served.samples
     tallest = min(BUCKETS, key=lambda b: b[0] / b[1])
     assert sample.size == tallest == (48, 80)
     assert case.expected is not None
@@ -223,15 +187,15 @@ def test_unreadable_files(tmp_path: Path) -> None:
         readable = os.access(locked, os.R_OK)
         print(f"euid {os.geteuid()}: a chmod 000 file is {'readable' if readable else 'unreadable'}")
         assert os.geteuid() == 0 or not readable, "chmod 000 must stop a non-root user"
-        served = serve(root, None)
+        served = drain(filesystem_config(root, image=None), **HANG_GUARD)
     finally:
         locked.chmod(0o644)
     expected = sorted(str(p) for p in good + ([locked] if readable else []))
-    assert sorted(served.samples) == expected
+    assert sorted(served.by_id()) == expected
     unreadable = [str(root / "proc_mem.jpg")] + ([] if readable else [str(locked)])
     assert served.stats["skipped"] == {"read_error": len(unreadable)}, served.stats
-    assert sorted(sid for sid, _, _ in served.reports) == sorted(unreadable)
-    assert all(reason == "read_error" for _, reason, _ in served.reports)
+    assert sorted(served.skipped_ids()) == sorted(unreadable)
+    assert all(r.reason == "read_error" for r in served.skips)
 
 
 def test_fifo_and_dangling_link_are_not_listed(tmp_path: Path) -> None:
@@ -242,11 +206,11 @@ def test_fifo_and_dangling_link_are_not_listed(tmp_path: Path) -> None:
     os.mkfifo(root / "pipe.jpg")
     os.symlink(root / "missing.png", root / "dangling.png")
     started = time.monotonic()
-    served = serve(root, None)
+    served = drain(filesystem_config(root, image=None), **HANG_GUARD)
     assert time.monotonic() - started < 10
-    assert sorted(served.samples) == sorted(str(p) for p in good)
+    assert sorted(served.by_id()) == sorted(str(p) for p in good)
     assert served.stats["listed"] == len(good)
-    assert served.stats["skipped_total"] == 0 and served.reports == []
+    assert served.stats["skipped_total"] == 0 and served.skips == []
 
 
 def test_directory_named_like_an_image(tmp_path: Path) -> None:
@@ -255,10 +219,10 @@ def test_directory_named_like_an_image(tmp_path: Path) -> None:
     good = make_good(root)
     inner = save(root / "x.jpg" / "inner.png", photo(20, 20, seed=3))
     (root / "empty.png").mkdir()
-    served = serve(root, MODES["crop"])
-    assert sorted(served.samples) == sorted(str(p) for p in [*good, inner])
+    served = drain(filesystem_config(root, image=MODES["crop"]), **HANG_GUARD)
+    assert sorted(served.by_id()) == sorted(str(p) for p in [*good, inner])
     assert served.stats["listed"] == len(good) + 1
-    assert served.stats["skipped_total"] == 0 and served.reports == []
+    assert served.stats["skipped_total"] == 0 and served.skips == []
 
 
 def test_files_deleted_while_running(tmp_path: Path) -> None:
@@ -273,10 +237,7 @@ def test_files_deleted_while_running(tmp_path: Path) -> None:
     paths = [root / f"v{i:05d}.png" for i in range(2000)]
     for p in paths:
         p.write_bytes(data)
-    cfg = make_config(root, concurrency=2, prefetch_buffer_size=16, samples_buffer_size=16)
-    handler = _Reports()
-    logger = logging.getLogger("datago")
-    logger.addHandler(handler)
+    cfg = filesystem_config(root, concurrency=2, prefetch_buffer_size=16, samples_buffer_size=16)
     delivered: list[str] = []
     order = list(paths)
     random.Random(7).shuffle(order)
@@ -288,21 +249,19 @@ def test_files_deleted_while_running(tmp_path: Path) -> None:
                 time.sleep(0.002)  # let the pipeline run between deletions
 
     deleter = threading.Thread(target=delete_all)
-    try:
-        with datago.Client(cfg) as client:
-            first = client.get_sample(timeout=SAMPLE_TIMEOUT)
-            assert first is not None
-            delivered.append(first.id)
-            time.sleep(0.3)  # the queues fill with listed, unread samples
-            deleter.start()
-            while (sample := client.get_sample(timeout=SAMPLE_TIMEOUT)) is not None:
-                delivered.append(sample.id)
-            stats = client.stats()
-        deleter.join(30)
-    finally:
-        logger.removeHandler(handler)
+    with datago.Client(cfg) as client:
+        first = client.get_sample(timeout=SAMPLE_TIMEOUT)
+        assert first is not None
+        delivered.append(first.id)
+        time.sleep(0.3)  # the queues fill with listed, unread samples
+        deleter.start()
+        while (sample := client.get_sample(timeout=SAMPLE_TIMEOUT)) is not None:
+            delivered.append(sample.id)
+        stats = client.stats()
+        reports = client.skipped()
+    deleter.join(30)
     assert not deleter.is_alive()
-    failed = [sid for sid, reason, _ in handler.reports if reason == "read_error"]
+    failed = [r.id for r in reports if r.reason == "read_error"]
     print(f"listed {stats['listed']}, delivered {len(delivered)}, read_error {len(failed)}")
     assert len(set(delivered)) == len(delivered), "an id was delivered twice"
     assert not set(delivered) & set(failed), "an id was both delivered and counted"

@@ -26,7 +26,9 @@ from datago.torch import (
     collate_samples,
     sample_to_torch,
 )
-from datago_testutil import PYTHON_DIR, make_config, photo, save
+from support.config import filesystem_config
+from support.images import photo, save
+from support.process import PYTHON_DIR
 
 HERE = Path(__file__).resolve().parent
 SIZE = 64  # bucket size of the tests' crop_and_resize
@@ -45,7 +47,7 @@ def buckets() -> set[tuple[int, int]]:
 
 def config(root: Path, **top: Any) -> dict[str, Any]:
     """A filesystem config over ``root`` that leaves rank and world_size out (the dataset finds them)."""
-    cfg = make_config(root, image_cfg(), **top)
+    cfg = filesystem_config(root, image_cfg(), **top)
     del cfg["source_config"]["rank"], cfg["source_config"]["world_size"]
     return cfg
 
@@ -104,7 +106,7 @@ def torchrun(root: Path, out: Path, *args: str) -> list[dict[str, Any]]:
         "--nproc_per_node=2",
         "--master_addr=127.0.0.1",
         f"--master_port={free_port()}",
-        str(HERE / "torchrun_worker.py"),
+        str(HERE / "scripts" / "torchrun_worker.py"),
         f"--root={root}",
         f"--out={out}",
         *args,
@@ -215,7 +217,7 @@ def test_sample_tensors(folder: tuple[Path, list[str]], channels_first: bool) ->
         w, h = SHAPES[int(Path(item["id"]).stem[3:]) % len(SHAPES)]
         assert tuple(item["original_size"]) == (w, h)
     # Same pixels as the client's arrays.
-    with datago.Client(make_config(root, image_cfg())) as client:
+    with datago.Client(filesystem_config(root, image_cfg())) as client:
         arrays = {s.id: s.array.copy() for s in client}
     for item in items[:5]:
         hwc = item["image"].permute(1, 2, 0) if channels_first else item["image"]
@@ -224,7 +226,7 @@ def test_sample_tensors(folder: tuple[Path, list[str]], channels_first: bool) ->
 
 def test_tensors_are_views_of_the_library_buffers(folder: tuple[Path, list[str]]) -> None:
     root, _ = folder
-    with datago.Client(make_config(root, image_cfg(), limit=3)) as client:
+    with datago.Client(filesystem_config(root, image_cfg(), limit=3)) as client:
         sample = client.get_sample()
         assert sample is not None
         array = sample.array
@@ -238,7 +240,7 @@ def test_tensors_are_views_of_the_library_buffers(folder: tuple[Path, list[str]]
     # The tensor alone keeps the sample's buffer alive, after the client is closed.
     np.testing.assert_array_equal(item["image"].numpy(), copy)
 
-    with datago.Client(make_config(root, image_cfg(), batch_size=4)) as client:
+    with datago.Client(filesystem_config(root, image_cfg(), batch_size=4)) as client:
         batch = next(iter(client))
         out = batch_to_torch(batch)
         assert out["images"].data_ptr() == batch.array.ctypes.data
@@ -367,7 +369,7 @@ def test_map_dataset_batch_sampler(
         return get_many(self, indices)
 
     monkeypatch.setattr(datago.MapDataset, "get_many", spy)
-    dataset = DatagoMapDataset(make_config(root, image_cfg()))
+    dataset = DatagoMapDataset(filesystem_config(root, image_cfg()))
     assert len(dataset) == COUNT and dataset.ids == expected
     sampler = BatchSampler(RandomSampler(dataset, generator=torch.Generator().manual_seed(3)), 8, False)
     loader = DataLoader(
@@ -400,7 +402,7 @@ def test_map_dataset_leaves_out_undecodable(tmp_path: Path) -> None:
     for i in range(5):
         save(root / f"ok{i}.png", photo(40, 30, seed=i), "PNG")
     (root / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    dataset = DatagoMapDataset(make_config(root, image_cfg()), channels_first=True)
+    dataset = DatagoMapDataset(filesystem_config(root, image_cfg()), channels_first=True)
     items = dataset.__getitems__(range(len(dataset)))
     assert len(dataset) == 6 and len(items) == 5
     assert all(Path(item["id"]).name.startswith("ok") for item in items)

@@ -5,136 +5,20 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import tarfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 import datago
-from datago_testutil import photo
-from wds_server import Fault, ShardServer
-
-Members = dict[str, bytes]
-
-_IMAGES: dict[tuple[int, int, int, str], bytes] = {}
-
-
-def image_bytes(width: int, height: int, seed: int = 0, fmt: str = "JPEG") -> bytes:
-    key = (width, height, seed % 4, fmt)  # a few distinct images, reused (generating them is the slow part)
-    if key not in _IMAGES:
-        buf = io.BytesIO()
-        Image.fromarray(photo(width, height, seed=seed % 4)).save(buf, format=fmt)
-        _IMAGES[key] = buf.getvalue()
-    return _IMAGES[key]
-
-
-def sample_members(shard: int, i: int) -> tuple[str, Members]:
-    key = f"s{shard:02d}_{i:03d}"
-    w, h = 20 + (i % 5) * 4, 16 + (i % 3) * 4
-    return key, {
-        "jpg": image_bytes(w, h, i),
-        "txt": f"caption of {key} ü".encode(),
-        "cls": str(i % 7).encode(),
-        "json": json.dumps({"i": i, "shard": shard, "size": [w, h]}).encode(),
-    }
-
-
-def write_shard(path: Path, samples: list[tuple[str, Members]], compress: bool = False) -> Path:
-    """A WebDataset shard written with tarfile: members ``<key>.<suffix>`` in order."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz" if compress else "w") as tf:
-        for key, members in samples:
-            for suffix, data in members.items():
-                info = tarfile.TarInfo(f"{key}.{suffix}")
-                info.size, info.mtime = len(data), 1_700_000_000
-                tf.addfile(info, io.BytesIO(data))
-    return path
-
-
-def shard_bytes(samples: list[tuple[str, Members]], compress: bool = False) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz" if compress else "w") as tf:
-        for key, members in samples:
-            for suffix, data in members.items():
-                info = tarfile.TarInfo(f"{key}.{suffix}")
-                info.size = len(data)
-                tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def standard_shard(shard: int, n: int) -> list[tuple[str, Members]]:
-    return [sample_members(shard, i) for i in range(n)]
-
-
-def wds_config(url: Any, image: dict[str, Any] | None = None, **source: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "source_type": "webdataset",
-        "source_config": {"url": url, "concurrent_downloads": 2, "timeout_s": 10, **source},
-        "concurrency": 2,
-        "prefetch_buffer_size": 16,
-        "samples_buffer_size": 16,
-    }
-    if image is not None:
-        config["image_config"] = image
-    return config
-
-
-@dataclass
-class Got:
-    order: list[str] = field(default_factory=list)
-    samples: dict[str, dict[str, Any]] = field(default_factory=dict)
-    stats: dict[str, Any] = field(default_factory=dict)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason) from the datago logger
-
-    def ids(self) -> Counter[str]:
-        return Counter(self.order)
-
-    def skipped_ids(self, reason: str) -> list[str]:
-        return [i for i, r in self.skipped if r == reason]
-
-
-class _Reports(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.items: list[tuple[str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "skipped %s (%s): %s" and isinstance(record.args, tuple):
-            self.items.append((str(record.args[0]), str(record.args[1])))
-
-
-def load(config: dict[str, Any], timeout: float = 30.0) -> Got:
-    """Every sample of a client (a summary of each, not the Sample), its stats and skip reports."""
-    reports = _Reports()
-    logger = logging.getLogger("datago")
-    logger.addHandler(reports)
-    got = Got()
-    try:
-        with datago.Client(config) as client:
-            while (sample := client.get_sample(timeout=timeout)) is not None:
-                got.order.append(sample.id)
-                got.samples[sample.id] = {
-                    "key": sample.metadata.get("key"),
-                    "shard": sample.metadata.get("shard"),
-                    "caption": sample.caption,
-                    "label": sample.label,
-                    "attributes": sample.attributes,
-                    "extras": sample.extras,
-                    "original_size": sample.original_size,
-                    "shape": sample.array.shape,
-                }
-            got.stats = client.stats()
-    finally:
-        logger.removeHandler(reports)
-    got.skipped = reports.items
-    return got
+from support.config import webdataset_config
+from support.drain import drain
+from support.shards import image_bytes, shard_bytes, standard_shard, write_shard
+from support.wds_server import Fault, ShardServer
 
 
 def expected_ids(urls: list[str], n: int) -> Counter[str]:
@@ -192,22 +76,22 @@ def test_grouping_matches_the_webdataset_package(tmp_path: Path) -> None:
                 k for k in s if not k.startswith("__") and k not in (image_key, "txt", "cls", "json")
             ),
         }
-    got = load(wds_config([str(p) for p in shards]))
+    got = drain(webdataset_config([str(p) for p in shards]))
     actual = {
-        (v["shard"], v["key"]): {
-            "caption": v["caption"],
-            "label": v["label"],
-            "attributes": v["attributes"],
-            "extras": sorted(v["extras"]),
+        (v.metadata.get("shard"), v.metadata.get("key")): {
+            "caption": v.caption,
+            "label": v.label,
+            "attributes": v.attributes,
+            "extras": sorted(v.extras),
         }
-        for v in got.samples.values()
+        for v in got.by_id().values()
     }
     assert len(expected) == 6 + 1 + 5
     assert actual == expected
-    assert sum(got.ids().values()) == len(expected)
+    assert len(got.ids) == len(expected)
     assert got.skipped_ids("missing_image") == [f"{shards[0]}#orphan"]
     assert got.stats["skipped"] == {"missing_image": 1}
-    extras = got.samples[f"{shards[0]}#train/sub/img03"]["extras"]
+    extras = got.by_id()[f"{shards[0]}#train/sub/img03"].extras
     assert extras["npy"] == bytes([3]) * 7 and extras["seg.png"][:4] == b"\x89PNG"
 
 
@@ -228,15 +112,15 @@ def test_http_shards_with_brace_pattern_gzip_and_crop(http_shards: tuple[ShardSe
     server, urls = http_shards
     pattern = [server.url("/shard-{00..03}.tar"), server.url("/shard-04.tgz")]
     image = {"crop_and_resize": True, "default_image_size": 32, "downsampling_ratio": 16}
-    got = load(wds_config(pattern, image=image))
-    assert got.ids() == expected_ids(urls, 8)
+    got = drain(webdataset_config(pattern, image=image))
+    assert Counter(got.ids) == expected_ids(urls, 8)
     buckets = {(h, w, 3) for w, h in datago.aspect_ratio_buckets(32, 16, 0.5, 2.0)}
-    for sid, s in got.samples.items():
+    for sid, s in got.by_id().items():
         key = sid.rsplit("#", 1)[1]
-        assert s["caption"] == f"caption of {key} ü"
-        assert s["label"] == int(key[-3:]) % 7
-        assert s["original_size"] == tuple(s["attributes"]["size"])
-        assert s["shape"] in buckets
+        assert s.caption == f"caption of {key} ü"
+        assert s.label == int(key[-3:]) % 7
+        assert s.original_size == tuple(s.attributes["size"])
+        assert s.array.shape in buckets
     assert got.stats["skipped_total"] == 0
     assert got.stats["served"] == 40
     assert all(status == 200 for _, _, status, _ in server.requests), server.requests
@@ -269,9 +153,9 @@ def test_faults_deliver_each_sample_once_or_count_it(
     faults, extra, complete = FAULTS[name]
     server.faults.extend(faults)
     started = time.monotonic()
-    got = load(wds_config(urls, **extra), timeout=20)
+    got = drain(webdataset_config(urls, **extra), timeout=20)
     assert time.monotonic() - started < 20
-    ids = got.ids()
+    ids = Counter(got.ids)
     assert max(ids.values()) == 1, "a sample was delivered twice"
     expected = expected_ids(urls, 8)
     assert set(ids) <= set(expected)
@@ -299,8 +183,8 @@ def test_resume_without_range_support(http_shards: tuple[ShardServer, list[str]]
     server, urls = http_shards
     server.no_range = True
     server.faults.append(Fault("cut", after=9000, times=3))
-    got = load(wds_config(urls))
-    assert got.ids() == expected_ids(urls, 8)
+    got = drain(webdataset_config(urls))
+    assert Counter(got.ids) == expected_ids(urls, 8)
     assert got.stats["skipped_total"] == 0
     # 5 shards, 3 of them cut once and read again from the start (the first 9000 bytes skipped).
     assert len(server.requests) == 8
@@ -311,10 +195,8 @@ def test_limit_stops_a_slow_source_promptly(http_shards: tuple[ShardServer, list
     server, urls = http_shards
     server.faults.append(Fault("slow", delay=0.05, chunk=2048, times=-1))
     started = time.monotonic()
-    config = wds_config(urls)
-    config["limit"] = 3
-    got = load(config)
-    assert len(got.order) == 3
+    got = drain(webdataset_config(urls, limit=3))
+    assert len(got.ids) == 3
     assert time.monotonic() - started < 10
 
 
@@ -329,7 +211,7 @@ def local_shards(tmp_path: Path, n: int, per: int) -> list[str]:
 def test_ranks_disjoint_and_complete(tmp_path: Path, shards: int, world: int) -> None:
     per = 20  # ids hash over the ranks: with 40 samples an empty rank is ~1e-7 likely
     urls = local_shards(tmp_path, shards, per)
-    per_rank = [load(wds_config(urls, rank=r, world_size=world)).ids() for r in range(world)]
+    per_rank = [Counter(drain(webdataset_config(urls, rank=r, world_size=world)).ids) for r in range(world)]
     assert all(per_rank), "every rank gets samples"
     assert sum(per_rank, Counter()) == expected_ids(urls, per)
     if shards >= world:
@@ -341,9 +223,9 @@ def test_shuffle_reproducible_by_seed(tmp_path: Path) -> None:
     urls = local_shards(tmp_path, 4, 10)
 
     def order(seed: int, shuffle: bool = True) -> list[str]:
-        config = wds_config(urls, shuffle=shuffle, seed=seed, shuffle_buffer=16)
-        config["concurrency"] = 1  # one worker: delivery order is the listing order
-        return load(config).order
+        # One worker: delivery order is the listing order.
+        config = webdataset_config(urls, shuffle=shuffle, seed=seed, shuffle_buffer=16, concurrency=1)
+        return drain(config).ids
 
     first, again, other = order(7), order(7), order(8)
     assert first == again
@@ -370,8 +252,8 @@ def test_corrupt_member_and_truncated_shard_lose_only_their_samples(tmp_path: Pa
         cut_at = next(m.offset_data + 10 for m in tf.getmembers() if m.name == "s01_005.json")
     truncated = tmp_path / "truncated.tar"
     truncated.write_bytes(whole[:cut_at])
-    got = load(wds_config([str(corrupt), str(truncated)]))
-    ids = got.ids()
+    got = drain(webdataset_config([str(corrupt), str(truncated)]))
+    ids = Counter(got.ids)
     assert max(ids.values()) == 1
     assert ids == expected_ids([str(corrupt), str(truncated)], 8) - Counter(
         {f"{corrupt}#s00_003": 1, **{f"{truncated}#s01_{i:03d}": 1 for i in range(5, 8)}}
@@ -384,8 +266,8 @@ def test_undecodable_image_is_skipped_not_fatal(tmp_path: Path) -> None:
     samples = standard_shard(0, 4)
     samples[1][1]["jpg"] = b"\xff\xd8\xff not really a jpeg"
     url = str(write_shard(tmp_path / "s.tar", samples))
-    got = load(wds_config(url))
-    assert len(got.order) == 3
+    got = drain(webdataset_config(url))
+    assert len(got.ids) == 3
     assert got.skipped_ids("decode_error") == [f"{url}#s00_001"]
 
 
@@ -395,13 +277,13 @@ def test_undecodable_image_is_skipped_not_fatal(tmp_path: Path) -> None:
 def test_configuration_errors_name_the_key(tmp_path: Path) -> None:
     url = str(write_shard(tmp_path / "s-0.tar", standard_shard(0, 1)))
     cases = [
-        (wds_config(str(tmp_path / "missing-{0..3}.tar")), "source_config.url", "no shard matches"),
-        (wds_config(str(tmp_path / "s-{0..3.tar")), "source_config.url", "malformed brace pattern"),
-        (wds_config(["http://h/a.tar", 5]), "source_config.url[1]", "must be a string"),
-        (wds_config(url, shufle=True), "source_config.shufle", 'did you mean "shuffle"'),
-        (wds_config(url, image_keys="jpg"), "source_config.image_keys", "list of strings"),
-        (wds_config(url, rank=1), "source_config.rank", "< world_size"),
-        (wds_config("ftp://host/a.tar"), "source_config.url", "unsupported scheme"),
+        (webdataset_config(str(tmp_path / "missing-{0..3}.tar")), "source_config.url", "no shard matches"),
+        (webdataset_config(str(tmp_path / "s-{0..3.tar")), "source_config.url", "malformed brace pattern"),
+        (webdataset_config(["http://h/a.tar", 5]), "source_config.url[1]", "must be a string"),
+        (webdataset_config(url, shufle=True), "source_config.shufle", 'did you mean "shuffle"'),
+        (webdataset_config(url, image_keys="jpg"), "source_config.image_keys", "list of strings"),
+        (webdataset_config(url, rank=1), "source_config.rank", "< world_size"),
+        (webdataset_config("ftp://host/a.tar"), "source_config.url", "unsupported scheme"),
     ]
     for config, key, text in cases:
         with pytest.raises(datago.ConfigError) as info:
@@ -409,17 +291,6 @@ def test_configuration_errors_name_the_key(tmp_path: Path) -> None:
         assert info.value.key == key, (config, str(info.value))
         assert text in str(info.value)
     # "wds" is accepted, and so is a file:// URL.
-    config = wds_config("file://" + url)
+    config = webdataset_config("file://" + url)
     config["source_type"] = "wds"
-    assert load(config).order == [f"file://{url}#s00_000"]
-
-
-def test_max_file_bytes_bounds_tar_members(tmp_path: Path) -> None:
-    """A member over max_file_bytes loses its sample (counted), without reading it into memory."""
-    big = image_bytes(300, 300, seed=5, fmt="PNG")
-    samples = standard_shard(0, 4) + [("big", {"png": big})]
-    shard = write_shard(tmp_path / "s.tar", samples)
-    got = load({**wds_config(str(shard)), "max_file_bytes": len(big) - 1})
-    assert len(got.order) == 4 and not any(i.endswith("#big") for i in got.order)
-    assert sum(got.stats["skipped"].values()) == 1
-    assert any(i.endswith("#big") for i, _ in got.skipped)
+    assert drain(config).ids == [f"file://{url}#s00_000"]

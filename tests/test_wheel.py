@@ -12,7 +12,8 @@ from types import ModuleType
 
 import pytest
 
-from datago_testutil import ROOT, photo, save
+from support.images import photo, save
+from support.process import ROOT
 
 
 def _backend() -> ModuleType:

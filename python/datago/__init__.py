@@ -14,6 +14,7 @@ from .client import Client
 from .errors import ConfigError, DatagoError, LibraryLoadError
 from .mapdataset import MapDataset
 from .sample import Sample
+from .skips import SkipReport
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "LibraryLoadError",
     "MapDataset",
     "Sample",
+    "SkipReport",
     "SourceTypeDB",
     "SourceTypeFileSystem",
     "__version__",

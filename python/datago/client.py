@@ -19,6 +19,7 @@ from . import _lib
 from .batch import Batch
 from .errors import ConfigError, DatagoError
 from .sample import Sample
+from .skips import SkipLog, SkipReport
 
 __all__ = ["Client"]
 
@@ -115,6 +116,7 @@ class Client:
         self._served = itertools.count(1)
         self._final_stats: dict[str, Any] | None = None  # kept by close() so stats() works after it
         self._final_state: dict[str, Any] | None = None
+        self._skips = SkipLog()
         lib = _lib.get_lib()
         out = _lib.ffi.new("datago_client *")
         err = _lib.ffi.new("char **")
@@ -312,8 +314,13 @@ class Client:
         except ValueError as exc:
             logger.debug("cannot parse skip reports: %s", exc)
             return
-        for report in reports or ():
-            if isinstance(report, dict):
-                logger.warning(
-                    "skipped %s (%s): %s", report.get("id"), report.get("reason"), report.get("message")
-                )
+        self._skips.add(reports or ())
+
+    def skipped(self) -> list[SkipReport]:
+        """The samples skipped since the client started, oldest first (also logged as warnings).
+
+        At most the last ``datago.skips.MAX_SKIP_REPORTS`` (10,000) are kept; older ones are dropped.
+        Works after :meth:`close` too.
+        """
+        self._drain_errors()
+        return self._skips.all()

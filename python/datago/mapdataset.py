@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 import weakref
@@ -14,10 +13,9 @@ from . import _lib
 from .client import _config_json, _parse_json
 from .errors import DatagoError
 from .sample import Sample
+from .skips import SkipLog, SkipReport
 
 __all__ = ["MapDataset"]
-
-logger = logging.getLogger("datago")
 
 
 def _free_catalog(handle: int, pid: int) -> None:
@@ -49,7 +47,8 @@ class MapDataset:
         self._free_sample = _lib.free_sample_in(self._pid)
         self._len = int(lib.datago_catalog_len(self._handle))
         self._ids: list[str] | None = None
-        self._reports: list[dict[str, Any]] = []  # of the last get_many
+        self._reports: list[SkipReport] = []  # of the last get_many
+        self._skips = SkipLog()
 
     def _lib(self) -> Any:
         _lib.check_pid(self._pid, "this datago.MapDataset")
@@ -78,11 +77,10 @@ class MapDataset:
         """The sample of file ``index``; raises DatagoError naming the file if it cannot be decoded."""
         sample = self.get_many([index])[0]
         if sample is None:
-            detail = self._reports[-1] if self._reports else {}
-            raise DatagoError(
-                f"{detail.get('id', self.ids[int(index)])}: {detail.get('reason', 'skipped')}: "
-                f"{detail.get('message', '')}"
-            )
+            if self._reports:
+                last = self._reports[-1]
+                raise DatagoError(f"{last.id}: {last.reason}: {last.message}")
+            raise DatagoError(f"{self.ids[int(index)]}: skipped: ")
         return sample
 
     def get_many(self, indices: Sequence[int]) -> list[Sample | None]:
@@ -108,12 +106,17 @@ class MapDataset:
         for k in range(n):
             ptr = out[k]
             samples.append(None if ptr == _lib.ffi.NULL else Sample(_lib.ffi.gc(ptr, self._free_sample)))
-        self._reports = self._json("datago_catalog_errors") if any(s is None for s in samples) else []
-        for report in self._reports:
-            logger.warning(
-                "skipped %s (%s): %s", report.get("id"), report.get("reason"), report.get("message")
-            )
+        self._reports = []
+        if any(s is None for s in samples):
+            self._reports = self._skips.add(self._json("datago_catalog_errors"))
         return samples
+
+    def skipped(self) -> list[SkipReport]:
+        """The files that could not be read or decoded, one report per failed request, oldest first.
+
+        At most the last ``datago.skips.MAX_SKIP_REPORTS`` (10,000) are kept.
+        """
+        return self._skips.all()
 
     @property
     def stats(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The same JPEG corpus (tests/bench/corpus.py, kind "small" by default: ~500x375 photos) is loaded twice
 with crop_and_resize to 512 buckets: by the filesystem source from its folder, and by the "db" source
-from tests/dataroom_server.py serving that folder on 127.0.0.1 (in a process of its own, as a real
+from tests/support/dataroom_server.py serving that folder on 127.0.0.1 (in a process of its own, as a real
 server would be; its CPU time is measured and reported, since on a small machine it competes with the
 loader for the same cores). Runs alternate between the two sources, each in a fresh process.
 
@@ -128,7 +128,12 @@ def spawn(
 class ServerProcess:
     def __init__(self, directory: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "tests" / "dataroom_server.py"), "--serve-dir", str(directory)],
+            [
+                sys.executable,
+                str(ROOT / "tests" / "support" / "dataroom_server.py"),
+                "--serve-dir",
+                str(directory),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -3,7 +3,8 @@ the same tar shards of the bench corpus from a loopback HTTP server.
 
 The corpus is the "highres" one of corpus.py (2-12 MP JPEGs, aspect ratios 0.5-2), packed into tar shards
 (``<key>.jpg`` + ``<key>.txt`` + ``<key>.cls`` per sample, ``--per-shard`` samples a shard) in the cache. The
-shards are served by tests/wds_server.py running in its own process (Range support, keep-alive, no faults).
+shards are served by tests/support/wds_server.py running in its own process (Range support, keep-alive, no
+faults).
 Every loader runs in its own process and decodes, applies the EXIF orientation and crop_and_resizes to the
 512 buckets, delivering HxWx3 uint8 arrays:
 
@@ -202,7 +203,7 @@ def spawn(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 def start_server(root: Path) -> tuple[subprocess.Popen[str], str]:
     server = subprocess.Popen(
-        [sys.executable, str(BENCH_DIR.parent / "wds_server.py"), str(root)],
+        [sys.executable, str(BENCH_DIR.parent / "support" / "wds_server.py"), str(root)],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from datago_testutil import photo
+from .images import photo
 
 # -- JPEG ------------------------------------------------------------------------------------------
 

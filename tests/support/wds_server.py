@@ -216,7 +216,7 @@ class ShardServer:
         self.stop()
 
 
-if __name__ == "__main__":  # serve a directory: python tests/wds_server.py DIR
+if __name__ == "__main__":  # serve a directory: python tests/support/wds_server.py DIR
     import sys
 
     with ShardServer(root=Path(sys.argv[1])) as srv:

@@ -1,4 +1,4 @@
-"""Which files are delivered: every image exactly once, limit, ranks, threads, the original snippet."""
+"""The filesystem source: every image exactly once, limit, ranks, threads, the original snippet, the end."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import pytest
 from PIL import Image
 
 import datago
-from datago_testutil import load_all, make_config
+from support.config import filesystem_config
+from support.drain import drain
 
 
 def test_every_file_exactly_once(image_tree: tuple[Path, list[Path]]) -> None:
     root, expected = image_tree
-    samples = load_all(make_config(root))
+    samples = drain(filesystem_config(root)).samples
     ids = [s.id for s in samples]
     assert Counter(ids) == Counter(str(p) for p in expected)
     for s in samples:
@@ -30,7 +31,7 @@ def test_every_file_exactly_once(image_tree: tuple[Path, list[Path]]) -> None:
 
 def test_limit(photo_dir) -> None:
     root, paths = photo_dir(30)
-    samples = load_all(make_config(root, limit=7))
+    samples = drain(filesystem_config(root, limit=7)).samples
     ids = [s.id for s in samples]
     assert len(ids) == 7
     assert len(set(ids)) == 7
@@ -39,19 +40,21 @@ def test_limit(photo_dir) -> None:
 
 def test_ranks_disjoint_and_complete(photo_dir) -> None:
     root, paths = photo_dir(40)
-    per_rank = [set(s.id for s in load_all(make_config(root, rank=r, world_size=3))) for r in range(3)]
+    per_rank = [
+        set(s.id for s in drain(filesystem_config(root, rank=r, world_size=3)).samples) for r in range(3)
+    ]
     assert sum(len(r) for r in per_rank) == len(paths)
     assert set().union(*per_rank) == {str(p) for p in paths}
     assert all(per_rank), "with 40 files every rank should get some"
     # Dispatch is stable: the same rank gets the same files again.
-    assert {s.id for s in load_all(make_config(root, rank=1, world_size=3))} == per_rank[1]
+    assert {s.id for s in drain(filesystem_config(root, rank=1, world_size=3)).samples} == per_rank[1]
 
 
 def test_four_threads_every_file_once(photo_dir) -> None:
     root, paths = photo_dir(300, size=(16, 16))
     results: list[list[str]] = [[] for _ in range(4)]
     errors: list[BaseException] = []
-    with datago.Client(make_config(root, concurrency=2)) as client:
+    with datago.Client(filesystem_config(root, concurrency=2)) as client:
         barrier = threading.Barrier(4)
 
         def worker(out: list[str]) -> None:
@@ -118,7 +121,7 @@ def test_original_snippet(photo_dir, source_type: str) -> None:
 
 def test_get_sample_returns_none_after_end(photo_dir) -> None:
     root, _ = photo_dir(3)
-    with datago.Client(make_config(root)) as client:
+    with datago.Client(filesystem_config(root)) as client:
         got = [client.get_sample(timeout=30) for _ in range(3)]
         assert all(s is not None for s in got)
         assert client.get_sample(timeout=30) is None
@@ -130,7 +133,7 @@ def test_get_sample_returns_none_after_end(photo_dir) -> None:
 
 def test_iteration_starts_client_and_close_is_idempotent(photo_dir) -> None:
     root, paths = photo_dir(5)
-    client = datago.Client.from_json(json.dumps(make_config(root)))
+    client = datago.Client.from_json(json.dumps(filesystem_config(root)))
     assert len(list(client)) == len(paths)
     client.stop()
     client.stop()

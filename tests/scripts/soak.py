@@ -23,7 +23,7 @@ Without --root, a corpus of 200 photo-like JPEGs of about 500x375 (one in eight 
 is generated once into .cache/soak.
 
   make soak SOAK_ARGS="--samples 200000"
-  PYTHONPATH=python python tests/soak.py --root /data/images --samples 1000000 --size 256
+  PYTHONPATH=python python tests/scripts/soak.py --root /data/images --samples 1000000 --size 256
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datago_testutil import PYTHON_DIR, ROOT, photo, rss_bytes  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the support package
+from support.images import photo  # noqa: E402
+from support.process import PYTHON_DIR, ROOT, rss_bytes  # noqa: E402
 
 if str(PYTHON_DIR) not in sys.path:
     sys.path.insert(0, str(PYTHON_DIR))

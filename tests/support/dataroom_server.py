@@ -19,7 +19,7 @@ Every request is logged (route, raw query, parsed params, headers, status) and c
 bodies, connection resets, corrupt files, malformed JSON, pages without ``results`` or with results
 missing keys, relative or dead ``next`` URLs.
 
-    python tests/dataroom_server.py --images 200      # serves until Ctrl-C; prints the URL and token
+    python tests/support/dataroom_server.py --images 200      # serves until Ctrl-C; prints the URL and token
 """
 
 from __future__ import annotations

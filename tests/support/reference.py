@@ -1,0 +1,28 @@
+"""What datago must deliver, computed independently of it: bucket geometry and picture quality."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def expected_geometry(
+    w: int, h: int, bucket: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """The resize size and crop box the Go side uses for an oriented (w, h) image and a bucket."""
+    bw, bh = bucket
+    s = max(bw / w, bh / h)
+    sw, sh = max(bw, round(w * s)), max(bh, round(h * s))  # half to even, as the Go side
+    left, top = (sw - bw) // 2, (sh - bh) // 2
+    return (sw, sh), (left, top, left + bw, top + bh)
+
+
+def closest_distance(w: int, h: int, buckets: Iterable[tuple[int, int]]) -> float:
+    return min(abs(math.log(bw / bh) - math.log(w / h)) for bw, bh in buckets)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
