@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 # The #define lines of datago.h, kept as Python constants (cffi's cdef below has no preprocessor lines).
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 DATAGO_OK = 0
 DATAGO_END = 1
@@ -108,10 +108,12 @@ int32_t datago_client_next(datago_client client, int32_t timeout_ms, datago_samp
 void datago_sample_free(datago_sample *sample);
 int32_t datago_client_next_batch(datago_client client, int32_t timeout_ms, datago_batch **out, char **err);
 void datago_batch_free(datago_batch *batch);
+int32_t datago_client_batch_size(datago_client client, int32_t *out, char **err);
 int32_t datago_client_state(datago_client client, char **out_json, char **err);
 int32_t datago_client_stats(datago_client client, char **out_json, char **err);
 int32_t datago_client_stop(datago_client client, char **err);
 void datago_client_free(datago_client client);
+int32_t datago_client_skips(datago_client client, char **out_json, char **err);
 int32_t datago_client_errors(datago_client client, char **out_json, char **err);
 int32_t datago_buckets(int32_t default_image_size, int32_t downsampling_ratio, double min_aspect_ratio,
                        double max_aspect_ratio, char **out_json, char **err);
@@ -121,6 +123,7 @@ int32_t datago_catalog_ids(datago_catalog catalog, char **out_json, char **err);
 int32_t datago_catalog_get(datago_catalog catalog, int64_t *indices, int32_t n, datago_sample **out,
                            char **err);
 int32_t datago_catalog_stats(datago_catalog catalog, char **out_json, char **err);
+int32_t datago_catalog_skips(datago_catalog catalog, char **out_json, char **err);
 int32_t datago_catalog_errors(datago_catalog catalog, char **out_json, char **err);
 void datago_catalog_free(datago_catalog catalog);
 void datago_free(void *p);
