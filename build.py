@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parent
 GO_DIR = ROOT / "go"
 PKG_DIR = ROOT / "python" / "datago"
 LIBRARY = PKG_DIR / "libdatago.so"
+# The C contract; the wheel ships it as datago/datago.h, where _lib.py reads its declarations.
+HEADER = GO_DIR / "capi" / "datago.h"
 _GO_SUFFIXES = {".go", ".h", ".c", ".s"}
 _GO_NAMES = {"go.mod", "go.sum"}
 # Zip timestamps: SOURCE_DATE_EPOCH when set (reproducible builds), else a fixed date.
@@ -173,7 +175,7 @@ def _record_hash(data: bytes) -> str:
 
 
 def _package_files() -> list[tuple[str, Path]]:
-    files = [*sorted(PKG_DIR.glob("*.py")), PKG_DIR / "py.typed", LIBRARY]
+    files = [*sorted(PKG_DIR.glob("*.py")), PKG_DIR / "py.typed", HEADER, LIBRARY]
     return [(f"datago/{p.name}", p) for p in files]
 
 

@@ -1,9 +1,8 @@
-"""Configuration errors, library loading and the C declarations."""
+"""Configuration errors and library loading."""
 
 from __future__ import annotations
 
 import copy
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 import datago
 from datago import _lib
 from support.config import filesystem_config, image_config
-from support.process import LIBRARY, ROOT, run_python
+from support.process import LIBRARY, run_python
 
 
 def _bad(cfg: dict[str, Any]) -> datago.ConfigError:
@@ -231,25 +230,6 @@ def test_abi_version_mismatch_is_refused(tmp_path: Path) -> None:
     subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
     stdout = _load_error_with(so)
     assert f"ABI version {_lib.ABI_VERSION + 1}" in stdout and f"needs version {_lib.ABI_VERSION}" in stdout
-
-
-# -- the declarations match the header -------------------------------------------------------------
-
-
-def _normalize(text: str) -> str:
-    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.DOTALL)
-    text = re.sub(r"//[^\n]*", " ", text)
-    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    return re.sub(r"\s+", " ", text).replace("( ", "(").replace(" )", ")").strip()
-
-
-def test_cdef_matches_header() -> None:
-    header = (ROOT / "go" / "capi" / "datago.h").read_text()
-    assert _normalize(_lib.CDEF) == _normalize(header)
-    defines = dict(re.findall(r"#define (DATAGO_\w+) (\d+)", header))
-    for name, value in defines.items():
-        python_name = "ABI_VERSION" if name == "DATAGO_ABI_VERSION" else name
-        assert getattr(_lib, python_name) == int(value), name
 
 
 def test_library_exists_or_overridden() -> None:

@@ -12,6 +12,11 @@
  * - Every function that can fail returns a status code; on an error status, *err (when err is not
  *   NULL) receives a message that the caller frees with datago_free. No Go panic crosses the ABI:
  *   it is reported as DATAGO_ERR_INTERNAL.
+ * - The first such panic poisons the library: its stack is printed to stderr once, and from then on
+ *   every call that returns a status fails at once with DATAGO_ERR_INTERNAL and a message naming
+ *   that first panic. Functions without a status then do nothing (datago_client_free,
+ *   datago_catalog_free; datago_catalog_len returns -1), except those that only release C memory
+ *   (datago_free, datago_sample_free, datago_batch_free) and the fork hooks, which still run.
  */
 #ifndef DATAGO_H
 #define DATAGO_H
@@ -19,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DATAGO_ABI_VERSION 2
+#define DATAGO_ABI_VERSION 3
 
 /* Status codes. */
 #define DATAGO_OK 0
@@ -28,7 +33,7 @@
 #define DATAGO_ERR_CONFIG 3    /* bad configuration; the message starts with the key path, e.g. "source_config.rank: ..." */
 #define DATAGO_ERR_RUNTIME 4   /* the client failed while running (for example its source broke) */
 #define DATAGO_ERR_STATE 5     /* misuse: unknown or freed handle, next before start, ... */
-#define DATAGO_ERR_INTERNAL 6  /* a bug in datago (a recovered Go panic) */
+#define DATAGO_ERR_INTERNAL 6  /* a bug in datago (a recovered Go panic): the library is poisoned */
 
 /* Kinds of the named items a sample may carry besides its main image. */
 #define DATAGO_ITEM_MASK 1             /* single-channel image aligned with the main image */
@@ -85,6 +90,9 @@ void datago_sample_free(datago_sample *sample);
 /* With batch_size in the config: as datago_client_next, for batches (free with datago_batch_free). */
 int32_t datago_client_next_batch(datago_client client, int32_t timeout_ms, datago_batch **out, char **err);
 void datago_batch_free(datago_batch *batch);
+/* *out: the configuration's batch_size, 0 when the client delivers samples (datago_client_next)
+ * rather than batches (datago_client_next_batch). Since ABI 3. */
+int32_t datago_client_batch_size(datago_client client, int32_t *out, char **err);
 /* The resume state: a JSON object to pass back as the config's "resume_state"; freed with datago_free. */
 int32_t datago_client_state(datago_client client, char **out_json, char **err);
 /* *out_json: a JSON object of counters, freed with datago_free. */
@@ -96,7 +104,9 @@ void datago_client_free(datago_client client);
 
 /* Drains the reports of samples skipped since the last call: *out_json is a JSON array of
  * {"id": ..., "reason": ..., "message": ...} objects (the most recent 1024 are kept between calls),
- * freed with datago_free. Skips are also counted in the stats. */
+ * freed with datago_free. Skips are also counted in the stats. Since ABI 3. */
+int32_t datago_client_skips(datago_client client, char **out_json, char **err);
+/* The name of datago_client_skips before ABI 3, kept as an alias. */
 int32_t datago_client_errors(datago_client client, char **out_json, char **err);
 
 /* Aspect-ratio buckets as a JSON array of [width, height] pairs, freed with datago_free. */
@@ -105,14 +115,18 @@ int32_t datago_buckets(int32_t default_image_size, int32_t downsampling_ratio, d
 
 /* Map-style access to a filesystem source: the files sorted by path, any of them on demand. */
 int32_t datago_catalog_new(char *config_json, datago_catalog *out, char **err);
+/* The number of files; -1 for an unknown handle or a poisoned library. */
 int64_t datago_catalog_len(datago_catalog catalog);
 /* *out_json: the JSON array of the files' ids in index order, freed with datago_free. */
 int32_t datago_catalog_ids(datago_catalog catalog, char **out_json, char **err);
 /* Processes the n files at indices in parallel: out[i] is a sample to free with datago_sample_free,
- * or NULL when that file could not be read or decoded (counted in the stats, reported in errors). */
+ * or NULL when that file could not be read or decoded (counted in the stats, reported in skips). */
 int32_t datago_catalog_get(datago_catalog catalog, int64_t *indices, int32_t n, datago_sample **out,
                            char **err);
 int32_t datago_catalog_stats(datago_catalog catalog, char **out_json, char **err);
+/* As datago_client_skips, for the files of datago_catalog_get calls. Since ABI 3. */
+int32_t datago_catalog_skips(datago_catalog catalog, char **out_json, char **err);
+/* The name of datago_catalog_skips before ABI 3, kept as an alias. */
 int32_t datago_catalog_errors(datago_catalog catalog, char **out_json, char **err);
 void datago_catalog_free(datago_catalog catalog);
 

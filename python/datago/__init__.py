@@ -6,8 +6,6 @@ use (creating a Client, calling aspect_ratio_buckets or library_version).
 
 from __future__ import annotations
 
-import json
-
 from . import _lib
 from .batch import Batch
 from .client import Client
@@ -48,23 +46,11 @@ def aspect_ratio_buckets(
 
     Raises ConfigError for invalid settings.
     """
-    lib = _lib.get_lib()
-    out = _lib.ffi.new("char **")
-    err = _lib.ffi.new("char **")
-    status = lib.datago_buckets(
-        int(default_image_size),
-        int(downsampling_ratio),
-        float(min_aspect_ratio),
-        float(max_aspect_ratio),
-        out,
-        err,
+    return _lib.buckets(
+        int(default_image_size), int(downsampling_ratio), float(min_aspect_ratio), float(max_aspect_ratio)
     )
-    _lib.check(status, err, "datago_buckets")
-    pairs = json.loads(_lib.take_string(out[0]))
-    return [(int(w), int(h)) for w, h in pairs]
 
 
 def library_version() -> str:
     """The version string of the loaded libdatago.so (loads the library)."""
-    raw: bytes = _lib.ffi.string(_lib.get_lib().datago_version())
-    return raw.decode("utf-8", "replace")
+    return _lib.library_version()

@@ -1,4 +1,8 @@
-"""The only module that touches cffi: declarations, lazy loading and status handling of libdatago.so.
+"""The only module that touches cffi: declarations, lazy loading, typed calls and status handling of
+libdatago.so. The rest of the package calls the functions below and never sees ``ffi`` or ``lib``.
+
+The declarations come from go/capi/datago.h itself (shipped in the wheel as datago/datago.h), read
+at import: there is no second copy to keep in step.
 
 Ownership rule (the C ABI contract, see go/capi/datago.h):
   * Inputs (config JSON, ...) are borrowed by the library for the duration of a call only.
@@ -8,6 +12,8 @@ Ownership rule (the C ABI contract, see go/capi/datago.h):
     that memory any other way, and never keeps a pointer into a sample without keeping the sample's
     owner (the ``ffi.gc`` object wrapping the ``datago_sample*``) alive.
   * A client is an opaque non-zero 64-bit handle released with ``datago_client_free``.
+  * After a recovered Go panic the library is poisoned: every call fails with DATAGO_ERR_INTERNAL
+    (DatagoError, ``code == "INTERNAL"``) naming the first panic.
 
 Loading the library starts a Go runtime inside this process, so it happens lazily, on first use, and
 never at ``import datago``. A Go runtime does not survive ``fork()``: see ``get_lib``.
@@ -15,20 +21,27 @@ never at ``import datago``. A Go runtime does not survive ``fork()``: see ``get_
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from cffi import FFI  # type: ignore[import-untyped,unused-ignore]
 
 from .errors import ConfigError, DatagoError, LibraryLoadError
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 __all__ = [
     "ABI_VERSION",
+    "CDEF",
     "DATAGO_END",
     "DATAGO_ERR_CONFIG",
     "DATAGO_ERR_INTERNAL",
@@ -39,95 +52,97 @@ __all__ = [
     "DATAGO_ITEM_MASK",
     "DATAGO_OK",
     "DATAGO_TIMEOUT",
+    "buffer_bytes",
+    "buffer_memory",
+    "buffer_view",
+    "buckets",
+    "catalog_free",
+    "catalog_get",
+    "catalog_ids",
+    "catalog_len",
+    "catalog_new",
+    "catalog_skips",
+    "catalog_stats",
     "check",
+    "check_buffer",
     "check_pid",
+    "client_batch_size",
+    "client_free",
+    "client_new",
+    "client_next",
+    "client_next_batch",
+    "client_skips",
+    "client_start",
+    "client_state",
+    "client_stats",
+    "client_stop",
     "ffi",
     "get_lib",
+    "header_path",
     "library_path",
-    "take_string",
+    "library_version",
+    "loaded",
+    "parse_header",
+    "string",
 ]
 
-# The #define lines of datago.h, kept as Python constants (cffi's cdef below has no preprocessor lines).
-ABI_VERSION = 2
 
-DATAGO_OK = 0
-DATAGO_END = 1
-DATAGO_TIMEOUT = 2
-DATAGO_ERR_CONFIG = 3
-DATAGO_ERR_RUNTIME = 4
-DATAGO_ERR_STATE = 5
-DATAGO_ERR_INTERNAL = 6
+# -- declarations: parsed from the hand-written contract, go/capi/datago.h ---------------------------
 
-DATAGO_ITEM_MASK = 1
-DATAGO_ITEM_ADDITIONAL_IMAGE = 2
-DATAGO_ITEM_BYTES = 3
 
-CDEF = """
-typedef uint64_t datago_client;
+def header_path() -> Path:
+    """datago.h: shipped next to this module in a wheel, else in the source checkout's go/capi/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "datago.h", here.parent.parent / "go" / "capi" / "datago.h"):
+        if candidate.is_file():
+            return candidate
+    raise LibraryLoadError(
+        f"datago: the C header datago.h is missing (looked in {here} and the source tree's go/capi); "
+        "the datago installation is incomplete: reinstall it"
+    )
 
-typedef struct datago_buffer {
-    uint8_t *data;
-    size_t len;
-    int32_t width;
-    int32_t height;
-    int32_t channels;
-} datago_buffer;
 
-typedef struct datago_item {
-    char *name;
-    int32_t kind;
-    datago_buffer buf;
-} datago_item;
+def parse_header(text: str) -> tuple[str, dict[str, int]]:
+    """The cffi declarations of a C header and its integer ``#define``s.
 
-typedef struct datago_sample {
-    char *id;
-    datago_buffer image;
-    int32_t original_width;
-    int32_t original_height;
-    int32_t n_items;
-    datago_item *items;
-    char *meta_json;
-} datago_sample;
+    cffi's cdef takes no preprocessor lines, so they are removed: ``#define NAME <integer>`` becomes
+    a constant, include guards and ``#include`` lines go (cffi knows the stdint types). Comments go too.
+    """
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.DOTALL)
+    text = re.sub(r"//[^\n]*", "", text)
+    defines: dict[str, int] = {}
+    kept: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped.startswith("#"):
+            kept.append(line.rstrip())
+            continue
+        match = re.fullmatch(r"#\s*define\s+(\w+)\s+(-?\d+)", stripped)
+        if match:
+            defines[match.group(1)] = int(match.group(2))
+    cdef = re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip() + "\n"
+    return cdef, defines
 
-typedef struct datago_batch {
-    int32_t size;
-    datago_buffer images;
-    char **ids;
-    int32_t *original_sizes;
-    char **meta_json;
-} datago_batch;
 
-typedef uint64_t datago_catalog;
+CDEF, _DEFINES = parse_header(header_path().read_text(encoding="utf-8"))
 
-int32_t datago_abi_version(void);
-char *datago_version(void);
+# The version of the header this package ships with, which the library must implement.
+ABI_VERSION = _DEFINES["DATAGO_ABI_VERSION"]
 
-int32_t datago_client_new(char *config_json, datago_client *out, char **err);
-int32_t datago_client_start(datago_client client, char **err);
-int32_t datago_client_next(datago_client client, int32_t timeout_ms, datago_sample **out, char **err);
-void datago_sample_free(datago_sample *sample);
-int32_t datago_client_next_batch(datago_client client, int32_t timeout_ms, datago_batch **out, char **err);
-void datago_batch_free(datago_batch *batch);
-int32_t datago_client_state(datago_client client, char **out_json, char **err);
-int32_t datago_client_stats(datago_client client, char **out_json, char **err);
-int32_t datago_client_stop(datago_client client, char **err);
-void datago_client_free(datago_client client);
-int32_t datago_client_errors(datago_client client, char **out_json, char **err);
-int32_t datago_buckets(int32_t default_image_size, int32_t downsampling_ratio, double min_aspect_ratio,
-                       double max_aspect_ratio, char **out_json, char **err);
-int32_t datago_catalog_new(char *config_json, datago_catalog *out, char **err);
-int64_t datago_catalog_len(datago_catalog catalog);
-int32_t datago_catalog_ids(datago_catalog catalog, char **out_json, char **err);
-int32_t datago_catalog_get(datago_catalog catalog, int64_t *indices, int32_t n, datago_sample **out,
-                           char **err);
-int32_t datago_catalog_stats(datago_catalog catalog, char **out_json, char **err);
-int32_t datago_catalog_errors(datago_catalog catalog, char **out_json, char **err);
-void datago_catalog_free(datago_catalog catalog);
-void datago_free(void *p);
-void datago_fork_prepare(void);
-void datago_fork_parent(void);
-void datago_fork_child_init(void);
-"""
+DATAGO_OK = _DEFINES["DATAGO_OK"]
+DATAGO_END = _DEFINES["DATAGO_END"]
+DATAGO_TIMEOUT = _DEFINES["DATAGO_TIMEOUT"]
+DATAGO_ERR_CONFIG = _DEFINES["DATAGO_ERR_CONFIG"]
+DATAGO_ERR_RUNTIME = _DEFINES["DATAGO_ERR_RUNTIME"]
+DATAGO_ERR_STATE = _DEFINES["DATAGO_ERR_STATE"]
+DATAGO_ERR_INTERNAL = _DEFINES["DATAGO_ERR_INTERNAL"]
+
+DATAGO_ITEM_MASK = _DEFINES["DATAGO_ITEM_MASK"]
+DATAGO_ITEM_ADDITIONAL_IMAGE = _DEFINES["DATAGO_ITEM_ADDITIONAL_IMAGE"]
+DATAGO_ITEM_BYTES = _DEFINES["DATAGO_ITEM_BYTES"]
+
+# DatagoError.code: the status's name without its prefix ("CONFIG", "RUNTIME", "STATE", "INTERNAL").
+_ERROR_CODES = {v: k.removeprefix("DATAGO_ERR_") for k, v in _DEFINES.items() if k.startswith("DATAGO_ERR_")}
 
 ffi = FFI()
 ffi.cdef(CDEF)
@@ -257,26 +272,10 @@ def loaded() -> bool:
     return _lib is not None
 
 
-def free_sample_in(pid: int) -> Any:
-    """A destructor for samples of the library loaded in ``pid``; in another process (a forked
-    child) it leaks the sample instead of calling into a runtime that no longer runs."""
-    return _free_in(pid, get_lib().datago_sample_free)
+# -- status handling ---------------------------------------------------------------------------------
 
 
-def free_batch_in(pid: int) -> Any:
-    """As :func:`free_sample_in`, for batches."""
-    return _free_in(pid, get_lib().datago_batch_free)
-
-
-def _free_in(pid: int, free: Any) -> Any:
-    def _free(ptr: Any) -> None:
-        if os.getpid() == pid:
-            free(ptr)
-
-    return _free
-
-
-def take_string(ptr: Any) -> str:
+def _take_string(ptr: Any) -> str:
     """Decode a library-owned ``char *`` and free it with ``datago_free``. ``ptr`` must not be NULL."""
     try:
         raw: bytes = ffi.string(ptr)
@@ -288,7 +287,7 @@ def take_string(ptr: Any) -> str:
 def _error_message(err: Any) -> str:
     if err[0] == ffi.NULL:
         return ""
-    message = take_string(err[0])
+    message = _take_string(err[0])
     err[0] = ffi.NULL
     return message
 
@@ -306,10 +305,217 @@ def check(status: int, err: Any, context: str = "") -> int:
     if status == DATAGO_ERR_CONFIG:
         raise ConfigError(message)
     prefix = f"{context}: " if context else ""
+    code = _ERROR_CODES.get(status)
     if status == DATAGO_ERR_RUNTIME:
-        raise DatagoError(f"{prefix}{message}")
+        raise DatagoError(f"{prefix}{message}", code)
     if status == DATAGO_ERR_STATE:
-        raise DatagoError(f"{prefix}invalid use: {message}")
+        raise DatagoError(f"{prefix}invalid use: {message}", code)
     if status == DATAGO_ERR_INTERNAL:
-        raise DatagoError(f"{prefix}internal error in datago (please report it): {message}")
+        raise DatagoError(f"{prefix}internal error in datago (please report it): {message}", code)
     raise DatagoError(f"{prefix}unknown status {status} from libdatago: {message}")
+
+
+def _call(function: str, *args: Any, context: str | None = None) -> int:
+    """Call ``datago_<function>(*args, &err)`` and check its status (returned when not an error)."""
+    err = ffi.new("char **")
+    status = getattr(get_lib(), "datago_" + function)(*args, err)
+    return check(status, err, "datago" if context is None else context)
+
+
+def _json_call(function: str, handle: int) -> Any:
+    """The JSON value of ``datago_<function>(handle, &out, &err)``."""
+    out = ffi.new("char **")
+    _call(function, handle, out, context=f"datago_{function}")
+    return json.loads(_take_string(out[0])) if out[0] != ffi.NULL else None
+
+
+def _owned(ptr: Any, free: Any) -> Any:
+    """``ptr`` freed with ``free`` when Python drops it; in a forked child (another process than
+    the one that made it) it is leaked instead of calling into a runtime that no longer runs."""
+    pid = os.getpid()
+
+    def _free(p: Any) -> None:
+        if os.getpid() == pid:
+            free(p)
+
+    return ffi.gc(ptr, _free)
+
+
+# -- clients -----------------------------------------------------------------------------------------
+
+
+def client_new(config_json: str) -> int:
+    """A new client's handle; raises ConfigError for an invalid configuration."""
+    out = ffi.new("datago_client *")
+    _call("client_new", config_json.encode("utf-8"), out, context="datago_client_new")
+    return int(out[0])
+
+
+def client_start(handle: int) -> None:
+    _call("client_start", handle, context="datago_client_start")
+
+
+def client_stop(handle: int) -> None:
+    _call("client_stop", handle, context="datago_client_stop")
+
+
+def client_free(handle: int, pid: int) -> None:
+    """Stop the client and release its handle, if this is still the process ``pid`` that made it
+    (in a forked child the parent's runtime is gone: nothing to do). Never raises."""
+    if os.getpid() != pid or _lib is None:
+        return
+    with contextlib.suppress(Exception):  # called from finalizers
+        get_lib().datago_client_free(handle)
+
+
+def client_next(handle: int, timeout_ms: int) -> tuple[int, Any]:
+    """(DATAGO_OK, the next sample, owned), or (DATAGO_END or DATAGO_TIMEOUT, None); raises for errors.
+
+    cffi releases the GIL during the call: other Python threads keep running.
+    """
+    out = ffi.new("datago_sample **")
+    status = _call("client_next", handle, timeout_ms, out)
+    if status != DATAGO_OK:
+        return status, None
+    return status, _owned(out[0], get_lib().datago_sample_free)
+
+
+def client_next_batch(handle: int, timeout_ms: int) -> tuple[int, Any]:
+    """As :func:`client_next`, for a client with batch_size: the next batch, owned."""
+    out = ffi.new("datago_batch **")
+    status = _call("client_next_batch", handle, timeout_ms, out)
+    if status != DATAGO_OK:
+        return status, None
+    return status, _owned(out[0], get_lib().datago_batch_free)
+
+
+def client_batch_size(handle: int) -> int:
+    """The client's batch_size: 0 when it delivers samples, else the size of its batches."""
+    out = ffi.new("int32_t *")
+    _call("client_batch_size", handle, out, context="datago_client_batch_size")
+    return int(out[0])
+
+
+def client_state(handle: int) -> dict[str, Any]:
+    state: dict[str, Any] = _json_call("client_state", handle)
+    return state
+
+
+def client_stats(handle: int) -> dict[str, Any]:
+    return _json_call("client_stats", handle) or {}
+
+
+def client_skips(handle: int) -> list[dict[str, Any]]:
+    """The skip reports made since the last call (JSON objects with id, reason, message)."""
+    return _json_call("client_skips", handle) or []
+
+
+# -- catalogs (MapDataset) -----------------------------------------------------------------------------
+
+
+def catalog_new(config_json: str) -> int:
+    out = ffi.new("datago_catalog *")
+    _call("catalog_new", config_json.encode("utf-8"), out, context="datago_catalog_new")
+    return int(out[0])
+
+
+def catalog_len(handle: int) -> int:
+    n = int(get_lib().datago_catalog_len(handle))
+    if n < 0:  # no message to read: the status calls say why
+        catalog_stats(handle)
+        raise DatagoError("datago_catalog_len: unknown or freed catalog handle")
+    return n
+
+
+def catalog_ids(handle: int) -> list[str]:
+    ids: list[str] = _json_call("catalog_ids", handle)
+    return ids
+
+
+def catalog_get(handle: int, indices: list[int]) -> list[Any]:
+    """The samples (owned) of the files at ``indices``, None for a file that could not be decoded."""
+    n = len(indices)
+    c_indices = ffi.new("int64_t[]", indices)
+    out = ffi.new("datago_sample *[]", max(n, 1))
+    _call("catalog_get", handle, c_indices, n, out, context="datago_catalog_get")
+    free = get_lib().datago_sample_free
+    return [None if out[k] == ffi.NULL else _owned(out[k], free) for k in range(n)]
+
+
+def catalog_stats(handle: int) -> dict[str, Any]:
+    return _json_call("catalog_stats", handle) or {}
+
+
+def catalog_skips(handle: int) -> list[dict[str, Any]]:
+    return _json_call("catalog_skips", handle) or []
+
+
+def catalog_free(handle: int, pid: int) -> None:
+    """Release the catalog's handle if this is still the process ``pid`` that made it."""
+    if os.getpid() == pid and _lib is not None:
+        get_lib().datago_catalog_free(handle)
+
+
+# -- the rest of the ABI -------------------------------------------------------------------------------
+
+
+def buckets(size: int, ratio: int, min_aspect_ratio: float, max_aspect_ratio: float) -> list[tuple[int, int]]:
+    out = ffi.new("char **")
+    _call("buckets", size, ratio, min_aspect_ratio, max_aspect_ratio, out, context="datago_buckets")
+    return [(int(w), int(h)) for w, h in json.loads(_take_string(out[0]))]
+
+
+def library_version() -> str:
+    raw: bytes = ffi.string(get_lib().datago_version())
+    return raw.decode("utf-8", "replace")
+
+
+# -- reading what the library returned ---------------------------------------------------------------
+
+
+def string(ptr: Any, errors: str = "surrogateescape") -> str:
+    """The text of a library-owned ``char *`` (not freed: it belongs to its sample); "" for NULL."""
+    if ptr == ffi.NULL:
+        return ""
+    raw: bytes = ffi.string(ptr)
+    return raw.decode("utf-8", errors)
+
+
+def check_buffer(buf: Any, what: str, count: int = 1) -> tuple[int, int, int, int]:
+    """(width, height, channels, length) of a ``datago_buffer`` holding ``count`` images, refusing
+    a pixel buffer whose length does not match its shape."""
+    width, height, channels, length = int(buf.width), int(buf.height), int(buf.channels), int(buf.len)
+    if channels > 0:
+        if width < 0 or height < 0 or length != count * width * height * channels:
+            shape = f"{width}x{height}x{channels}" if count == 1 else f"{count} x {width}x{height}x{channels}"
+            raise DatagoError(f"{what}: inconsistent buffer from libdatago ({shape}, {length} bytes)")
+        if length and buf.data == ffi.NULL:
+            raise DatagoError(f"{what}: NULL pixel buffer from libdatago")
+    return width, height, channels, length
+
+
+def buffer_view(owner: Any, buf: Any, shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
+    """A NumPy array of ``shape`` viewing ``buf``'s bytes without copying; it keeps ``owner`` (the
+    sample or batch whose memory ``buf`` is) alive.
+
+    The array's base is a cffi buffer over ``keep``, a pointer wrapped with ``ffi.gc`` whose (no-op)
+    destructor closure references the owner: the owner can only be freed (by ``datago_sample_free``
+    or ``datago_batch_free``) once every such array, and every view of it, is gone.
+    """
+    length = int(buf.len)
+    if length == 0:
+        return np.zeros(shape, dtype=np.uint8)
+    keep = ffi.gc(ffi.cast("uint8_t *", buf.data), lambda _p, _owner=owner: None)
+    return np.frombuffer(ffi.buffer(keep, length), dtype=np.uint8).reshape(shape)
+
+
+def buffer_memory(buf: Any) -> Any:
+    """A buffer-protocol object over ``buf``'s bytes, valid only while its owner lives (copy it)."""
+    return ffi.buffer(buf.data, buf.len)
+
+
+def buffer_bytes(buf: Any) -> bytes:
+    """A copy of ``buf``'s bytes."""
+    if buf.len == 0:
+        return b""
+    return bytes(ffi.buffer(buf.data, buf.len))

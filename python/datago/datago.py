@@ -9,13 +9,11 @@ client.Stop()
 
 from __future__ import annotations
 
+from . import SourceTypeDB, SourceTypeFileSystem
 from .client import Client
 from .sample import Sample
 
 __all__ = ["DatagoClient", "GetClientFromJSON", "SourceTypeDB", "SourceTypeFileSystem"]
-
-SourceTypeFileSystem = "filesystem"
-SourceTypeDB = "db"
 
 
 class DatagoClient(Client):

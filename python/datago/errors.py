@@ -6,7 +6,19 @@ __all__ = ["ConfigError", "DatagoError", "LibraryLoadError"]
 
 
 class DatagoError(Exception):
-    """Base class of every error raised by datago."""
+    """Base class of every error raised by datago.
+
+    ``code`` names the library's status when the error comes from a call into it: ``"CONFIG"``,
+    ``"RUNTIME"`` (the pipeline failed, e.g. its source broke), ``"STATE"`` (misuse: unknown or freed
+    handle...) or ``"INTERNAL"`` (a bug in datago; the library then refuses every later call); None
+    for errors found on the Python side.
+    """
+
+    code: str | None
+
+    def __init__(self, message: str = "", code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ConfigError(DatagoError, ValueError):
@@ -19,7 +31,7 @@ class ConfigError(DatagoError, ValueError):
     key: str | None
 
     def __init__(self, message: str, key: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, "CONFIG")
         if key is None:
             head, sep, _ = message.partition(": ")
             key = head if sep and head else None

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _lib
-from .client import _config_json, _parse_json
+from . import _config, _lib
 from .errors import DatagoError
 from .sample import Sample
 from .skips import SkipLog, SkipReport
 
 __all__ = ["MapDataset"]
-
-
-def _free_catalog(handle: int, pid: int) -> None:
-    if os.getpid() == pid and _lib.loaded():
-        _lib.get_lib().datago_catalog_free(handle)
 
 
 class MapDataset:
@@ -34,27 +27,20 @@ class MapDataset:
     """
 
     def __init__(self, config: Mapping[str, Any] | str) -> None:
-        text = config if isinstance(config, str) else _config_json(config)
-        _parse_json(text)  # a clear error for text that is not a JSON object
+        text = _config.to_json(config)
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        lib = _lib.get_lib()
-        out = _lib.ffi.new("datago_catalog *")
-        err = _lib.ffi.new("char **")
-        _lib.check(lib.datago_catalog_new(text.encode("utf-8"), out, err), err, "datago_catalog_new")
-        self._handle = int(out[0])
-        self._finalizer = weakref.finalize(self, _free_catalog, self._handle, self._pid)
-        self._free_sample = _lib.free_sample_in(self._pid)
-        self._len = int(lib.datago_catalog_len(self._handle))
+        self._handle = _lib.catalog_new(text)
+        self._finalizer = weakref.finalize(self, _lib.catalog_free, self._handle, self._pid)
+        self._len = _lib.catalog_len(self._handle)
         self._ids: list[str] | None = None
         self._reports: list[SkipReport] = []  # of the last get_many
         self._skips = SkipLog()
 
-    def _lib(self) -> Any:
+    def _usable(self) -> None:
         _lib.check_pid(self._pid, "this datago.MapDataset")
         if not self._finalizer.alive:
             raise DatagoError("this datago.MapDataset is closed")
-        return _lib.get_lib()
 
     def __len__(self) -> int:
         return self._len
@@ -63,15 +49,9 @@ class MapDataset:
     def ids(self) -> list[str]:
         """The files, in index order."""
         if self._ids is None:
-            self._ids = self._json("datago_catalog_ids")
+            self._usable()
+            self._ids = _lib.catalog_ids(self._handle)
         return list(self._ids)
-
-    def _json(self, function: str) -> Any:
-        lib = self._lib()
-        out = _lib.ffi.new("char **")
-        err = _lib.ffi.new("char **")
-        _lib.check(getattr(lib, function)(self._handle, out, err), err, function)
-        return json.loads(_lib.take_string(out[0]))
 
     def __getitem__(self, index: int) -> Sample:
         """The sample of file ``index``; raises DatagoError naming the file if it cannot be decoded."""
@@ -89,8 +69,7 @@ class MapDataset:
         A file that cannot be read or decoded gives None; it is counted in :attr:`stats` and logged.
         Negative indices count from the end, as for lists.
         """
-        lib = self._lib()
-        n = len(indices)
+        self._usable()
         normalised = []
         for i in indices:
             i = int(i)
@@ -98,17 +77,11 @@ class MapDataset:
             if not 0 <= j < self._len:
                 raise IndexError(f"datago.MapDataset index {i} out of range for {self._len} files")
             normalised.append(j)
-        c_indices = _lib.ffi.new("int64_t[]", normalised)
-        out = _lib.ffi.new("datago_sample *[]", max(n, 1))
-        err = _lib.ffi.new("char **")
-        _lib.check(lib.datago_catalog_get(self._handle, c_indices, n, out, err), err, "datago_catalog_get")
-        samples: list[Sample | None] = []
-        for k in range(n):
-            ptr = out[k]
-            samples.append(None if ptr == _lib.ffi.NULL else Sample(_lib.ffi.gc(ptr, self._free_sample)))
+        owners = _lib.catalog_get(self._handle, normalised)
+        samples = [None if owner is None else Sample(owner) for owner in owners]
         self._reports = []
         if any(s is None for s in samples):
-            self._reports = self._skips.add(self._json("datago_catalog_errors"))
+            self._reports = self._skips.add(_lib.catalog_skips(self._handle))
         return samples
 
     def skipped(self) -> list[SkipReport]:
@@ -121,8 +94,8 @@ class MapDataset:
     @property
     def stats(self) -> dict[str, Any]:
         """Counters of every request so far (``served``, ``skipped``, ...)."""
-        stats: dict[str, Any] = self._json("datago_catalog_stats")
-        return stats
+        self._usable()
+        return _lib.catalog_stats(self._handle)
 
     def close(self) -> None:
         """Release the file list. Samples already returned stay valid. Idempotent."""

@@ -19,48 +19,29 @@ __all__ = ["Sample"]
 _PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
-def _check_buffer(buf: Any, what: str) -> tuple[int, int, int, int]:
-    width, height, channels, length = int(buf.width), int(buf.height), int(buf.channels), int(buf.len)
-    if channels > 0:
-        if width < 0 or height < 0 or length != width * height * channels:
-            raise DatagoError(
-                f"{what}: inconsistent buffer from libdatago ({width}x{height}x{channels}, {length} bytes)"
-            )
-        if length and buf.data == _lib.ffi.NULL:
-            raise DatagoError(f"{what}: NULL pixel buffer from libdatago")
-    return width, height, channels, length
-
-
 def _view(owner: Any, buf: Any, what: str, squeeze: bool = False) -> npt.NDArray[np.uint8]:
-    """A NumPy array viewing ``buf``'s pixels without copying; it keeps ``owner`` (the sample) alive.
-
-    The array's base is a cffi buffer over ``keep``, a pointer wrapped with ``ffi.gc`` whose (no-op)
-    destructor closure references the sample owner: the sample can only be freed (by
-    ``datago_sample_free``) once every such array is gone.
-    """
-    width, height, channels, length = _check_buffer(buf, what)
+    """A NumPy array viewing ``buf``'s pixels without copying; it keeps ``owner`` (the sample) alive."""
+    width, height, channels, _ = _lib.check_buffer(buf, what)
     if channels <= 0:
         raise DatagoError(f"{what} holds encoded bytes, not pixels (pre_encode_images is set)")
     shape: tuple[int, ...] = (height, width) if squeeze and channels == 1 else (height, width, channels)
-    if length == 0:
-        return np.zeros(shape, dtype=np.uint8)
-    keep = _lib.ffi.gc(_lib.ffi.cast("uint8_t *", buf.data), lambda _p, _owner=owner: None)
-    return np.frombuffer(_lib.ffi.buffer(keep, length), dtype=np.uint8).reshape(shape)
+    return _lib.buffer_view(owner, buf, shape)
 
 
 def _pil(buf: Any, what: str) -> PILImage.Image:
     """A PIL image holding a COPY of ``buf``'s pixels (it never references library memory)."""
-    width, height, channels, _ = _check_buffer(buf, what)
+    width, height, channels, _ = _lib.check_buffer(buf, what)
     mode = _PIL_MODES.get(channels)
     if mode is None:
         raise DatagoError(f"{what}: unsupported number of channels {channels}")
-    return PILImage.frombytes(mode, (width, height), _lib.ffi.buffer(buf.data, buf.len))
+    return PILImage.frombytes(mode, (width, height), _lib.buffer_memory(buf))
 
 
-def _bytes(buf: Any) -> bytes:
-    if buf.len == 0:
-        return b""
-    return bytes(_lib.ffi.buffer(buf.data, buf.len))
+def metadata_of(meta_json: Any) -> dict[str, Any]:
+    """The parsed ``meta_json`` of a sample, ``{}`` when NULL; a non-object value as ``{"value": ...}``."""
+    text = _lib.string(meta_json, "replace")
+    parsed: Any = json.loads(text) if text else {}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
 
 
 class Sample:
@@ -87,12 +68,12 @@ class Sample:
     original_size: tuple[int, int]
 
     def __init__(self, owner: Any) -> None:
-        """Wrap ``owner``, a ``datago_sample *`` already wrapped with ``ffi.gc(ptr, datago_sample_free)``.
+        """Wrap ``owner``, a ``datago_sample *`` that frees itself when dropped (``_lib.client_next``).
 
         Samples are created by :class:`~datago.Client`; there is no reason to call this directly.
         """
         self._owner = owner
-        self.id = _lib.ffi.string(owner.id).decode("utf-8", "surrogateescape") if owner.id else ""
+        self.id = _lib.string(owner.id)
         self.original_size = (int(owner.original_width), int(owner.original_height))
         self._image: PILImage.Image | bytes | None = None
         self._array: npt.NDArray[np.uint8] | None = None
@@ -136,7 +117,7 @@ class Sample:
         if image is None:
             self._require_image()
             buf = self._owner.image
-            image = _bytes(buf) if buf.channels <= 0 else _pil(buf, f"sample {self.id!r}")
+            image = _lib.buffer_bytes(buf) if buf.channels <= 0 else _pil(buf, f"sample {self.id!r}")
             self._image = image
         return image
 
@@ -172,8 +153,7 @@ class Sample:
         for i in range(int(owner.n_items)):
             item = owner.items[i]
             if item.kind == kind:
-                name = _lib.ffi.string(item.name).decode("utf-8", "surrogateescape") if item.name else ""
-                out.append((name, item.buf))
+                out.append((_lib.string(item.name), item.buf))
         return out
 
     @property
@@ -200,7 +180,9 @@ class Sample:
     def latents(self) -> dict[str, bytes]:
         """Raw byte items (latents, extra members, ...) by name."""
         if self._latents is None:
-            self._latents = {name: _bytes(buf) for name, buf in self._items(_lib.DATAGO_ITEM_BYTES)}
+            self._latents = {
+                name: _lib.buffer_bytes(buf) for name, buf in self._items(_lib.DATAGO_ITEM_BYTES)
+            }
         return self._latents
 
     def mask_arrays(self) -> dict[str, npt.NDArray[np.uint8]]:
@@ -223,9 +205,7 @@ class Sample:
     def metadata(self) -> dict[str, Any]:
         """Source-specific metadata (the sample's ``meta_json``), ``{}`` when there is none."""
         if self._metadata is None:
-            meta = self._owner.meta_json
-            parsed: Any = json.loads(_lib.ffi.string(meta).decode("utf-8", "replace")) if meta else {}
-            self._metadata = parsed if isinstance(parsed, dict) else {"value": parsed}
+            self._metadata = metadata_of(self._owner.meta_json)
         return self._metadata
 
     @property

@@ -28,6 +28,7 @@ import torch.multiprocessing  # registers torch's tensor reducers with ForkingPi
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 import datago
+from datago import _config
 
 if TYPE_CHECKING:
     from datago import Batch, Sample
@@ -114,14 +115,9 @@ def distributed_rank() -> tuple[int, int] | None:
 
 
 def _config_dict(config: Mapping[str, Any] | str) -> dict[str, Any]:
-    """A private deep copy of ``config`` (a dict or its JSON text)."""
-    if isinstance(config, str):
-        parsed = json.loads(config)
-    elif isinstance(config, Mapping):
-        parsed = json.loads(json.dumps(dict(config)))
-    else:
-        raise TypeError(f"config must be a dict or a JSON string, not {type(config).__name__}")
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("source_config"), dict):
+    """A private deep copy of ``config`` (a dict or its JSON text), with its source_config."""
+    parsed = _config.to_dict(config)
+    if not isinstance(parsed.get("source_config"), dict):
         raise datago.ConfigError("source_config: required (an object)")
     return parsed
 
@@ -161,7 +157,6 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         super().__init__()
         self.config = _config_dict(config)
         self.channels_first = channels_first
-        self._batches = int(self.config.get("batch_size") or 0) > 0
         self._state: dict[str, Any] | None = dict(state) if state is not None else None
         self._client: datago.Client | None = None
         self._last_state: dict[str, Any] | None = None
@@ -225,10 +220,12 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         return self._generate(client)
 
     def _generate(self, client: datago.Client) -> Iterator[dict[str, Any]]:
-        convert = batch_to_torch if self._batches else sample_to_torch
         try:
             for item in client:
-                yield convert(item, self.channels_first)
+                if isinstance(item, datago.Batch):
+                    yield batch_to_torch(item, self.channels_first)
+                else:
+                    yield sample_to_torch(item, self.channels_first)
         finally:
             try:
                 if self._client is client:
