@@ -58,8 +58,8 @@ go-test: deps
 
 # FuzzProcess covers the image path: the direct libjpeg/libpng decoders (with their EXIF parser),
 # libvips and the resampler.
-FUZZ_TARGETS := datago:FuzzParseConfig datago/source:FuzzTarGrouping datago/source:FuzzDataroomPage \
-                datago/imaging:FuzzProcess
+FUZZ_TARGETS := datago:FuzzParseConfig internal/source:FuzzTarGrouping internal/source:FuzzDataroomPage \
+                internal/imaging:FuzzProcess
 FUZZ_TIME    ?= 30s
 
 # Longer runs of the same targets.

@@ -26,7 +26,7 @@ import (
 	"unsafe"
 
 	"github.com/datago-dev/datago/datago"
-	"github.com/datago-dev/datago/datago/imaging"
+	"github.com/datago-dev/datago/internal/imaging"
 )
 
 func main() {}

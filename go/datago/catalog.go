@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 // Catalog is map-style access to a filesystem source: its files sorted by path, and Get, which

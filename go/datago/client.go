@@ -16,8 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/datago-dev/datago/datago/imaging"
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/bucket"
+	"github.com/datago-dev/datago/internal/imaging"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 // Version of the loader.
@@ -417,7 +418,7 @@ func (c *Client) decode(id string, raw *source.Raw) (*Sample, error) {
 		opts := c.opts
 		opts.Mask, opts.PreEncode = kind == ItemMask, false
 		if opts.CropAndResize && s.Image != nil {
-			opts.Target = &imaging.Bucket{Width: s.Image.Width, Height: s.Image.Height}
+			opts.Target = &bucket.Bucket{Width: s.Image.Width, Height: s.Image.Height}
 		}
 		for _, m := range members {
 			im, err := imaging.Process(m.Data, &opts)

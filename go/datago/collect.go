@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/datago-dev/datago/datago/imaging"
+	"github.com/datago-dev/datago/internal/imaging"
 )
 
 // outcome is what became of one listed item (sample, or nil when it was skipped), or, with end

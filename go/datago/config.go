@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/datago-dev/datago/datago/imaging"
+	"github.com/datago-dev/datago/internal/bucket"
 )
 
 // Config is a validated loader configuration. Its JSON form keeps the keys of the original datago.
@@ -41,7 +41,7 @@ type ImageConfig struct {
 	MaxAspectRatio    float64
 	PreEncodeImages   bool
 	MaxPixels         int64
-	Buckets           []imaging.Bucket // derived from the fields above
+	Buckets           []bucket.Bucket // derived from the fields above
 }
 
 // Default values, documented in README.md.
@@ -176,7 +176,7 @@ func (r *reader) imageConfig(o *object) *ImageConfig {
 		r.fail(o.path+".default_image_size", fmt.Sprintf("must be a multiple of downsampling_ratio (%d), got %d", ic.DownsamplingRatio, ic.DefaultImageSize))
 	}
 	if r.err == nil && ic.CropAndResize {
-		ic.Buckets = imaging.Buckets(ic.DefaultImageSize, ic.DownsamplingRatio, ic.MinAspectRatio, ic.MaxAspectRatio)
+		ic.Buckets = bucket.Buckets(ic.DefaultImageSize, ic.DownsamplingRatio, ic.MinAspectRatio, ic.MaxAspectRatio)
 		if len(ic.Buckets) == 0 {
 			r.fail(o.path+".min_aspect_ratio", fmt.Sprintf("no aspect-ratio bucket lies between %g and %g at this size", ic.MinAspectRatio, ic.MaxAspectRatio))
 		}

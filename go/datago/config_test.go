@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 func TestParseConfigDefaults(t *testing.T) {

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/datago-dev/datago/datago/source"
 	"github.com/datago-dev/datago/internal/cenv"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 // Environment variables that give the dataroom API's URL and key when source_config does not.

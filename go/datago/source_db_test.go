@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 const dbTestKey = "f00dfeedf00dfeedf00dfeedf00dfeedf00dk3y9"

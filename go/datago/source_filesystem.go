@@ -5,7 +5,7 @@ import (
 	"math"
 	"os"
 
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 // DefaultPageSize is the default source_config.page_size.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 func init() {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 func TestParseWebDatasetConfig(t *testing.T) {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 // sourceKind is one value of source_type: how to read its source_config and open it. Each source

@@ -5,6 +5,8 @@ import (
 	"image"
 	"image/color"
 	"testing"
+
+	"github.com/datago-dev/datago/internal/bucket"
 )
 
 // FuzzProcess feeds arbitrary bytes through the whole image path (the direct decoders and their
@@ -23,12 +25,12 @@ func FuzzProcess(f *testing.F) {
 	f.Add([]byte("\xff\xd8\xff\xe0 not quite a jpeg"))
 	f.Add(withOrientation(encodeJPEG(f, img, 80), 1))
 	f.Add(withOrientation(encodeJPEG(f, gray, 80), 6))
-	buckets := Buckets(64, 16, 0.5, 2)
+	buckets := bucket.Buckets(64, 16, 0.5, 2)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, opts := range []*Options{
 			{MaxPixels: 1 << 22},
 			{CropAndResize: true, Buckets: buckets, MaxPixels: 1 << 22},
-			{CropAndResize: true, Target: &Bucket{16, 16}, Mask: true, MaxPixels: 1 << 22},
+			{CropAndResize: true, Target: &bucket.Bucket{Width: 16, Height: 16}, Mask: true, MaxPixels: 1 << 22},
 		} {
 			im, err := Process(data, opts)
 			if err != nil {

@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand"
 	"testing"
+
+	"github.com/datago-dev/datago/internal/bucket"
 )
 
 // photo is a gradient with noise: enough entropy for JPEG and resampling to behave as on photos.
@@ -74,8 +76,8 @@ func TestDirectMatchesLibvips(t *testing.T) {
 		{"png 1-bit grey", rawPNG(t, w, h, 0, 1, bits)},
 		{"png interlaced", mustVipsEncode(t, w, h, at, ".png[interlace]")},
 	}
-	big := []Bucket{{Width: 128, Height: 96}, {Width: 96, Height: 128}}
-	enlarge := &Bucket{Width: 512, Height: 384}
+	big := []bucket.Bucket{{Width: 128, Height: 96}, {Width: 96, Height: 128}}
+	enlarge := &bucket.Bucket{Width: 512, Height: 384}
 	for _, in := range inputs {
 		for _, o := range []struct {
 			name string
@@ -142,7 +144,7 @@ func TestDirectFallsBack(t *testing.T) {
 		{"truncated jpeg", jpg[:len(jpg)*2/3], false},
 		{"truncated png", encodePNG(t, nrgbaImage(w, h, at))[:200], false},
 	} {
-		for _, opts := range []Options{{}, {CropAndResize: true, Buckets: []Bucket{{Width: 32, Height: 32}}}} {
+		for _, opts := range []Options{{}, {CropAndResize: true, Buckets: []bucket.Bucket{{Width: 32, Height: 32}}}} {
 			direct, err := Process(in.data, &opts)
 			ref := opts
 			ref.libvipsOnly = true

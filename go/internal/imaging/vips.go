@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/datago-dev/datago/internal/bucket"
 )
 
 var (
@@ -90,7 +92,7 @@ type plan struct {
 	loader, orientation int
 	shrink              int
 	resize              bool
-	crop                cropPlan
+	crop                bucket.Plan
 	mask, preEncode     bool
 }
 
@@ -113,12 +115,12 @@ func decode(data []byte, pl plan) (im *Image, width, height int, tooLarge bool, 
 		orientation:  C.int(pl.orientation),
 		shrink:       C.int(pl.shrink),
 		resize:       cBool(pl.resize),
-		cover_width:  C.int(pl.crop.coverW),
-		cover_height: C.int(pl.crop.coverH),
-		crop_left:    C.int(pl.crop.left),
-		crop_top:     C.int(pl.crop.top),
-		out_width:    C.int(pl.crop.outW),
-		out_height:   C.int(pl.crop.outH),
+		cover_width:  C.int(pl.crop.CoverW),
+		cover_height: C.int(pl.crop.CoverH),
+		crop_left:    C.int(pl.crop.Left),
+		crop_top:     C.int(pl.crop.Top),
+		out_width:    C.int(pl.crop.OutW),
+		out_height:   C.int(pl.crop.OutH),
 		mask:         cBool(pl.mask),
 		pre_encode:   cBool(pl.preEncode),
 	}

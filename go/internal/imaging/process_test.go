@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/datago-dev/datago/internal/bucket"
 )
 
 func TestInitIsIdempotent(t *testing.T) {
@@ -190,7 +192,7 @@ func TestColourManagement(t *testing.T) {
 					t.Errorf("colour %d = %v, want %v (±%d)", i, got, c, tt.tol)
 				}
 			}
-			mask := mustProcess(t, data, &Options{Mask: true, CropAndResize: true, Target: &Bucket{8, 8}})
+			mask := mustProcess(t, data, &Options{Mask: true, CropAndResize: true, Target: &bucket.Bucket{Width: 8, Height: 8}})
 			checkShape(t, mask, 8, 8, 1)
 		})
 	}
@@ -209,18 +211,18 @@ func TestWebP(t *testing.T) {
 		t.Fatal("lossless WebP pixels differ")
 	}
 	// Shrink-on-load path (300x100 -> cover 192x64 is under 2x, so use a smaller bucket too).
-	for _, b := range []Bucket{{64, 64}, {16, 16}, {8, 24}} {
+	for _, b := range []bucket.Bucket{{Width: 64, Height: 64}, {Width: 16, Height: 16}, {Width: 8, Height: 24}} {
 		im := mustProcess(t, data, &Options{CropAndResize: true, Target: &b})
 		checkShape(t, im, b.Width, b.Height, 3)
 	}
-	im = mustProcess(t, data, &Options{CropAndResize: true, Target: &Bucket{16, 16}})
+	im = mustProcess(t, data, &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 16, Height: 16}})
 	if got := pixel(im, 8, 8); !near(got, []byte{0, 255, 0}, 20) {
 		t.Errorf("centre of the crop = %v, want green", got)
 	}
 }
 
 func TestCropAndResizeSizes(t *testing.T) {
-	buckets := Buckets(256, 16, 0.5, 2.0)
+	buckets := bucket.Buckets(256, 16, 0.5, 2.0)
 	sizes := [][2]int{
 		{640, 480}, {480, 640}, {256, 256}, {1000, 100}, {100, 1000}, {333, 777}, {777, 333},
 		{1200, 900}, {2000, 250}, {3, 2}, {1, 1}, {1, 40}, {17, 5},
@@ -231,14 +233,14 @@ func TestCropAndResizeSizes(t *testing.T) {
 		inputs := map[string][]byte{"png": encodePNG(t, img), "jpeg": encodeJPEG(t, img, 90)}
 		for kind, data := range inputs {
 			t.Run(fmt.Sprintf("%s_%dx%d", kind, w, h), func(t *testing.T) {
-				want := ClosestBucket(buckets, w, h)
+				want := bucket.Closest(buckets, w, h)
 				im := mustProcess(t, data, &Options{CropAndResize: true, Buckets: buckets})
 				checkShape(t, im, want.Width, want.Height, 3)
 				if im.OriginalWidth != w || im.OriginalHeight != h {
 					t.Errorf("original size %dx%d, want %dx%d", im.OriginalWidth, im.OriginalHeight, w, h)
 				}
 				// Target overrides the buckets, whatever the aspect ratio.
-				im = mustProcess(t, data, &Options{CropAndResize: true, Buckets: buckets, Target: &Bucket{48, 80}})
+				im = mustProcess(t, data, &Options{CropAndResize: true, Buckets: buckets, Target: &bucket.Bucket{Width: 48, Height: 80}})
 				checkShape(t, im, 48, 80, 3)
 			})
 		}
@@ -252,7 +254,7 @@ func TestCropIsCentred(t *testing.T) {
 		w, h := 300*scale, 100*scale
 		img := nrgbaImage(w, h, stripes(w, h))
 		for kind, data := range map[string][]byte{"png": encodePNG(t, img), "jpeg": encodeJPEG(t, img, 95)} {
-			im := mustProcess(t, data, &Options{CropAndResize: true, Target: &Bucket{64, 64}})
+			im := mustProcess(t, data, &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 64, Height: 64}})
 			checkShape(t, im, 64, 64, 3)
 			for y := 0; y < 64; y += 9 {
 				// Lanczos rings a little at the stripe edges, which are the crop edges.
@@ -266,7 +268,7 @@ func TestCropIsCentred(t *testing.T) {
 	}
 	// Tall: 100x300 with horizontal bands is cropped at y = 64.
 	tall := nrgbaImage(100, 300, func(x, y int) color.NRGBA { return stripes(300, 100)(y, x) })
-	im := mustProcess(t, encodePNG(t, tall), &Options{CropAndResize: true, Target: &Bucket{64, 64}})
+	im := mustProcess(t, encodePNG(t, tall), &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 64, Height: 64}})
 	for x := 0; x < 64; x += 9 {
 		for y := 3; y < 61; y++ {
 			if got := pixel(im, x, y); !near(got, []byte{0, 255, 0}, 40) {
@@ -278,13 +280,13 @@ func TestCropIsCentred(t *testing.T) {
 
 func TestUpscaleTinyImage(t *testing.T) {
 	img := nrgbaImage(3, 2, func(x, y int) color.NRGBA { return color.NRGBA{uint8(x * 100), uint8(y * 200), 50, 255} })
-	for _, b := range []Bucket{{256, 256}, {512, 128}, {64, 1024}} {
+	for _, b := range []bucket.Bucket{{Width: 256, Height: 256}, {Width: 512, Height: 128}, {Width: 64, Height: 1024}} {
 		im := mustProcess(t, encodePNG(t, img), &Options{CropAndResize: true, Target: &b})
 		checkShape(t, im, b.Width, b.Height, 3)
 	}
 	// Upscale on one axis, downscale on the other.
 	wide := nrgbaImage(400, 10, gradient(400, 10))
-	im := mustProcess(t, encodePNG(t, wide), &Options{CropAndResize: true, Target: &Bucket{100, 100}})
+	im := mustProcess(t, encodePNG(t, wide), &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 100, Height: 100}})
 	checkShape(t, im, 100, 100, 3)
 }
 
@@ -333,10 +335,10 @@ func TestEXIFOrientation(t *testing.T) {
 			t.Errorf("orientation %d: ends are %v and %v, want %v and %v", tt.orientation, first, last, tt.first, tt.last)
 		}
 		// Buckets are chosen from the oriented size.
-		im = mustProcess(t, data, &Options{CropAndResize: true, Buckets: []Bucket{{32, 16}, {16, 32}}})
-		want := Bucket{32, 16}
+		im = mustProcess(t, data, &Options{CropAndResize: true, Buckets: []bucket.Bucket{{Width: 32, Height: 16}, {Width: 16, Height: 32}}})
+		want := bucket.Bucket{Width: 32, Height: 16}
 		if tt.width < tt.height {
-			want = Bucket{16, 32}
+			want = bucket.Bucket{Width: 16, Height: 32}
 		}
 		checkShape(t, im, want.Width, want.Height, 3)
 	}
@@ -373,7 +375,7 @@ func TestMask(t *testing.T) {
 		"rgba":     encodePNG(t, rgba),
 		"greyTRNS": rawPNG(t, g.Bounds().Dx(), g.Bounds().Dy(), 0, 8, g.Pix, []byte("tRNS"), []byte{0, 37}),
 	}
-	targets := []*Bucket{nil, {60, 45}, {37, 81}, {240, 180}, {500, 97}, {7, 7}, {120, 90}}
+	targets := []*bucket.Bucket{nil, {Width: 60, Height: 45}, {Width: 37, Height: 81}, {Width: 240, Height: 180}, {Width: 500, Height: 97}, {Width: 7, Height: 7}, {Width: 120, Height: 90}}
 	for name, data := range inputs {
 		for _, target := range targets {
 			opts := &Options{Mask: true}
@@ -403,7 +405,7 @@ func TestMask(t *testing.T) {
 	for _, v := range decoded.Bytes() {
 		present[v] = true
 	}
-	im := mustProcess(t, jpg, &Options{Mask: true, CropAndResize: true, Target: &Bucket{64, 64}})
+	im := mustProcess(t, jpg, &Options{Mask: true, CropAndResize: true, Target: &bucket.Bucket{Width: 64, Height: 64}})
 	checkShape(t, im, 64, 64, 1)
 	for _, v := range im.Bytes() {
 		if !present[v] {
@@ -422,9 +424,9 @@ func TestPreEncode(t *testing.T) {
 		prefix []byte
 	}{
 		{"rgb", Options{PreEncode: true}, 50, 30, []byte{0xFF, 0xD8, 0xFF}},
-		{"rgb resized", Options{PreEncode: true, CropAndResize: true, Target: &Bucket{32, 16}}, 32, 16, []byte{0xFF, 0xD8, 0xFF}},
+		{"rgb resized", Options{PreEncode: true, CropAndResize: true, Target: &bucket.Bucket{Width: 32, Height: 16}}, 32, 16, []byte{0xFF, 0xD8, 0xFF}},
 		{"mask", Options{PreEncode: true, Mask: true}, 50, 30, []byte("\x89PNG\r\n\x1a\n")},
-		{"mask resized", Options{PreEncode: true, Mask: true, CropAndResize: true, Target: &Bucket{16, 48}}, 16, 48, []byte("\x89PNG\r\n\x1a\n")},
+		{"mask resized", Options{PreEncode: true, Mask: true, CropAndResize: true, Target: &bucket.Bucket{Width: 16, Height: 48}}, 16, 48, []byte("\x89PNG\r\n\x1a\n")},
 	}
 	for _, tt := range tests {
 		im := mustProcess(t, data, &tt.opts)
@@ -498,7 +500,7 @@ func TestBadInput(t *testing.T) {
 		{"truncated webp", webpData[:len(webpData)/2], ErrDecode},
 	}
 	for _, tt := range tests {
-		for _, opts := range []*Options{nil, {CropAndResize: true, Target: &Bucket{16, 16}}, {Mask: true, PreEncode: true}} {
+		for _, opts := range []*Options{nil, {CropAndResize: true, Target: &bucket.Bucket{Width: 16, Height: 16}}, {Mask: true, PreEncode: true}} {
 			im, err := Process(tt.data, opts)
 			if !errors.Is(err, tt.want) {
 				if im != nil {
@@ -528,7 +530,7 @@ func TestBadInput(t *testing.T) {
 	if _, err := Process(pngData, &Options{CropAndResize: true}); err == nil {
 		t.Error("CropAndResize without buckets or target should fail")
 	}
-	if _, err := Process(pngData, &Options{CropAndResize: true, Target: &Bucket{0, 10}}); err == nil {
+	if _, err := Process(pngData, &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 0, Height: 10}}); err == nil {
 		t.Error("an empty target should fail")
 	}
 }
@@ -552,7 +554,7 @@ func testCorpus(t testing.TB) []struct {
 	data []byte
 	opts *Options
 } {
-	buckets := Buckets(256, 16, 0.5, 2)
+	buckets := bucket.Buckets(256, 16, 0.5, 2)
 	g, _ := maskValues(90, 60)
 	big := nrgbaImage(900, 600, gradient(900, 600))
 	webp, err := vipsEncode(rgbPixels(300, 200, gradient(300, 200)), 300, 200, 3, ".webp", "", false)
@@ -572,8 +574,8 @@ func testCorpus(t testing.TB) []struct {
 		{jpg, &Options{CropAndResize: true, Buckets: buckets}},
 		{withOrientation(jpg, 6), &Options{CropAndResize: true, Buckets: buckets, PreEncode: true}},
 		{webp, &Options{CropAndResize: true, Buckets: buckets}},
-		{cmyk, &Options{CropAndResize: true, Target: &Bucket{64, 32}}},
-		{encodePNG(t, g), &Options{Mask: true, CropAndResize: true, Target: &Bucket{32, 64}}},
+		{cmyk, &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 64, Height: 32}}},
+		{encodePNG(t, g), &Options{Mask: true, CropAndResize: true, Target: &bucket.Bucket{Width: 32, Height: 64}}},
 		{encodePNG(t, g), &Options{Mask: true, PreEncode: true}},
 		{jpg[:len(jpg)/2], &Options{CropAndResize: true, Buckets: buckets}},
 		{[]byte("not an image"), nil},
@@ -658,7 +660,7 @@ func TestNoLeaks(t *testing.T) {
 func BenchmarkProcessJPEG(b *testing.B) {
 	const w, h = 3000, 2000
 	data := encodeJPEG(b, nrgbaImage(w, h, gradient(w, h)), 90)
-	buckets := Buckets(512, 16, 0.5, 2)
+	buckets := bucket.Buckets(512, 16, 0.5, 2)
 	for _, bc := range []struct {
 		name string
 		data []byte
@@ -679,5 +681,27 @@ func BenchmarkProcessJPEG(b *testing.B) {
 				im.Free()
 			}
 		})
+	}
+}
+
+func TestShrinkOnLoad(t *testing.T) {
+	tests := []struct {
+		loader, w, h, cw, ch, want int
+	}{
+		{loaderJPEG, 4000, 3000, 500, 375, 8},
+		{loaderJPEG, 4000, 3000, 501, 375, 4},
+		{loaderJPEG, 4000, 3000, 1000, 750, 4},
+		{loaderJPEG, 4000, 3000, 1001, 750, 2},
+		{loaderJPEG, 4000, 3000, 2001, 750, 1},
+		{loaderJPEG, 8000, 8000, 10, 10, 8}, // libjpeg stops at 1/8
+		{loaderJPEG, 100, 100, 300, 300, 1}, // upscaling
+		{loaderWebP, 8000, 8000, 10, 10, 512},
+		{loaderWebP, 4000, 3000, 1000, 750, 4},
+		{loaderOther, 4000, 3000, 10, 10, 1},
+	}
+	for _, tt := range tests {
+		if got := shrinkOnLoad(tt.loader, tt.w, tt.h, tt.cw, tt.ch); got != tt.want {
+			t.Errorf("shrinkOnLoad(%d, %dx%d -> %dx%d) = %d, want %d", tt.loader, tt.w, tt.h, tt.cw, tt.ch, got, tt.want)
+		}
 	}
 }

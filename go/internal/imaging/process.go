@@ -4,16 +4,18 @@ import (
 	"errors"
 	"fmt"
 	"unsafe"
+
+	"github.com/datago-dev/datago/internal/bucket"
 )
 
 // Options select what Process does to an image.
 type Options struct {
 	CropAndResize bool
-	Buckets       []Bucket // candidate buckets when CropAndResize and Target is nil
-	Target        *Bucket  // when non-nil (and CropAndResize): force this output size (used to align masks/extra images with a main image)
-	Mask          bool     // output one channel (8-bit greyscale), resized with nearest-neighbour so no new grey levels appear
-	PreEncode     bool     // re-encode the processed image: JPEG quality 95 when it has 3 channels, PNG otherwise
-	MaxPixels     int64    // >0: an image whose header says width*height > MaxPixels is refused with ErrTooLarge before decoding pixels
+	Buckets       []bucket.Bucket // candidate buckets when CropAndResize and Target is nil
+	Target        *bucket.Bucket  // when non-nil (and CropAndResize): force this output size (used to align masks/extra images with a main image)
+	Mask          bool            // output one channel (8-bit greyscale), resized with nearest-neighbour so no new grey levels appear
+	PreEncode     bool            // re-encode the processed image: JPEG quality 95 when it has 3 channels, PNG otherwise
+	MaxPixels     int64           // >0: an image whose header says width*height > MaxPixels is refused with ErrTooLarge before decoding pixels
 
 	libvipsOnly bool // tests: skip the direct libjpeg/libpng decoder, which must agree with libvips
 }
@@ -85,12 +87,12 @@ func Process(data []byte, opts *Options) (*Image, error) {
 		preEncode:   opts.PreEncode,
 	}
 	if opts.CropAndResize {
-		var b Bucket
+		var b bucket.Bucket
 		switch {
 		case opts.Target != nil:
 			b = *opts.Target
 		case len(opts.Buckets) > 0:
-			b = ClosestBucket(opts.Buckets, h.width, h.height)
+			b = bucket.Closest(opts.Buckets, h.width, h.height)
 		default:
 			return nil, errors.New("imaging: CropAndResize needs Buckets or a Target")
 		}
@@ -98,10 +100,10 @@ func Process(data []byte, opts *Options) (*Image, error) {
 			return nil, fmt.Errorf("imaging: invalid bucket %dx%d", b.Width, b.Height)
 		}
 		pl.resize = true
-		pl.crop = planCrop(h.width, h.height, b)
+		pl.crop = bucket.PlanCrop(h.width, h.height, b)
 		// Block shrinking averages pixels, which would invent grey levels in a mask.
 		if !opts.Mask {
-			pl.shrink = shrinkOnLoad(h.loader, h.width, h.height, pl.crop.coverW, pl.crop.coverH)
+			pl.shrink = shrinkOnLoad(h.loader, h.width, h.height, pl.crop.CoverW, pl.crop.CoverH)
 		}
 	}
 

@@ -1,4 +1,7 @@
-package imaging
+// Package bucket is the aspect-ratio bucket maths of crop_and_resize: which output sizes a
+// configuration allows, which one an image goes to, and how it is cropped to it. Pure Go, so that
+// configuration parsing needs no cgo.
+package bucket
 
 import (
 	"math"
@@ -100,9 +103,9 @@ func ceilSqrt(x float64) int {
 	return n
 }
 
-// ClosestBucket returns the bucket whose width/height ratio is closest to width/height in log
+// Closest returns the bucket whose width/height ratio is closest to width/height in log
 // space (ties go to the first in list order). An empty list gives the zero Bucket.
-func ClosestBucket(buckets []Bucket, width, height int) Bucket {
+func Closest(buckets []Bucket, width, height int) Bucket {
 	var best Bucket
 	bestDist := math.Inf(1)
 	target := math.Log(float64(width) / float64(height))
@@ -115,27 +118,27 @@ func ClosestBucket(buckets []Bucket, width, height int) Bucket {
 	return best
 }
 
-// cropPlan is the cover-then-centre-crop geometry of one image.
-type cropPlan struct {
-	coverW, coverH int // size the whole image is resized to
-	left, top      int // offset of the crop inside the resized image
-	outW, outH     int // output (bucket) size
+// Plan is the cover-then-centre-crop geometry of one image.
+type Plan struct {
+	CoverW, CoverH int // size the whole image is resized to
+	Left, Top      int // offset of the crop inside the resized image
+	OutW, OutH     int // output (bucket) size
 }
 
-// planCrop computes the geometry for an image of w x h (after EXIF orientation) and bucket b.
+// PlanCrop computes the geometry for an image of w x h (after EXIF orientation) and bucket b.
 // It must agree exactly with the Python reference: s = max(W/w, H/h),
 // sw = max(W, round(w*s)), sh = max(H, round(h*s)), left = (sw-W)//2, top = (sh-H)//2.
 // Rounding is half-to-even, as Python's round() does.
-func planCrop(w, h int, b Bucket) cropPlan {
+func PlanCrop(w, h int, b Bucket) Plan {
 	s := math.Max(float64(b.Width)/float64(w), float64(b.Height)/float64(h))
 	sw := max(b.Width, int(math.RoundToEven(float64(w)*s)))
 	sh := max(b.Height, int(math.RoundToEven(float64(h)*s)))
-	return cropPlan{
-		coverW: sw,
-		coverH: sh,
-		left:   (sw - b.Width) / 2,
-		top:    (sh - b.Height) / 2,
-		outW:   b.Width,
-		outH:   b.Height,
+	return Plan{
+		CoverW: sw,
+		CoverH: sh,
+		Left:   (sw - b.Width) / 2,
+		Top:    (sh - b.Height) / 2,
+		OutW:   b.Width,
+		OutH:   b.Height,
 	}
 }

@@ -1,4 +1,4 @@
-package imaging
+package bucket
 
 import (
 	"math"
@@ -170,19 +170,19 @@ func TestClosestBucket(t *testing.T) {
 		{"log space", []Bucket{{1, 1}, {2, 1}}, 3, 2, Bucket{2, 1}},
 	}
 	for _, tt := range tests {
-		if got := ClosestBucket(tt.buckets, tt.width, tt.height); got != tt.want {
-			t.Errorf("%s: ClosestBucket(%dx%d) = %v, want %v", tt.name, tt.width, tt.height, got, tt.want)
+		if got := Closest(tt.buckets, tt.width, tt.height); got != tt.want {
+			t.Errorf("%s: Closest(%dx%d) = %v, want %v", tt.name, tt.width, tt.height, got, tt.want)
 		}
 	}
 	// Against brute force over every bucket.
 	for w := 1; w < 400; w += 7 {
 		for h := 1; h < 400; h += 11 {
-			got := ClosestBucket(buckets, w, h)
+			got := Closest(buckets, w, h)
 			gd := math.Abs(math.Log(float64(got.Width)/float64(got.Height)) - math.Log(float64(w)/float64(h)))
 			for _, b := range buckets {
 				d := math.Abs(math.Log(float64(b.Width)/float64(b.Height)) - math.Log(float64(w)/float64(h)))
 				if d < gd {
-					t.Fatalf("ClosestBucket(%dx%d) = %v but %v is closer", w, h, got, b)
+					t.Fatalf("Closest(%dx%d) = %v but %v is closer", w, h, got, b)
 				}
 			}
 		}
@@ -193,50 +193,28 @@ func TestPlanCrop(t *testing.T) {
 	tests := []struct {
 		w, h int
 		b    Bucket
-		want cropPlan
+		want Plan
 	}{
 		// s = max(512/1024, 512/768) = 2/3: 1024*2/3 = 682.67 -> 683; left = (683-512)/2 = 85.
-		{1024, 768, Bucket{512, 512}, cropPlan{683, 512, 85, 0, 512, 512}},
+		{1024, 768, Bucket{512, 512}, Plan{683, 512, 85, 0, 512, 512}},
 		// Exact fit.
-		{1024, 512, Bucket{512, 256}, cropPlan{512, 256, 0, 0, 512, 256}},
+		{1024, 512, Bucket{512, 256}, Plan{512, 256, 0, 0, 512, 256}},
 		// Upscaling a tiny image: s = max(256/3, 256/2) = 128; 3*128 = 384; left = 64.
-		{3, 2, Bucket{256, 256}, cropPlan{384, 256, 64, 0, 256, 256}},
+		{3, 2, Bucket{256, 256}, Plan{384, 256, 64, 0, 256, 256}},
 		// Tall: s = max(64/100, 64/1000) = 0.64; 1000*0.64 = 640; top = (640-64)/2 = 288.
-		{100, 1000, Bucket{64, 64}, cropPlan{64, 640, 0, 288, 64, 64}},
+		{100, 1000, Bucket{64, 64}, Plan{64, 640, 0, 288, 64, 64}},
 		// 101*0.5 = 50.5 rounds half to even (50), as Python's round does; then max(H=50, 50).
-		{200, 101, Bucket{100, 50}, cropPlan{100, 50, 0, 0, 100, 50}},
+		{200, 101, Bucket{100, 50}, Plan{100, 50, 0, 0, 100, 50}},
 		// 103*0.5 = 51.5 -> 52; top = (52-50)/2 = 1.
-		{200, 103, Bucket{100, 50}, cropPlan{100, 52, 0, 1, 100, 50}},
+		{200, 103, Bucket{100, 50}, Plan{100, 52, 0, 1, 100, 50}},
 		// Odd excess: 300x100 into 64x64: s = 0.64, sw = 192, left = 64.
-		{300, 100, Bucket{64, 64}, cropPlan{192, 64, 64, 0, 64, 64}},
+		{300, 100, Bucket{64, 64}, Plan{192, 64, 64, 0, 64, 64}},
 		// 7x3 into 4x4: s = 4/3, 7*4/3 = 9.33 -> 9, left = (9-4)/2 = 2.
-		{7, 3, Bucket{4, 4}, cropPlan{9, 4, 2, 0, 4, 4}},
+		{7, 3, Bucket{4, 4}, Plan{9, 4, 2, 0, 4, 4}},
 	}
 	for _, tt := range tests {
-		if got := planCrop(tt.w, tt.h, tt.b); got != tt.want {
-			t.Errorf("planCrop(%dx%d, %v) = %+v, want %+v", tt.w, tt.h, tt.b, got, tt.want)
-		}
-	}
-}
-
-func TestShrinkOnLoad(t *testing.T) {
-	tests := []struct {
-		loader, w, h, cw, ch, want int
-	}{
-		{loaderJPEG, 4000, 3000, 500, 375, 8},
-		{loaderJPEG, 4000, 3000, 501, 375, 4},
-		{loaderJPEG, 4000, 3000, 1000, 750, 4},
-		{loaderJPEG, 4000, 3000, 1001, 750, 2},
-		{loaderJPEG, 4000, 3000, 2001, 750, 1},
-		{loaderJPEG, 8000, 8000, 10, 10, 8}, // libjpeg stops at 1/8
-		{loaderJPEG, 100, 100, 300, 300, 1}, // upscaling
-		{loaderWebP, 8000, 8000, 10, 10, 512},
-		{loaderWebP, 4000, 3000, 1000, 750, 4},
-		{loaderOther, 4000, 3000, 10, 10, 1},
-	}
-	for _, tt := range tests {
-		if got := shrinkOnLoad(tt.loader, tt.w, tt.h, tt.cw, tt.ch); got != tt.want {
-			t.Errorf("shrinkOnLoad(%d, %dx%d -> %dx%d) = %d, want %d", tt.loader, tt.w, tt.h, tt.cw, tt.ch, got, tt.want)
+		if got := PlanCrop(tt.w, tt.h, tt.b); got != tt.want {
+			t.Errorf("PlanCrop(%dx%d, %v) = %+v, want %+v", tt.w, tt.h, tt.b, got, tt.want)
 		}
 	}
 }
