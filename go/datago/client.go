@@ -18,6 +18,7 @@ import (
 
 	"github.com/datago-dev/datago/internal/bucket"
 	"github.com/datago-dev/datago/internal/imaging"
+	"github.com/datago-dev/datago/internal/resume"
 	"github.com/datago-dev/datago/internal/source"
 )
 
@@ -33,14 +34,14 @@ var (
 	ErrState = errors.New("invalid client state")
 )
 
-// Skip reasons that come from image processing (sources add theirs).
+// Skip reasons of the pipeline (every reason is defined in internal/source/reasons.go).
 const (
-	ReasonDecodeError = "decode_error"
+	ReasonDecodeError = source.ReasonDecodeError
 	ReasonTooLarge    = source.ReasonTooLarge
 	ReasonEmpty       = source.ReasonEmpty
 	ReasonReadError   = source.ReasonReadError
-	ReasonInternal    = "internal_error"
-	ReasonNoBatch     = "no_image_for_batch"
+	ReasonInternal    = source.ReasonInternal
+	ReasonNoBatch     = source.ReasonNoBatch
 )
 
 type state int
@@ -58,7 +59,7 @@ type Client struct {
 	opts imaging.Options
 	stat counters
 
-	progress *progress
+	progress *resume.Tracker
 
 	mu      sync.Mutex
 	state   state
@@ -80,15 +81,32 @@ func NewFromJSON(data []byte) (*Client, error) {
 
 // New returns a client for a validated configuration.
 func New(cfg *Config) (*Client, error) {
-	kind := lookupSource(cfg.SourceType)
-	if kind == nil {
-		return nil, &ConfigError{Key: "source_type", Msg: fmt.Sprintf("unknown source type %q", cfg.SourceType)}
+	if cfg.Source == nil {
+		return nil, &ConfigError{Key: "source_config", Msg: "is required"}
 	}
-	src, err := kind.open(cfg)
+	var c *Client // set before Start, so before any goroutine of the source runs
+	src, err := cfg.Source.Open(source.Common{
+		MaxFileBytes: cfg.MaxFileBytes,
+		Fetchers:     fetchPool(cfg.Concurrency),
+		Go: func(name string, fn func()) {
+			go func() {
+				defer func() {
+					if r := recover(); r != nil {
+						c.fail(fmt.Errorf("internal error in the source's %s (please report it): %v", name, r))
+						c.mu.Lock()
+						c.cancel()
+						c.mu.Unlock()
+					}
+				}()
+				fn()
+			}()
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
-	return newClient(cfg, src)
+	c, err = newClient(cfg, src)
+	return c, err
 }
 
 // newClient runs cfg's pipeline over src (tests bring their own sources).
@@ -103,7 +121,7 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 			}
 		}
 	}
-	c := &Client{cfg: cfg, src: src, opts: imaging.Options{MaxPixels: DefaultMaxPixels}, progress: newProgress(cfg.Resume)}
+	c := &Client{cfg: cfg, src: src, opts: imaging.Options{MaxPixels: DefaultMaxPixels}, progress: resume.NewTracker(cfg.Resume)}
 	if ic := cfg.Image; ic != nil {
 		c.opts = imaging.Options{
 			CropAndResize: ic.CropAndResize,
@@ -217,7 +235,7 @@ type seqItem struct {
 // epoch's last item.
 func (c *Client) list(ctx context.Context, items chan<- seqItem, outcomes chan<- outcome) {
 	var gseq int64
-	for epoch := c.progress.state().Epoch; c.cfg.Epochs == 0 || epoch < c.cfg.Epochs; epoch++ {
+	for epoch := c.progress.State().Epoch; c.cfg.Epochs == 0 || epoch < c.cfg.Epochs; epoch++ {
 		if es, ok := c.src.(source.Epochs); ok {
 			es.SetEpoch(epoch)
 		}
@@ -225,7 +243,7 @@ func (c *Client) list(ctx context.Context, items chan<- seqItem, outcomes chan<-
 		emit := func(it source.Item) bool {
 			s := seq
 			seq++
-			if c.progress.isDone(epoch, s) {
+			if c.progress.IsDone(epoch, s) {
 				return true
 			}
 			select {
@@ -245,7 +263,7 @@ func (c *Client) list(ctx context.Context, items chan<- seqItem, outcomes chan<-
 		if ctx.Err() != nil {
 			return
 		}
-		c.progress.listed(epoch, seq)
+		c.progress.Listed(epoch, seq)
 		if outcomes != nil {
 			select {
 			case outcomes <- outcome{end: true, epoch: epoch, total: sent, gseq: gseq}:
@@ -264,11 +282,13 @@ const FetchersPerWorker = 4
 
 // fetchers is the size of the fetching pool. With concurrency 1 it is 1 too, so that samples
 // arrive in the order the source lists them (a documented guarantee).
-func (c *Client) fetchers() int {
-	if c.cfg.Concurrency == 1 {
+func (c *Client) fetchers() int { return fetchPool(c.cfg.Concurrency) }
+
+func fetchPool(concurrency int) int {
+	if concurrency == 1 {
 		return 1
 	}
-	return FetchersPerWorker * c.cfg.Concurrency
+	return FetchersPerWorker * concurrency
 }
 
 type fetchedItem struct {
@@ -279,7 +299,7 @@ type fetchedItem struct {
 // skipped reports an item that will not be delivered: done for the resume state, and, for the
 // collector, released.
 func (c *Client) skipped(ctx context.Context, it seqItem, outcomes chan<- outcome) bool {
-	c.progress.mark(it.epoch, it.seq)
+	c.progress.Mark(it.epoch, it.seq)
 	if outcomes == nil {
 		return true
 	}
@@ -469,7 +489,7 @@ func (c *Client) Next(timeout time.Duration) (*Sample, error) {
 	c.mu.Unlock()
 	s, err := receive(c, ready, timeout, 1)
 	if s != nil {
-		c.progress.mark(s.epoch, s.seq)
+		c.progress.Mark(s.epoch, s.seq)
 	}
 	return s, err
 }
@@ -488,7 +508,7 @@ func (c *Client) NextBatch(timeout time.Duration) (*Batch, error) {
 		c.stat.batches.Add(1)
 		c.stat.served.Add(int64(len(b.Samples)))
 		for _, s := range b.Samples {
-			c.progress.mark(s.epoch, s.seq)
+			c.progress.Mark(s.epoch, s.seq)
 		}
 		if limit := int64(c.cfg.Limit); limit > 0 && c.stat.served.Load() >= limit {
 			c.mu.Lock()
@@ -563,7 +583,7 @@ func receive[T interface{ Free() }](c *Client, ch chan T, timeout time.Duration,
 
 // State returns the resume state: pass it as resume_state to a new client with the same
 // configuration to continue where this one is (README "Exact resume").
-func (c *Client) State() State { return c.progress.state() }
+func (c *Client) State() State { return c.progress.State() }
 
 // Stop cancels the pipeline, frees the samples still queued and waits for every goroutine. Idempotent.
 func (c *Client) Stop() {
@@ -595,7 +615,7 @@ func (c *Client) Stop() {
 // Stats returns a snapshot of the counters.
 func (c *Client) Stats() Stats {
 	st := c.stat.snapshot()
-	st.Epoch = c.progress.state().Epoch
+	st.Epoch = c.progress.State().Epoch
 	return st
 }
 

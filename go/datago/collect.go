@@ -134,7 +134,7 @@ func (k *collector) add(ctx context.Context, s *Sample) bool {
 	}
 	if s.Image == nil || s.Image.Encoded {
 		k.c.stat.skip(s.ID, ReasonNoBatch, fmt.Errorf("a sample without a main image cannot join a batch"))
-		k.c.progress.mark(s.epoch, s.seq)
+		k.c.progress.Mark(s.epoch, s.seq)
 		s.Free()
 		return true
 	}
@@ -167,7 +167,7 @@ func (k *collector) flush(ctx context.Context, epoch int) bool {
 		if k.c.cfg.DropLast {
 			for _, s := range samples {
 				k.c.stat.droppedLast.Add(1)
-				k.c.progress.mark(s.epoch, s.seq)
+				k.c.progress.Mark(s.epoch, s.seq)
 				s.Free()
 			}
 			continue
@@ -191,7 +191,7 @@ func (k *collector) sendBatch(ctx context.Context, samples []*Sample) bool {
 	if err != nil { // out of memory: the samples cannot be delivered
 		for _, s := range samples {
 			k.c.stat.skip(s.ID, ReasonInternal, err)
-			k.c.progress.mark(s.epoch, s.seq)
+			k.c.progress.Mark(s.epoch, s.seq)
 			s.Free()
 		}
 		return true

@@ -1,13 +1,16 @@
-// Package source holds the places samples come from. A source lists sample descriptions (Items) in
-// pages and fetches the bytes of one item on demand; the pipeline in package datago calls List from
-// one goroutine and Fetch from its workers, so Fetch must be safe for concurrent use.
+// Package source is what every place samples come from shares: the Source interface, the Item a
+// listing produces, the Raw bytes a fetch returns, the skip reasons, and the Kind / Config / Common
+// contract through which the configuration opens a source. A source lists sample descriptions
+// (items) in pages and fetches the bytes of one item on demand; the pipeline in package datago calls
+// List from one goroutine and Fetch from its workers, so Fetch must be safe for concurrent use. Each
+// source lives in a subpackage (filesystem, dataroom, webdataset) that owns its config, its IO and
+// its tests.
 package source
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // Item describes one sample before its bytes are read.
@@ -44,13 +47,6 @@ type Source interface {
 	Fetch(ctx context.Context, it Item) (*Raw, error)
 }
 
-// Skip reasons shared by sources, reported in stats.
-const (
-	ReasonReadError = "read_error"
-	ReasonEmpty     = "empty"
-	ReasonTooLarge  = "too_large"
-)
-
 // ErrEmpty is returned by Fetch for an item with no bytes.
 var ErrEmpty = errors.New("empty file")
 
@@ -81,18 +77,6 @@ func (r *Raw) Size() int {
 		}
 	}
 	return n
-}
-
-// sleepContext waits d, or less if ctx ends first (retry backoff of the HTTP sources).
-func sleepContext(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Epochs is implemented by sources whose listing depends on the epoch (a seeded shuffle drawn
