@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/datago-dev/datago/internal/faults"
 	"github.com/datago-dev/datago/internal/source"
 	"github.com/datago-dev/datago/internal/source/httpretry"
 )
@@ -607,5 +608,81 @@ func TestDataroomListStopsPromptly(t *testing.T) {
 	// The pager ran at most prefetchPages+2 pages ahead.
 	if n := f.pageReqs.Load(); n > int64(2+prefetchPages+1) {
 		t.Fatalf("%d page requests for 6 items", n)
+	}
+}
+
+// recordingCommon is testCommon whose Go recovers a panic and records it, as the pipeline's does.
+type recordingCommon struct {
+	mu     sync.Mutex
+	panics []string
+}
+
+// wait returns the panics once there are n: the wrapper records after fn's own defers have run.
+func (rc *recordingCommon) wait(t *testing.T, n int) []string {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		rc.mu.Lock()
+		got := append([]string(nil), rc.panics...)
+		rc.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+	}
+	t.Fatalf("fewer than %d panics reached Go", n)
+	return nil
+}
+
+func (rc *recordingCommon) common() source.Common {
+	c := testCommon()
+	c.Go = func(name string, fn func()) {
+		go func() {
+			defer func() {
+				if r := recover(); r != nil {
+					rc.mu.Lock()
+					rc.panics = append(rc.panics, fmt.Sprintf("%s: %v", name, r))
+					rc.mu.Unlock()
+				}
+			}()
+			fn()
+		}()
+	}
+	return c
+}
+
+// A panic in the pager goroutine reaches the Go of Common, and List still returns.
+func TestDataroomPagerPanicGoesThroughCommonGo(t *testing.T) {
+	f := newFakeDataroom(t, 10)
+	rc := &recordingCommon{}
+	d, err := newSource(f.config(), rc.common())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.points = faults.Arm("dataroom.pager")
+	res := listAll(t, d)
+	if panics := rc.wait(t, 1); len(panics) != 1 || !strings.Contains(panics[0], "dataroom pager: injected panic at dataroom.pager") || len(res.ids) != 0 {
+		t.Fatalf("panics %q, ids %v, err %v", panics, res.ids, res.err)
+	}
+}
+
+// A panic in a file download goroutine comes out of Fetch, in the caller's goroutine (the
+// pipeline's fetcher, which skips the sample), never out of a goroutine of its own.
+func TestDataroomDownloadPanicComesOutOfFetch(t *testing.T) {
+	f := newFakeDataroom(t, 1)
+	f.latents = func(id string) []map[string]any {
+		return []map[string]any{{"latent_type": "latent_a", "file_direct_url": f.srv.URL + "/files/" + id + ".a", "is_mask": false}}
+	}
+	d := mustDataroom(t, f.config())
+	var items []source.Item
+	if err := d.List(context.Background(), func(it source.Item) bool { items = append(items, it); return false }, func(string, string, error) {}); err != nil {
+		t.Fatal(err)
+	}
+	d.points = faults.Arm("dataroom.download")
+	got := func() (r any) {
+		defer func() { r = recover() }()
+		d.Fetch(context.Background(), items[0])
+		return nil
+	}()
+	if msg := fmt.Sprint(got); !strings.Contains(msg, "injected panic at dataroom.download") || !strings.Contains(msg, "in a download goroutine") {
+		t.Fatalf("recovered %q", msg)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/datago-dev/datago/internal/faults"
 	"github.com/datago-dev/datago/internal/source"
 )
 
@@ -383,5 +384,60 @@ func TestWebDatasetStopsPromptlyWithoutLeaks(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before+2 {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// A panic in a shard-reading goroutine reaches the Go of Common, with and without shuffle, and
+// List still returns.
+func TestWebDatasetReaderPanicGoesThroughCommonGo(t *testing.T) {
+	shards := writeShards(t, t.TempDir(), 3, 4)
+	for _, shuffle := range []bool{false, true} {
+		var mu sync.Mutex
+		var panics []string
+		common := testCommon()
+		common.Go = func(name string, fn func()) {
+			go func() {
+				defer func() {
+					if r := recover(); r != nil {
+						mu.Lock()
+						panics = append(panics, fmt.Sprintf("%s: %v", name, r))
+						mu.Unlock()
+					}
+				}()
+				fn()
+			}()
+		}
+		w := newSource(withDefaults(Config{Shards: shards, Shuffle: shuffle, ConcurrentDownloads: 2}), common)
+		w.points = faults.Arm("webdataset.shard")
+		done := make(chan error, 1)
+		go func() {
+			done <- w.List(context.Background(), func(source.Item) bool { return true }, func(string, string, error) {})
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("List hung after a reader panicked")
+		}
+		want := "webdataset shard reader: injected panic at webdataset.shard"
+		if shuffle {
+			want = "webdataset shard slot: injected panic at webdataset.shard"
+		}
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			mu.Lock()
+			n, first := len(panics), ""
+			if n > 0 {
+				first = panics[0]
+			}
+			mu.Unlock()
+			if n == 2 && strings.HasPrefix(first, want) { // both goroutines met the armed point
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("shuffle %v: panics %q, want 2 x %q", shuffle, panics, want)
+			}
+		}
 	}
 }
