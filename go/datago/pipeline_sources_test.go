@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/png"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/datago-dev/datago/internal/testimg"
 )
 
 // The sources through the whole pipeline; each source's own tests are in its package.
@@ -39,7 +40,7 @@ func TestDBPipeline(t *testing.T) {
 			}
 		}
 	}
-	imgPNG, maskPNG := encodePNG(t, img), encodePNG(t, mask)
+	imgPNG, maskPNG := testimg.PNG(t, img), testimg.PNG(t, mask)
 	var pages atomic.Int64
 	var fail403 atomic.Bool
 	var srv *httptest.Server
@@ -170,20 +171,6 @@ func TestDBPipeline(t *testing.T) {
 	}
 }
 
-func pngBytes(t *testing.T, w, h int, seed uint8) []byte {
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			img.Set(x, y, color.RGBA{uint8(x * 255 / w), uint8(y * 255 / h), seed, 255})
-		}
-	}
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 func TestClientReadsWebDatasetShards(t *testing.T) {
 	dir := t.TempDir()
 	var shards []string
@@ -196,11 +183,11 @@ func TestClientReadsWebDatasetShards(t *testing.T) {
 		}
 		for i := 0; i < 8; i++ {
 			key := fmt.Sprintf("k%d_%d", s, i)
-			add(key+".png", pngBytes(t, 40+i, 30, uint8(i)))
+			add(key+".png", testimg.GradientPNG(t, 40+i, 30, uint8(i)))
 			add(key+".txt", []byte("caption "+key))
 			add(key+".cls", []byte(fmt.Sprint(i)))
 			add(key+".json", []byte(`{"w": `+fmt.Sprint(40+i)+`}`))
-			add(key+".mask.png", pngBytes(t, 4, 4, 1))
+			add(key+".mask.png", testimg.GradientPNG(t, 4, 4, 1))
 		}
 		add("broken.png", []byte("not a png"))
 		tw.Close()

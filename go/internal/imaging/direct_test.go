@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/datago-dev/datago/internal/bucket"
+
+	"github.com/datago-dev/datago/internal/testimg"
 )
 
 // photo is a gradient with noise: enough entropy for JPEG and resampling to behave as on photos.
@@ -66,13 +68,13 @@ func TestDirectMatchesLibvips(t *testing.T) {
 		name string
 		data []byte
 	}{
-		{"jpeg 4:2:0", encodeJPEG(t, nrgbaImage(w, h, at), 85)},
-		{"jpeg grey", encodeJPEG(t, grey, 85)},
+		{"jpeg 4:2:0", testimg.JPEG(t, nrgbaImage(w, h, at), 85)},
+		{"jpeg grey", testimg.JPEG(t, grey, 85)},
 		{"jpeg 4:4:4 progressive", mustVipsEncode(t, w, h, at, ".jpg[Q=90,interlace,subsample_mode=off]")},
-		{"jpeg orientation 1", withOrientation(encodeJPEG(t, nrgbaImage(w, h, at), 85), 1)},
-		{"png rgb", encodePNG(t, nrgbaImage(w, h, at))},
-		{"png grey", encodePNG(t, grey)},
-		{"png palette", encodePNG(t, pal)},
+		{"jpeg orientation 1", withOrientation(testimg.JPEG(t, nrgbaImage(w, h, at), 85), 1)},
+		{"png rgb", testimg.PNG(t, nrgbaImage(w, h, at))},
+		{"png grey", testimg.PNG(t, grey)},
+		{"png palette", testimg.PNG(t, pal)},
 		{"png 1-bit grey", rawPNG(t, w, h, 0, 1, bits)},
 		{"png interlaced", mustVipsEncode(t, w, h, at, ".png[interlace]")},
 	}
@@ -113,7 +115,7 @@ func TestDirectMatchesLibvips(t *testing.T) {
 func TestDirectFallsBack(t *testing.T) {
 	const w, h = 64, 48
 	at := photo(w, h, 2)
-	jpg := encodeJPEG(t, nrgbaImage(w, h, at), 90)
+	jpg := testimg.JPEG(t, nrgbaImage(w, h, at), 90)
 	alpha := nrgbaImage(w, h, at)
 	alpha.SetNRGBA(1, 1, color.NRGBA{1, 2, 3, 4})
 	rgb16 := image.NewRGBA64(image.Rect(0, 0, w, h))
@@ -137,12 +139,12 @@ func TestDirectFallsBack(t *testing.T) {
 		{"orientation out of range", lying, true},
 		{"icc profile", p3, true},
 		{"cmyk", cmyk, true},
-		{"png alpha", encodePNG(t, alpha), true},
-		{"png 16-bit", encodePNG(t, rgb16), true},
+		{"png alpha", testimg.PNG(t, alpha), true},
+		{"png 16-bit", testimg.PNG(t, rgb16), true},
 		{"webp", mustVipsEncode(t, w, h, at, ".webp"), true},
 		{"corrupt jpeg", garbage, true},
 		{"truncated jpeg", jpg[:len(jpg)*2/3], false},
-		{"truncated png", encodePNG(t, nrgbaImage(w, h, at))[:200], false},
+		{"truncated png", testimg.PNG(t, nrgbaImage(w, h, at))[:200], false},
 	} {
 		for _, opts := range []Options{{}, {CropAndResize: true, Buckets: []bucket.Bucket{{Width: 32, Height: 32}}}} {
 			direct, err := Process(in.data, &opts)

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/datago-dev/datago/internal/bucket"
+
+	"github.com/datago-dev/datago/internal/testimg"
 )
 
 // FuzzProcess feeds arbitrary bytes through the whole image path (the direct decoders and their
@@ -19,12 +21,12 @@ func FuzzProcess(f *testing.F) {
 	}
 	gray := image.NewGray(image.Rect(0, 0, 9, 31))
 	gray.Set(3, 3, color.Gray{200})
-	f.Add(encodePNG(f, img))
-	f.Add(encodeJPEG(f, img, 80))
-	f.Add(encodePNG(f, gray))
+	f.Add(testimg.PNG(f, img))
+	f.Add(testimg.JPEG(f, img, 80))
+	f.Add(testimg.PNG(f, gray))
 	f.Add([]byte("\xff\xd8\xff\xe0 not quite a jpeg"))
-	f.Add(withOrientation(encodeJPEG(f, img, 80), 1))
-	f.Add(withOrientation(encodeJPEG(f, gray, 80), 6))
+	f.Add(withOrientation(testimg.JPEG(f, img, 80), 1))
+	f.Add(withOrientation(testimg.JPEG(f, gray, 80), 6))
 	buckets := bucket.Buckets(64, 16, 0.5, 2)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, opts := range []*Options{

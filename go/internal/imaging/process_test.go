@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/datago-dev/datago/internal/bucket"
+
+	"github.com/datago-dev/datago/internal/testimg"
 )
 
 func TestInitIsIdempotent(t *testing.T) {
@@ -38,7 +40,7 @@ func TestRGBPNGRoundTripIsExact(t *testing.T) {
 		noise[i] = color.NRGBA{uint8(rng.Intn(256)), uint8(rng.Intn(256)), uint8(rng.Intn(256)), 255}
 	}
 	at := func(x, y int) color.NRGBA { return noise[y*w+x] }
-	im := mustProcess(t, encodePNG(t, nrgbaImage(w, h, at)), nil)
+	im := mustProcess(t, testimg.PNG(t, nrgbaImage(w, h, at)), nil)
 	checkShape(t, im, w, h, 3)
 	if !bytes.Equal(im.Bytes(), rgbPixels(w, h, at)) {
 		t.Fatal("pixels differ from the input")
@@ -87,13 +89,13 @@ func TestConversionsToRGB8(t *testing.T) {
 		want [][]byte // pixel by pixel, first row
 		tol  int
 	}{
-		{"grey", encodePNG(t, gray), [][]byte{{0, 0, 0}, {1, 1, 1}, {128, 128, 128}, {255, 255, 255}}, 0},
-		{"grey 16-bit", encodePNG(t, gray16), [][]byte{{0, 0, 0}, {0x12, 0x12, 0x12}, {128, 128, 128}, {255, 255, 255}}, 1},
-		{"rgb 16-bit", encodePNG(t, rgb16), [][]byte{{255, 128, 0}, {0x12, 0, 0xFF}, {0x7F, 0xAB, 1}}, 1},
-		{"rgba", encodePNG(t, nrgba), [][]byte{{10, 20, 30}, {255, 255, 255}, {127, 127, 127}, {200, 100, 0}}, 1},
-		{"rgba 16-bit", encodePNG(t, nrgba64), [][]byte{{255, 255, 255}, {0x10, 0x20, 0x30}}, 1},
-		{"palette", encodePNG(t, palette), [][]byte{{0, 0, 255}, {255, 0, 0}, {1, 2, 3}}, 0},
-		{"palette with transparency", encodePNG(t, paletteAlpha), [][]byte{{9, 9, 9}, {255, 255, 255}}, 0},
+		{"grey", testimg.PNG(t, gray), [][]byte{{0, 0, 0}, {1, 1, 1}, {128, 128, 128}, {255, 255, 255}}, 0},
+		{"grey 16-bit", testimg.PNG(t, gray16), [][]byte{{0, 0, 0}, {0x12, 0x12, 0x12}, {128, 128, 128}, {255, 255, 255}}, 1},
+		{"rgb 16-bit", testimg.PNG(t, rgb16), [][]byte{{255, 128, 0}, {0x12, 0, 0xFF}, {0x7F, 0xAB, 1}}, 1},
+		{"rgba", testimg.PNG(t, nrgba), [][]byte{{10, 20, 30}, {255, 255, 255}, {127, 127, 127}, {200, 100, 0}}, 1},
+		{"rgba 16-bit", testimg.PNG(t, nrgba64), [][]byte{{255, 255, 255}, {0x10, 0x20, 0x30}}, 1},
+		{"palette", testimg.PNG(t, palette), [][]byte{{0, 0, 255}, {255, 0, 0}, {1, 2, 3}}, 0},
+		{"palette with transparency", testimg.PNG(t, paletteAlpha), [][]byte{{9, 9, 9}, {255, 255, 255}}, 0},
 		{"grey+alpha", rawPNG(t, 3, 1, 4, 8, []byte{50, 255, 50, 0, 0, 128}),
 			[][]byte{{50, 50, 50}, {255, 255, 255}, {127, 127, 127}}, 1},
 		{"grey+alpha 16-bit", rawPNG(t, 2, 1, 4, 16, []byte{0x80, 0x80, 0xFF, 0xFF, 0x10, 0x00, 0x00, 0x00}),
@@ -122,7 +124,7 @@ func TestJPEGDecode(t *testing.T) {
 		}
 		return color.NRGBA{30, 60, 220, 255}
 	}
-	im := mustProcess(t, encodeJPEG(t, nrgbaImage(w, h, at), 100), nil)
+	im := mustProcess(t, testimg.JPEG(t, nrgbaImage(w, h, at), 100), nil)
 	checkShape(t, im, w, h, 3)
 	for _, p := range [][2]int{{5, 5}, {20, 40}, {50, 10}, {60, 40}} {
 		want := at(p[0], p[1])
@@ -136,7 +138,7 @@ func TestJPEGDecode(t *testing.T) {
 	for i := range g.Pix {
 		g.Pix[i] = 77
 	}
-	im = mustProcess(t, encodeJPEG(t, g, 95), nil)
+	im = mustProcess(t, testimg.JPEG(t, g, 95), nil)
 	checkShape(t, im, 16, 16, 3)
 	if got := pixel(im, 8, 8); !near(got, []byte{77, 77, 77}, 1) {
 		t.Errorf("grey JPEG pixel = %v", got)
@@ -230,7 +232,7 @@ func TestCropAndResizeSizes(t *testing.T) {
 	for _, sz := range sizes {
 		w, h := sz[0], sz[1]
 		img := nrgbaImage(w, h, gradient(w, h))
-		inputs := map[string][]byte{"png": encodePNG(t, img), "jpeg": encodeJPEG(t, img, 90)}
+		inputs := map[string][]byte{"png": testimg.PNG(t, img), "jpeg": testimg.JPEG(t, img, 90)}
 		for kind, data := range inputs {
 			t.Run(fmt.Sprintf("%s_%dx%d", kind, w, h), func(t *testing.T) {
 				want := bucket.Closest(buckets, w, h)
@@ -253,7 +255,7 @@ func TestCropIsCentred(t *testing.T) {
 	for _, scale := range []int{1, 4} { // 4: large enough for JPEG shrink-on-load
 		w, h := 300*scale, 100*scale
 		img := nrgbaImage(w, h, stripes(w, h))
-		for kind, data := range map[string][]byte{"png": encodePNG(t, img), "jpeg": encodeJPEG(t, img, 95)} {
+		for kind, data := range map[string][]byte{"png": testimg.PNG(t, img), "jpeg": testimg.JPEG(t, img, 95)} {
 			im := mustProcess(t, data, &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 64, Height: 64}})
 			checkShape(t, im, 64, 64, 3)
 			for y := 0; y < 64; y += 9 {
@@ -268,7 +270,7 @@ func TestCropIsCentred(t *testing.T) {
 	}
 	// Tall: 100x300 with horizontal bands is cropped at y = 64.
 	tall := nrgbaImage(100, 300, func(x, y int) color.NRGBA { return stripes(300, 100)(y, x) })
-	im := mustProcess(t, encodePNG(t, tall), &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 64, Height: 64}})
+	im := mustProcess(t, testimg.PNG(t, tall), &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 64, Height: 64}})
 	for x := 0; x < 64; x += 9 {
 		for y := 3; y < 61; y++ {
 			if got := pixel(im, x, y); !near(got, []byte{0, 255, 0}, 40) {
@@ -281,12 +283,12 @@ func TestCropIsCentred(t *testing.T) {
 func TestUpscaleTinyImage(t *testing.T) {
 	img := nrgbaImage(3, 2, func(x, y int) color.NRGBA { return color.NRGBA{uint8(x * 100), uint8(y * 200), 50, 255} })
 	for _, b := range []bucket.Bucket{{Width: 256, Height: 256}, {Width: 512, Height: 128}, {Width: 64, Height: 1024}} {
-		im := mustProcess(t, encodePNG(t, img), &Options{CropAndResize: true, Target: &b})
+		im := mustProcess(t, testimg.PNG(t, img), &Options{CropAndResize: true, Target: &b})
 		checkShape(t, im, b.Width, b.Height, 3)
 	}
 	// Upscale on one axis, downscale on the other.
 	wide := nrgbaImage(400, 10, gradient(400, 10))
-	im := mustProcess(t, encodePNG(t, wide), &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 100, Height: 100}})
+	im := mustProcess(t, testimg.PNG(t, wide), &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 100, Height: 100}})
 	checkShape(t, im, 100, 100, 3)
 }
 
@@ -299,7 +301,7 @@ func TestEXIFOrientation(t *testing.T) {
 		}
 		return color.NRGBA{0, 0, 255, 255}
 	}
-	base := encodeJPEG(t, nrgbaImage(w, h, at), 100)
+	base := testimg.JPEG(t, nrgbaImage(w, h, at), 100)
 	red, blue := []byte{255, 0, 0}, []byte{0, 0, 255}
 	tests := []struct {
 		orientation   uint16
@@ -370,9 +372,9 @@ func TestMask(t *testing.T) {
 		g16.Pix[2*i], g16.Pix[2*i+1] = v, v // v*257: exactly v after scaling to 8 bits
 	}
 	inputs := map[string][]byte{
-		"grey":     encodePNG(t, g),
-		"grey16":   encodePNG(t, g16),
-		"rgba":     encodePNG(t, rgba),
+		"grey":     testimg.PNG(t, g),
+		"grey16":   testimg.PNG(t, g16),
+		"rgba":     testimg.PNG(t, rgba),
 		"greyTRNS": rawPNG(t, g.Bounds().Dx(), g.Bounds().Dy(), 0, 8, g.Pix, []byte("tRNS"), []byte{0, 37}),
 	}
 	targets := []*bucket.Bucket{nil, {Width: 60, Height: 45}, {Width: 37, Height: 81}, {Width: 240, Height: 180}, {Width: 500, Height: 97}, {Width: 7, Height: 7}, {Width: 120, Height: 90}}
@@ -399,7 +401,7 @@ func TestMask(t *testing.T) {
 
 	// A JPEG mask is not shrunk on load either (that would average labels).
 	big, _ := maskValues(800, 800)
-	jpg := encodeJPEG(t, big, 100)
+	jpg := testimg.JPEG(t, big, 100)
 	decoded := mustProcess(t, jpg, &Options{Mask: true})
 	present := map[byte]bool{}
 	for _, v := range decoded.Bytes() {
@@ -416,7 +418,7 @@ func TestMask(t *testing.T) {
 
 func TestPreEncode(t *testing.T) {
 	img := nrgbaImage(50, 30, gradient(50, 30))
-	data := encodePNG(t, img)
+	data := testimg.PNG(t, img)
 	tests := []struct {
 		name   string
 		opts   Options
@@ -450,7 +452,7 @@ func TestPreEncode(t *testing.T) {
 }
 
 func TestMaxPixels(t *testing.T) {
-	data := encodePNG(t, nrgbaImage(100, 100, gradient(100, 100)))
+	data := testimg.PNG(t, nrgbaImage(100, 100, gradient(100, 100)))
 	if _, err := Process(data, &Options{MaxPixels: 9999}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("got %v, want ErrTooLarge", err)
 	}
@@ -473,8 +475,8 @@ func TestBadInput(t *testing.T) {
 		noise[i] = color.NRGBA{uint8(rng.Intn(256)), uint8(rng.Intn(256)), uint8(rng.Intn(256)), 255}
 	}
 	at := func(x, y int) color.NRGBA { return noise[y*w+x] }
-	pngData := encodePNG(t, nrgbaImage(w, h, at))
-	jpgData := encodeJPEG(t, nrgbaImage(w, h, at), 90)
+	pngData := testimg.PNG(t, nrgbaImage(w, h, at))
+	jpgData := testimg.JPEG(t, nrgbaImage(w, h, at), 90)
 	webpData, err := vipsEncode(rgbPixels(w, h, at), w, h, 3, ".webp", "", false)
 	if err != nil {
 		t.Fatal(err)
@@ -536,7 +538,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestImageFree(t *testing.T) {
-	im, err := Process(encodePNG(t, nrgbaImage(4, 4, gradient(4, 4))), nil)
+	im, err := Process(testimg.PNG(t, nrgbaImage(4, 4, gradient(4, 4))), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,18 +567,18 @@ func testCorpus(t testing.TB) []struct {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jpg := encodeJPEG(t, big, 90)
+	jpg := testimg.JPEG(t, big, 90)
 	return []struct {
 		data []byte
 		opts *Options
 	}{
-		{encodePNG(t, nrgbaImage(64, 48, func(x, y int) color.NRGBA { return color.NRGBA{1, 2, 3, uint8(x)} })), nil},
+		{testimg.PNG(t, nrgbaImage(64, 48, func(x, y int) color.NRGBA { return color.NRGBA{1, 2, 3, uint8(x)} })), nil},
 		{jpg, &Options{CropAndResize: true, Buckets: buckets}},
 		{withOrientation(jpg, 6), &Options{CropAndResize: true, Buckets: buckets, PreEncode: true}},
 		{webp, &Options{CropAndResize: true, Buckets: buckets}},
 		{cmyk, &Options{CropAndResize: true, Target: &bucket.Bucket{Width: 64, Height: 32}}},
-		{encodePNG(t, g), &Options{Mask: true, CropAndResize: true, Target: &bucket.Bucket{Width: 32, Height: 64}}},
-		{encodePNG(t, g), &Options{Mask: true, PreEncode: true}},
+		{testimg.PNG(t, g), &Options{Mask: true, CropAndResize: true, Target: &bucket.Bucket{Width: 32, Height: 64}}},
+		{testimg.PNG(t, g), &Options{Mask: true, PreEncode: true}},
 		{jpg[:len(jpg)/2], &Options{CropAndResize: true, Buckets: buckets}},
 		{[]byte("not an image"), nil},
 		{jpg, &Options{MaxPixels: 1000}},
@@ -659,7 +661,7 @@ func TestNoLeaks(t *testing.T) {
 
 func BenchmarkProcessJPEG(b *testing.B) {
 	const w, h = 3000, 2000
-	data := encodeJPEG(b, nrgbaImage(w, h, gradient(w, h)), 90)
+	data := testimg.JPEG(b, nrgbaImage(w, h, gradient(w, h)), 90)
 	buckets := bucket.Buckets(512, 16, 0.5, 2)
 	for _, bc := range []struct {
 		name string
