@@ -10,7 +10,7 @@ import (
 
 // FuzzParseConfig: any input is either a valid configuration or a ConfigError that names a key;
 // never a panic, which would take the host Python process down.
-func FuzzParse(f *testing.F) {
+func FuzzParseConfig(f *testing.F) {
 	for _, seed := range []string{
 		`{"source_type": "filesystem", "source_config": {"root_path": "/"}}`,
 		`{"source_type": "file", "source_config": {"root_path": "/", "rank": 1, "world_size": 2}, "limit": 3}`,
