@@ -47,6 +47,8 @@ $(LIB): $(GO_SRC) build.py
 lint: deps
 	@test -z "$$(gofmt -l go)" || { echo "gofmt needed:"; gofmt -l go; exit 1; }
 	cd go && $(GO) vet ./...
+	# Configuration parsing and the bucket maths build without cgo (and so fuzz without libvips).
+	cd go && CGO_ENABLED=0 $(GO) vet ./internal/config/... ./internal/confread/... ./internal/bucket/...
 	$(VENV)/bin/ruff check python tests build.py
 	$(VENV)/bin/ruff format --check python tests build.py
 
@@ -58,8 +60,9 @@ go-test: deps
 
 # FuzzProcess covers the image path: the direct libjpeg/libpng decoders (with their EXIF parser),
 # libvips and the resampler.
-FUZZ_TARGETS := datago:FuzzParseConfig datago/source:FuzzTarGrouping datago/source:FuzzDataroomPage \
-                datago/imaging:FuzzProcess
+FUZZ_TARGETS := internal/config:FuzzParseConfig internal/source/webdataset:FuzzTarGrouping \
+                internal/source/dataroom:FuzzDataroomPage \
+                internal/imaging:FuzzProcess
 FUZZ_TIME    ?= 30s
 
 # Longer runs of the same targets.

@@ -3,7 +3,7 @@ package datago
 import (
 	"unsafe"
 
-	"github.com/datago-dev/datago/datago/imaging"
+	"github.com/datago-dev/datago/internal/imaging"
 )
 
 // What the C ABI (go/capi) needs from imaging, re-exported so that capi depends on this package alone.

@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/source"
+	"github.com/datago-dev/datago/internal/source/filesystem"
 )
 
 // Catalog is map-style access to a filesystem source: its files sorted by path, and Get, which
@@ -19,13 +20,13 @@ type Catalog struct {
 
 // NewCatalog lists the tree of a filesystem configuration.
 func NewCatalog(cfg *Config) (*Catalog, error) {
-	fc, ok := cfg.Source.(source.FilesystemConfig)
+	fc, ok := cfg.Source.(filesystem.Config)
 	if !ok {
 		return nil, &ConfigError{Key: "source_type", Msg: fmt.Sprintf("map-style access needs the filesystem source, got %q", cfg.SourceType)}
 	}
 	fc.Rank, fc.WorldSize, fc.RandomSampling = 0, 1, false
 	k := &Catalog{cfg: cfg}
-	items, err := source.NewFilesystem(fc).All(context.Background(), k.stat.skip)
+	items, err := filesystem.New(fc, cfg.MaxFileBytes).All(context.Background(), k.stat.skip)
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +59,7 @@ func (k *Catalog) Get(indices []int) ([]*Sample, error) {
 	}
 	cfg := *k.cfg
 	cfg.Epochs, cfg.Limit, cfg.BatchSize, cfg.Deterministic, cfg.Resume = 1, 0, 0, false, nil
-	c, err := newClient(&cfg, &listSource{items: picked, fetch: source.NewFilesystem(source.FilesystemConfig{})})
+	c, err := newClient(&cfg, &listSource{items: picked, fetch: filesystem.New(filesystem.Config{}, cfg.MaxFileBytes)})
 	if err != nil {
 		return nil, err
 	}

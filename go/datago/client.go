@@ -6,9 +6,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/datago-dev/datago/datago/imaging"
-	"github.com/datago-dev/datago/datago/source"
 	"github.com/datago-dev/datago/internal/faults"
+	"github.com/datago-dev/datago/internal/imaging"
+	"github.com/datago-dev/datago/internal/resume"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 // Version of the loader.
@@ -28,7 +29,7 @@ type Client struct {
 	src      source.Source
 	opts     imaging.Options
 	stat     counters
-	progress *progress
+	progress *resume.Tracker
 	faults   faults.Points
 
 	mu      sync.Mutex
@@ -50,15 +51,29 @@ func NewFromJSON(data []byte) (*Client, error) {
 
 // New returns a client for a validated configuration.
 func New(cfg *Config) (*Client, error) {
-	kind := lookupSource(cfg.SourceType)
-	if kind == nil {
-		return nil, &ConfigError{Key: "source_type", Msg: fmt.Sprintf("unknown source type %q", cfg.SourceType)}
+	if cfg.Source == nil {
+		return nil, &ConfigError{Key: "source_config", Msg: "is required"}
 	}
-	src, err := kind.open(cfg)
+	var c *Client // set before Start, so before any goroutine of the source runs
+	src, err := cfg.Source.Open(source.Common{
+		MaxFileBytes: cfg.MaxFileBytes,
+		Fetchers:     fetchPool(cfg.Concurrency),
+		Go:           func(name string, fn func()) { c.goSource(name, fn) },
+	})
 	if err != nil {
 		return nil, err
 	}
-	return newClient(cfg, src)
+	c, err = newClient(cfg, src)
+	return c, err
+}
+
+// goSource starts a goroutine for the source, in the current run: a source starts them while it
+// lists, that is while the run is on.
+func (c *Client) goSource(name string, fn func()) {
+	c.mu.Lock()
+	run := c.run
+	c.mu.Unlock()
+	run.goSource(name, fn)
 }
 
 // newClient runs cfg's pipeline over src (tests bring their own sources).
@@ -74,7 +89,7 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 		}
 	}
 	c := &Client{cfg: cfg, src: src, opts: imaging.Options{MaxPixels: DefaultMaxPixels},
-		progress: newProgress(cfg.Resume), faults: faults.FromEnv()}
+		progress: resume.NewTracker(cfg.Resume), faults: faults.FromEnv()}
 	if ic := cfg.Image; ic != nil {
 		c.opts = imaging.Options{
 			CropAndResize: ic.CropAndResize,
@@ -152,7 +167,7 @@ func (c *Client) NextBatch(timeout time.Duration) (*Batch, error) {
 
 // State returns the resume state: pass it as resume_state to a new client with the same
 // configuration to continue where this one is (README "Exact resume").
-func (c *Client) State() State { return c.progress.state() }
+func (c *Client) State() State { return c.progress.State() }
 
 // StopGrace is how long Stop waits for the run's goroutines. A worker blocked in a read the kernel
 // will not interrupt (a hung NFS or FUSE mount, a FIFO without a writer) is then abandoned: it is
@@ -186,7 +201,7 @@ func (c *Client) Stop() {
 				b.Free()
 			}
 		}
-		run.wg.Wait()
+		<-run.ended
 		if cl, ok := c.src.(io.Closer); ok {
 			_ = cl.Close() // idle HTTP connections
 		}
@@ -203,7 +218,7 @@ func (c *Client) Stop() {
 // Stats returns a snapshot of the counters.
 func (c *Client) Stats() Stats {
 	st := c.stat.snapshot()
-	st.Epoch = c.progress.state().Epoch
+	st.Epoch = c.progress.State().Epoch
 	return st
 }
 

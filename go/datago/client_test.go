@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 // writeImages writes n small PNGs under root (in a few subfolders) and returns their paths.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/datago-dev/datago/datago/imaging"
+	"github.com/datago-dev/datago/internal/imaging"
 )
 
 type bucketKey struct{ w, h, c int }
@@ -134,7 +134,7 @@ func (k *collector) add(s *Sample) bool {
 	}
 	if s.Image == nil || s.Image.Encoded {
 		c.stat.skip(s.ID, ReasonNoBatch, fmt.Errorf("a sample without a main image cannot join a batch"))
-		c.progress.mark(s.epoch, s.seq)
+		c.progress.Mark(s.epoch, s.seq)
 		s.Free()
 		return true
 	}
@@ -175,7 +175,7 @@ func (k *collector) flush(epoch int) bool {
 		if c.cfg.DropLast {
 			for _, s := range samples {
 				c.stat.droppedLast.Add(1)
-				c.progress.mark(s.epoch, s.seq)
+				c.progress.Mark(s.epoch, s.seq)
 				s.Free()
 			}
 			continue
@@ -200,7 +200,7 @@ func (k *collector) sendBatch(samples []*Sample) bool {
 	if err != nil { // out of memory: the samples cannot be delivered
 		for _, s := range samples {
 			c.stat.skip(s.ID, ReasonInternal, err)
-			c.progress.mark(s.epoch, s.seq)
+			c.progress.Mark(s.epoch, s.seq)
 			s.Free()
 		}
 		return true

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/datago-dev/datago/datago/imaging"
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/bucket"
+	"github.com/datago-dev/datago/internal/imaging"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 // decode is one decoder: it turns each fetched item into a sample, or into a skip, and hands the
@@ -28,7 +29,7 @@ func (p *pipeline) decode(in <-chan fetchedItem, emit func(outcome) bool) {
 			o.sample = p.decodeOne(f)
 		}
 		if o.sample == nil {
-			p.c.progress.mark(f.epoch, f.seq) // a skipped item is done: it would be skipped again
+			p.c.progress.Mark(f.epoch, f.seq) // a skipped item is done: it would be skipped again
 		} else {
 			o.sample.epoch, o.sample.seq = f.epoch, f.seq
 		}
@@ -80,7 +81,7 @@ func (c *Client) assemble(id string, raw *source.Raw) (*Sample, error) {
 		opts := c.opts
 		opts.Mask, opts.PreEncode = kind == ItemMask, false
 		if opts.CropAndResize && s.Image != nil {
-			opts.Target = &imaging.Bucket{Width: s.Image.Width, Height: s.Image.Height}
+			opts.Target = &bucket.Bucket{Width: s.Image.Width, Height: s.Image.Height}
 		}
 		for _, m := range members {
 			im, err := imaging.Process(m.Data, &opts)

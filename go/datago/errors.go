@@ -3,7 +3,7 @@ package datago
 import (
 	"errors"
 
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 var (
@@ -15,12 +15,12 @@ var (
 	ErrState = errors.New("invalid client state")
 )
 
-// Skip reasons that come from image processing (sources add theirs).
+// Skip reasons of the pipeline (every reason is defined in internal/source/reasons.go).
 const (
-	ReasonDecodeError = "decode_error"
+	ReasonDecodeError = source.ReasonDecodeError
 	ReasonTooLarge    = source.ReasonTooLarge
 	ReasonEmpty       = source.ReasonEmpty
 	ReasonReadError   = source.ReasonReadError
-	ReasonInternal    = "internal_error"
-	ReasonNoBatch     = "no_image_for_batch"
+	ReasonInternal    = source.ReasonInternal
+	ReasonNoBatch     = source.ReasonNoBatch
 )

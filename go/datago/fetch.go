@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/datago-dev/datago/datago/source"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 // FetchersPerWorker is the number of fetching goroutines per decoding worker (concurrency).
@@ -12,11 +12,13 @@ const FetchersPerWorker = 4
 
 // fetchers is the size of the fetching pool. With concurrency 1 it is 1 too, so that samples
 // arrive in the order the source lists them (a documented guarantee).
-func (c *Client) fetchers() int {
-	if c.cfg.Concurrency == 1 {
+func (c *Client) fetchers() int { return fetchPool(c.cfg.Concurrency) }
+
+func fetchPool(concurrency int) int {
+	if concurrency == 1 {
 		return 1
 	}
-	return FetchersPerWorker * c.cfg.Concurrency
+	return FetchersPerWorker * concurrency
 }
 
 // fetch is one fetcher: it reads each item's bytes (unless listing already did) and passes it on,

@@ -1,6 +1,6 @@
 package datago
 
-import "github.com/datago-dev/datago/datago/source"
+import "github.com/datago-dev/datago/internal/source"
 
 // list runs the source's listing once per epoch, numbering the items. A resumed client skips
 // the items its state says are done. Each epoch's end is sent on ends (when not nil) after the
@@ -8,7 +8,7 @@ import "github.com/datago-dev/datago/datago/source"
 func (p *pipeline) list(items chan<- seqItem, ends chan<- epochEnd) {
 	c, ctx := p.c, p.ctx
 	var gseq int64
-	for epoch := c.progress.state().Epoch; c.cfg.Epochs == 0 || epoch < c.cfg.Epochs; epoch++ {
+	for epoch := c.progress.State().Epoch; c.cfg.Epochs == 0 || epoch < c.cfg.Epochs; epoch++ {
 		if es, ok := c.src.(source.Epochs); ok {
 			es.SetEpoch(epoch)
 		}
@@ -16,7 +16,7 @@ func (p *pipeline) list(items chan<- seqItem, ends chan<- epochEnd) {
 		emit := func(it source.Item) bool {
 			s := seq
 			seq++
-			if c.progress.isDone(epoch, s) {
+			if c.progress.IsDone(epoch, s) {
 				return true
 			}
 			select {
@@ -36,7 +36,7 @@ func (p *pipeline) list(items chan<- seqItem, ends chan<- epochEnd) {
 		if ctx.Err() != nil {
 			return
 		}
-		c.progress.listed(epoch, seq)
+		c.progress.Listed(epoch, seq)
 		if ends != nil {
 			select {
 			case ends <- epochEnd{epoch: epoch, total: sent, gseq: gseq}:

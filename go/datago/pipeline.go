@@ -6,9 +6,10 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
-	"github.com/datago-dev/datago/datago/source"
 	"github.com/datago-dev/datago/internal/faults"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 // pipeline is one run of the stages, from Start to Stop:
@@ -28,6 +29,7 @@ type pipeline struct {
 	faults faults.Points
 	wg     sync.WaitGroup // every goroutine of the run
 	alive  atomic.Int64   // how many of them are running
+	ended  chan struct{}  // closed once every goroutine of the run has returned
 }
 
 // seqItem is a listed item with its place: epoch, position in the epoch's listing (seq) and in
@@ -61,11 +63,31 @@ type epochEnd struct {
 
 func newPipeline(c *Client) *pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &pipeline{c: c, ctx: ctx, cancel: cancel, faults: c.faults}
+	return &pipeline{c: c, ctx: ctx, cancel: cancel, faults: c.faults, ended: make(chan struct{})}
 }
 
 // start wires the stages and returns at once.
 func (p *pipeline) start() {
+	p.wire()
+	go func() { // after wire, so the count only reaches 0 at the very end
+		p.wg.Wait()
+		close(p.ended)
+	}()
+}
+
+// wait waits up to d for every goroutine of the run to return; false if some did not.
+func (p *pipeline) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.ended:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (p *pipeline) wire() {
 	cfg := p.c.cfg
 	collecting := cfg.Deterministic || cfg.BatchSize > 0
 	items := make(chan seqItem, cfg.PrefetchBufferSize)
@@ -74,12 +96,13 @@ func (p *pipeline) start() {
 		ends = make(chan epochEnd, 1)
 	}
 	p.spawn("lister", func() {
-		defer close(items)
-		if ends != nil {
-			defer close(ends)
-		}
 		p.faults.Hit("list")
 		p.list(items, ends)
+	}, func() {
+		close(items)
+		if ends != nil {
+			close(ends)
+		}
 	})
 
 	// Fetchers wait on IO (HTTP downloads, disk), decoders on the CPU: separate pools, so that a
@@ -107,23 +130,31 @@ func (p *pipeline) start() {
 		})
 	}, func() { close(outcomes) })
 	p.spawn("collector", func() {
-		if cfg.BatchSize > 0 {
-			defer close(p.c.batches)
-		} else {
-			defer close(p.c.ready)
-		}
 		p.faults.Hit("collect")
 		p.collect(outcomes, ends)
+	}, func() {
+		if cfg.BatchSize > 0 {
+			close(p.c.batches)
+		} else {
+			close(p.c.ready)
+		}
 	})
 }
 
-// spawn runs fn in a goroutine of the run. A panic in fn fails the client and stops the run.
-func (p *pipeline) spawn(name string, fn func()) {
+// spawn runs fn in a goroutine of the run, then each of after (closing what fn sent on). A panic
+// in fn fails the client and stops the run; the failure is recorded before after runs, so that a
+// consumer that sees the channel closed also sees why.
+func (p *pipeline) spawn(name string, fn func(), after ...func()) {
 	p.wg.Add(1)
 	p.alive.Add(1)
 	go func() {
 		defer p.wg.Done()
 		defer p.alive.Add(-1)
+		defer func() {
+			for _, f := range after {
+				f()
+			}
+		}()
 		defer p.recover(name)
 		fn()
 	}()
@@ -135,24 +166,13 @@ func (p *pipeline) pool(name string, n int, worker func(), done func()) {
 	var workers sync.WaitGroup
 	workers.Add(n)
 	for i := 0; i < n; i++ {
-		p.spawn(name, func() {
-			defer workers.Done()
-			worker()
-		})
+		p.spawn(name, worker, workers.Done)
 	}
-	p.spawn(name+" pool", func() {
-		workers.Wait()
-		done()
-	})
+	p.spawn(name+" pool", workers.Wait, done)
 }
 
 // goSource is source.Common.Go: the goroutines a source starts run under the same policy.
-func (p *pipeline) goSource(name string, fn func()) {
-	p.spawn("source "+name, func() {
-		p.faults.Hit("source")
-		fn()
-	})
-}
+func (p *pipeline) goSource(name string, fn func()) { p.spawn("source's "+name, fn) }
 
 func (p *pipeline) recover(name string) {
 	if r := recover(); r != nil {

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/datago-dev/datago/datago/source"
 	"github.com/datago-dev/datago/internal/faults"
+	"github.com/datago-dev/datago/internal/source"
 )
 
 // A panic in a goroutine of the run fails the client (an error from Next, never a dead process),

@@ -3,21 +3,23 @@ package datago
 import (
 	"fmt"
 	"time"
+
+	"github.com/datago-dev/datago/internal/resume"
 )
 
 // delivery is what the ready queue holds: a sample, or a batch with batch_size.
 type delivery interface {
 	Free()
-	size() int64      // samples it holds, counted against the limit
-	done(p *progress) // marks its samples delivered in the resume state
+	size() int64            // samples it holds, counted against the limit
+	done(p *resume.Tracker) // marks its samples delivered in the resume state
 }
 
-func (s *Sample) size() int64      { return 1 }
-func (s *Sample) done(p *progress) { p.mark(s.epoch, s.seq) }
-func (b *Batch) size() int64       { return int64(len(b.Samples)) }
-func (b *Batch) done(p *progress) {
+func (s *Sample) size() int64            { return 1 }
+func (s *Sample) done(p *resume.Tracker) { p.Mark(s.epoch, s.seq) }
+func (b *Batch) size() int64             { return int64(len(b.Samples)) }
+func (b *Batch) done(p *resume.Tracker) {
 	for _, s := range b.Samples {
-		p.mark(s.epoch, s.seq)
+		p.Mark(s.epoch, s.seq)
 	}
 }
 
@@ -60,6 +62,12 @@ func receive[T delivery](c *Client, ch chan T, timeout time.Duration) (T, error)
 		}
 	}
 	if !ok {
+		// The queue's closer is done, but a goroutine that panicked may still be unwinding
+		// towards its recover: the end is only clean once the whole run has returned.
+		c.mu.Lock()
+		run := c.run
+		c.mu.Unlock()
+		run.wait(StopGrace)
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.failure != nil {

@@ -1,6 +1,6 @@
 package datago
 
-import "github.com/datago-dev/datago/datago/imaging"
+import "github.com/datago-dev/datago/internal/imaging"
 
 // ItemKind says what a named item of a sample is; the values match the C ABI's DATAGO_ITEM_*.
 type ItemKind int

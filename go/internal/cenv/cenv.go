@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Package cenv reads environment variables through C. Inside libdatago.so, Go's os.Getenv reads a
 // copy of the environment taken when the library was loaded, so a variable set later from Python
 // (os.environ[...] = ...) would be missed; C's getenv sees it. (Go's own Setenv, as used by tests,

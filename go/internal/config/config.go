@@ -1,0 +1,200 @@
+// Package config is the loader's configuration: the JSON keys of the original datago, read with
+// their defaults and checked, each mistake a *confread.Error naming its key. source_config is read
+// by the source kind that source_type names (sources.go). Pure Go: it builds, tests and fuzzes
+// without cgo.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"runtime"
+
+	"github.com/datago-dev/datago/internal/bucket"
+	"github.com/datago-dev/datago/internal/confread"
+	"github.com/datago-dev/datago/internal/resume"
+	"github.com/datago-dev/datago/internal/source"
+)
+
+// Config is a validated loader configuration. Its JSON form keeps the keys of the original datago.
+type Config struct {
+	SourceType         string        // canonical name of the source kind
+	Source             source.Config // its parsed source_config
+	Image              *ImageConfig  // nil: images are decoded and delivered at full size
+	PrefetchBufferSize int
+	SamplesBufferSize  int
+	Concurrency        int
+	Limit              int
+	MaxFileBytes       int64 // a file (or HTTP body, or tar member) larger than this is skipped as too_large
+
+	// Training integration (README "Training"): epochs to run (0 = forever), delivery in listing
+	// order whatever the thread timing, bucketed batches, and a resume state from Client.State.
+	Epochs        int
+	Deterministic bool
+	BatchSize     int // 0: samples, not batches
+	DropLast      bool
+	Resume        *resume.State
+}
+
+// ImageConfig controls the processing applied to every image.
+type ImageConfig struct {
+	CropAndResize     bool
+	DefaultImageSize  int
+	DownsamplingRatio int
+	MinAspectRatio    float64
+	MaxAspectRatio    float64
+	PreEncodeImages   bool
+	MaxPixels         int64
+	Buckets           []bucket.Bucket // derived from the fields above
+}
+
+// Default values, documented in README.md.
+const (
+	DefaultPrefetchBufferSize = 64
+	DefaultSamplesBufferSize  = 128
+	DefaultImageSize          = 512
+	DefaultDownsamplingRatio  = 16
+	DefaultMinAspectRatio     = 0.5
+	DefaultMaxAspectRatio     = 2.0
+	DefaultMaxPixels          = 100_000_000
+	DefaultMaxFileBytes       = 256 << 20
+	MaxImageSize              = 16384 // default_image_size beyond this is not an image anyone trains on
+	MaxBucketSide             = 65535 // the widest bucket a ratio range may produce
+	MaxAspectRatio            = 64.0  // min_aspect_ratio >= 1/64, max_aspect_ratio <= 64
+	MaxBufferSize             = 1 << 16
+	MaxConcurrency            = 1024
+)
+
+// Parse reads, validates and completes a JSON configuration. Its error is a *confread.Error.
+func Parse(data []byte) (*Config, error) {
+	raw, derr := confread.Decode(data, "config")
+	if derr != nil {
+		return nil, derr
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return nil, &confread.Error{Key: "config", Msg: "must be a JSON object"}
+	}
+	r := &confread.Reader{}
+	cfg := readConfig(r, confread.NewObject("", m))
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func readConfig(r *confread.Reader, top *confread.Object) *Config {
+	cfg := &Config{
+		PrefetchBufferSize: DefaultPrefetchBufferSize,
+		SamplesBufferSize:  DefaultSamplesBufferSize,
+		Concurrency:        runtime.NumCPU(),
+	}
+	r.Str(top, "source_type", &cfg.SourceType, true)
+	kind := lookupKind(cfg.SourceType)
+	if kind == nil && !r.Failed() {
+		r.Fail("source_type", fmt.Sprintf("unknown source type %q (valid: %s)", cfg.SourceType, kindNames()))
+	}
+	if sc := r.Obj(top, "source_config", true); sc != nil && kind != nil {
+		cfg.SourceType = kind.Names[0]
+		cfg.Source = kind.Parse(r, sc)
+		r.Finish(sc)
+	}
+	if ic := r.Obj(top, "image_config", false); ic != nil {
+		cfg.Image = readImageConfig(r, ic)
+	}
+	r.IntegerIn(top, "prefetch_buffer_size", &cfg.PrefetchBufferSize, 1, MaxBufferSize)
+	r.IntegerIn(top, "samples_buffer_size", &cfg.SamplesBufferSize, 1, MaxBufferSize)
+	r.IntegerIn(top, "concurrency", &cfg.Concurrency, 0, MaxConcurrency)
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = runtime.NumCPU()
+	}
+	r.Integer(top, "limit", &cfg.Limit, 0)
+	maxFile := DefaultMaxFileBytes
+	r.Integer(top, "max_file_bytes", &maxFile, 1)
+	cfg.MaxFileBytes = int64(maxFile)
+	cfg.Epochs = 1
+	r.Integer(top, "epochs", &cfg.Epochs, 0)
+	r.Boolean(top, "deterministic", &cfg.Deterministic)
+	r.IntegerIn(top, "batch_size", &cfg.BatchSize, 0, MaxBufferSize)
+	r.Boolean(top, "drop_last", &cfg.DropLast)
+	if o := r.Obj(top, "resume_state", false); o != nil && !r.Failed() {
+		var err *confread.Error
+		cfg.Resume, err = resume.Parse(o.Map())
+		r.FailWith(err)
+	}
+	r.Finish(top)
+	if !r.Failed() && cfg.BatchSize > 0 && (cfg.Image == nil || !cfg.Image.CropAndResize) {
+		r.Fail("batch_size", "needs image_config.crop_and_resize: a batch stacks images of one bucket")
+	} else if !r.Failed() && cfg.BatchSize > 0 && cfg.Image.PreEncodeImages {
+		r.Fail("batch_size", "cannot stack encoded images (image_config.pre_encode_images)")
+	}
+	return cfg
+}
+
+func readImageConfig(r *confread.Reader, o *confread.Object) *ImageConfig {
+	ic := &ImageConfig{
+		DefaultImageSize:  DefaultImageSize,
+		DownsamplingRatio: DefaultDownsamplingRatio,
+		MinAspectRatio:    DefaultMinAspectRatio,
+		MaxAspectRatio:    DefaultMaxAspectRatio,
+		MaxPixels:         DefaultMaxPixels,
+	}
+	r.Boolean(o, "crop_and_resize", &ic.CropAndResize)
+	r.Integer(o, "default_image_size", &ic.DefaultImageSize, 1)
+	r.Integer(o, "downsampling_ratio", &ic.DownsamplingRatio, 1)
+	r.Float(o, "min_aspect_ratio", &ic.MinAspectRatio)
+	r.Float(o, "max_aspect_ratio", &ic.MaxAspectRatio)
+	r.Boolean(o, "pre_encode_images", &ic.PreEncodeImages)
+	maxPixels := int(ic.MaxPixels)
+	r.Integer(o, "max_pixels", &maxPixels, 1)
+	ic.MaxPixels = int64(maxPixels)
+	r.Finish(o)
+	if r.Failed() {
+		return ic
+	}
+	switch {
+	case ic.MinAspectRatio <= 0:
+		r.Fail(o.Path()+".min_aspect_ratio", fmt.Sprintf("must be > 0, got %g", ic.MinAspectRatio))
+	case ic.MinAspectRatio < 1/MaxAspectRatio:
+		r.Fail(o.Path()+".min_aspect_ratio", fmt.Sprintf("must be >= 1/%g, got %g", MaxAspectRatio, ic.MinAspectRatio))
+	case ic.MaxAspectRatio <= 0:
+		r.Fail(o.Path()+".max_aspect_ratio", fmt.Sprintf("must be > 0, got %g", ic.MaxAspectRatio))
+	case ic.MaxAspectRatio > MaxAspectRatio:
+		r.Fail(o.Path()+".max_aspect_ratio", fmt.Sprintf("must be <= %g, got %g", MaxAspectRatio, ic.MaxAspectRatio))
+	case ic.MinAspectRatio > ic.MaxAspectRatio:
+		r.Fail(o.Path()+".min_aspect_ratio", fmt.Sprintf("must be <= max_aspect_ratio (%g), got %g", ic.MaxAspectRatio, ic.MinAspectRatio))
+	case ic.DefaultImageSize > MaxImageSize:
+		r.Fail(o.Path()+".default_image_size", fmt.Sprintf("must be <= %d, got %d", MaxImageSize, ic.DefaultImageSize))
+	case ic.DefaultImageSize%ic.DownsamplingRatio != 0:
+		r.Fail(o.Path()+".default_image_size", fmt.Sprintf("must be a multiple of downsampling_ratio (%d), got %d", ic.DownsamplingRatio, ic.DefaultImageSize))
+	}
+	if !r.Failed() && ic.CropAndResize {
+		ic.Buckets = bucket.Buckets(ic.DefaultImageSize, ic.DownsamplingRatio, ic.MinAspectRatio, ic.MaxAspectRatio)
+		if len(ic.Buckets) == 0 {
+			r.Fail(o.Path()+".min_aspect_ratio", fmt.Sprintf("no aspect-ratio bucket lies between %g and %g at this size", ic.MinAspectRatio, ic.MaxAspectRatio))
+		}
+		for _, b := range ic.Buckets {
+			if b.Width > MaxBucketSide || b.Height > MaxBucketSide {
+				r.Fail(o.Path()+".default_image_size", fmt.Sprintf("gives a %dx%d bucket with these aspect ratios; sides are limited to %d", b.Width, b.Height, MaxBucketSide))
+				break
+			}
+		}
+	}
+	return ic
+}
+
+// ParseImageConfig validates an image_config object on its own (used to compute buckets for callers).
+func ParseImageConfig(data []byte) (*ImageConfig, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, &confread.Error{Key: "image_config", Msg: "invalid JSON: " + err.Error()}
+	}
+	r := &confread.Reader{}
+	ic := readImageConfig(r, confread.NewObject("image_config", m))
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	return ic, nil
+}

@@ -1,0 +1,142 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/datago-dev/datago/internal/confread"
+	"github.com/datago-dev/datago/internal/source/dataroom"
+	"github.com/datago-dev/datago/internal/source/filesystem"
+	"github.com/datago-dev/datago/internal/source/webdataset"
+)
+
+func TestParseConfigDefaults(t *testing.T) {
+	root := t.TempDir()
+	cfg, err := Parse([]byte(fmt.Sprintf(`{"source_type": "file", "source_config": {"root_path": %q}}`, root)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SourceType != "filesystem" || cfg.Image != nil || cfg.Limit != 0 ||
+		cfg.PrefetchBufferSize != DefaultPrefetchBufferSize || cfg.SamplesBufferSize != DefaultSamplesBufferSize ||
+		cfg.Concurrency != runtime.NumCPU() || cfg.Source.(filesystem.Config).PageSize != filesystem.DefaultPageSize || cfg.Source.(filesystem.Config).WorldSize != 1 {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+}
+
+func TestParseConfigOriginalExample(t *testing.T) {
+	root := t.TempDir()
+	cfg, err := Parse([]byte(fmt.Sprintf(`{
+	  "source_type": "filesystem",
+	  "source_config": {"root_path": %q, "page_size": 512, "rank": 1, "world_size": 2},
+	  "image_config": {"crop_and_resize": true, "default_image_size": 512, "downsampling_ratio": 16,
+	                   "min_aspect_ratio": 0.5, "max_aspect_ratio": 2.0, "pre_encode_images": false},
+	  "prefetch_buffer_size": 64, "samples_buffer_size": 128, "concurrency": 8, "limit": 10}`, root)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Source.(filesystem.Config).Rank != 1 || cfg.Concurrency != 8 || cfg.Limit != 10 || !cfg.Image.CropAndResize ||
+		len(cfg.Image.Buckets) == 0 || cfg.Image.MaxPixels != DefaultMaxPixels {
+		t.Fatalf("unexpected config %+v / %+v", cfg, cfg.Image)
+	}
+}
+
+func TestParseConfigErrorsNameTheKey(t *testing.T) {
+	root := t.TempDir()
+	file := filepath.Join(root, "f.txt")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sc := fmt.Sprintf(`"source_config": {"root_path": %q}`, root)
+	cases := []struct{ json, key, contains string }{
+		{`[]`, "config", "object"},
+		{`{`, "config", "invalid JSON"},
+		{`{"source_config": {"root_path": "/"}}`, "source_type", "required"},
+		{`{"source_type": "ftp", ` + sc + `}`, "source_type", "unknown source type"},
+		{`{"source_type": 3, ` + sc + `}`, "source_type", "string"},
+		{`{"source_type": "filesystem"}`, "source_config", "required"},
+		{`{"source_type": "filesystem", "source_config": {}}`, "source_config.root_path", "required"},
+		{`{"source_type": "filesystem", "source_config": {"root_path": "/does/not/exist"}}`, "source_config.root_path", "no such file"},
+		{fmt.Sprintf(`{"source_type": "filesystem", "source_config": {"root_path": %q}}`, file), "source_config.root_path", "not a directory"},
+		{fmt.Sprintf(`{"source_type": "filesystem", "source_config": {"root_path": %q, "rank": 2, "world_size": 2}}`, root), "source_config.rank", "< world_size"},
+		{fmt.Sprintf(`{"source_type": "filesystem", "source_config": {"root_path": %q, "rank": -1}}`, root), "source_config.rank", ">= 0"},
+		{fmt.Sprintf(`{"source_type": "filesystem", "source_config": {"root_path": %q, "world_size": 0}}`, root), "source_config.world_size", ">= 1"},
+		{fmt.Sprintf(`{"source_type": "filesystem", "source_config": {"root_path": %q, "page_size": 1.5}}`, root), "source_config.page_size", "integer"},
+		{fmt.Sprintf(`{"source_type": "filesystem", "source_config": {"root_path": %q, "rnak": 1}}`, root), "source_config.rnak", `did you mean "rank"`},
+		{`{"source_type": "filesystem", ` + sc + `, "concurency": 4}`, "concurency", `did you mean "concurrency"`},
+		{`{"source_type": "filesystem", ` + sc + `, "concurrency": -1}`, "concurrency", ">= 0"},
+		{`{"source_type": "filesystem", ` + sc + `, "prefetch_buffer_size": 0}`, "prefetch_buffer_size", ">= 1"},
+		{`{"source_type": "filesystem", ` + sc + `, "samples_buffer_size": 0}`, "samples_buffer_size", ">= 1"},
+		{`{"source_type": "filesystem", ` + sc + `, "limit": -5}`, "limit", ">= 0"},
+		{`{"source_type": "filesystem", ` + sc + `, "prefetch_buffer_size": 1000000000000}`, "prefetch_buffer_size", "<= 65536"},
+		{`{"source_type": "filesystem", ` + sc + `, "samples_buffer_size": 100000000000}`, "samples_buffer_size", "<= 65536"},
+		{`{"source_type": "filesystem", ` + sc + `, "concurrency": 100000}`, "concurrency", "<= 1024"},
+		{`{"source_type": "filesystem", ` + sc + `, "foo": 1}`, "foo", "valid keys: batch_size, concurrency, deterministic"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"max_aspect_ratio": 1000000}}`, "image_config.max_aspect_ratio", "<= 64"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"min_aspect_ratio": 0.000001}}`, "image_config.min_aspect_ratio", ">= 1/64"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"default_image_size": 32768}}`, "image_config.default_image_size", "<= 16384"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"crop_and_resize": true, "default_image_size": 16384, "min_aspect_ratio": 0.02, "max_aspect_ratio": 50}}`, "image_config.default_image_size", "sides are limited"},
+		{`{"source_type": "filesystem", ` + sc + `, "limit": "10"}`, "limit", "integer"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": []}`, "image_config", "object"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"crop_and_resize": 1}}`, "image_config.crop_and_resize", "boolean"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"default_image_size": -512}}`, "image_config.default_image_size", ">= 1"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"downsampling_ratio": 0}}`, "image_config.downsampling_ratio", ">= 1"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"default_image_size": 500}}`, "image_config.default_image_size", "multiple"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"min_aspect_ratio": 2.5}}`, "image_config.min_aspect_ratio", "<= max_aspect_ratio"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"min_aspect_ratio": -1}}`, "image_config.min_aspect_ratio", "> 0"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"crop_and_resize": true, "min_aspect_ratio": 1.3, "max_aspect_ratio": 1.3}}`, "image_config.min_aspect_ratio", "no aspect-ratio bucket"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"max_pixels": 0}}`, "image_config.max_pixels", ">= 1"},
+		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"pre_encode_image": true}}`, "image_config.pre_encode_image", `did you mean "pre_encode_images"`},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c.json))
+		var ce *confread.Error
+		if !errors.As(err, &ce) {
+			t.Errorf("%s: got %v, want a ConfigError", c.json, err)
+			continue
+		}
+		if ce.Key != c.key || !strings.Contains(ce.Error(), c.contains) || !strings.HasPrefix(ce.Error(), c.key+": ") {
+			t.Errorf("%s: got %q (key %q), want key %q and %q", c.json, ce.Error(), ce.Key, c.key, c.contains)
+		}
+	}
+}
+
+// TestSourceTypeSpellings: every accepted spelling of source_type gives its canonical name and the
+// kind's own config type, with no type assertion left to fail later.
+func TestSourceTypeSpellings(t *testing.T) {
+	root := t.TempDir()
+	shard := filepath.Join(root, "s.tar")
+	if err := os.WriteFile(shard, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(dataroom.EnvAPIURL, "http://127.0.0.1:9/api/")
+	t.Setenv(dataroom.EnvAPIKey, "k")
+	for _, c := range []struct{ name, sc, canonical string }{
+		{"file", fmt.Sprintf(`{"root_path": %q}`, root), "filesystem"},
+		{"FileSystem", fmt.Sprintf(`{"root_path": %q}`, root), "filesystem"},
+		{"DB", `{}`, "db"},
+		{"db", `{}`, "db"},
+		{"WDS", fmt.Sprintf(`{"url": %q}`, shard), "webdataset"},
+	} {
+		cfg, err := Parse([]byte(fmt.Sprintf(`{"source_type": %q, "source_config": %s}`, c.name, c.sc)))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var ok bool
+		switch c.canonical {
+		case "filesystem":
+			_, ok = cfg.Source.(filesystem.Config)
+		case "db":
+			_, ok = cfg.Source.(dataroom.Config)
+		case "webdataset":
+			_, ok = cfg.Source.(webdataset.Config)
+		}
+		if cfg.SourceType != c.canonical || !ok {
+			t.Errorf("%s: source type %q, config %T", c.name, cfg.SourceType, cfg.Source)
+		}
+	}
+}

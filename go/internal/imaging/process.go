@@ -1,0 +1,176 @@
+package imaging
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"github.com/datago-dev/datago/internal/bucket"
+)
+
+// Options select what Process does to an image.
+type Options struct {
+	CropAndResize bool
+	Buckets       []bucket.Bucket // candidate buckets when CropAndResize and Target is nil
+	Target        *bucket.Bucket  // when non-nil (and CropAndResize): force this output size (used to align masks/extra images with a main image)
+	Mask          bool            // output one channel (8-bit greyscale), resized with nearest-neighbour so no new grey levels appear
+	PreEncode     bool            // re-encode the processed image: JPEG quality 95 when it has 3 channels, PNG otherwise
+	MaxPixels     int64           // >0: an image whose header says width*height > MaxPixels is refused with ErrTooLarge before decoding pixels
+
+	libvipsOnly bool // tests: skip the direct libjpeg/libpng decoder, which must agree with libvips
+}
+
+// Image is a processed image in C memory. Data is allocated with malloc and must be released
+// with C free() (Free does it). Ownership passes to the caller.
+type Image struct {
+	Data           unsafe.Pointer
+	Len            int
+	Width, Height  int
+	Channels       int  // 3 (RGB) or 1 (mask); 0 when Encoded
+	Encoded        bool // Data holds JPEG or PNG bytes (PreEncode)
+	OriginalWidth  int  // size after EXIF orientation, before crop/resize
+	OriginalHeight int
+
+	direct bool // decoded by the direct decoder rather than libvips (tests)
+}
+
+// Errors returned by Process wrap one of these (test with errors.Is).
+var (
+	ErrTooLarge = errors.New("image too large")
+	ErrDecode   = errors.New("cannot decode image")
+	ErrEmpty    = errors.New("empty image data")
+)
+
+// Process decodes data (JPEG, PNG, WebP — whatever libvips loads from a buffer) and delivers
+// 8-bit pixels: EXIF orientation applied; RGB (or one grey band with opts.Mask); alpha
+// flattened onto white; 16-bit scaled down; CMYK and embedded ICC profiles converted to sRGB.
+// With opts.CropAndResize the image is resized to cover the bucket (opts.Target, or the
+// closest of opts.Buckets) and centre-cropped to it. A nil opts means no options.
+//
+// Decoding errors wrap ErrEmpty, ErrDecode or ErrTooLarge (errors.Is works) and carry libvips'
+// message; inconsistent options (CropAndResize with neither Buckets nor Target) are reported
+// without a sentinel. Process is safe for concurrent use; each call runs on one libvips thread.
+func Process(data []byte, opts *Options) (*Image, error) {
+	if len(data) == 0 {
+		return nil, ErrEmpty
+	}
+	if opts == nil {
+		opts = &Options{}
+	}
+	if err := Init(); err != nil {
+		return nil, err
+	}
+	forkGate.RLock()
+	defer forkGate.RUnlock()
+	if !opts.CropAndResize {
+		// The whole image is delivered: one load reads the header and decodes.
+		return probeAndDecode(data, opts)
+	}
+	h, err := readHeader(data, !opts.libvipsOnly)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	if h.width <= 0 || h.height <= 0 {
+		return nil, fmt.Errorf("%w: image is %dx%d", ErrDecode, h.width, h.height)
+	}
+	if opts.MaxPixels > 0 && int64(h.width)*int64(h.height) > opts.MaxPixels {
+		return nil, fmt.Errorf("%w: %dx%d is %d pixels, more than the limit of %d",
+			ErrTooLarge, h.width, h.height, int64(h.width)*int64(h.height), opts.MaxPixels)
+	}
+
+	pl := plan{
+		direct:      h.direct,
+		loader:      h.loader,
+		orientation: h.orientation,
+		shrink:      1,
+		mask:        opts.Mask,
+		preEncode:   opts.PreEncode,
+	}
+	if opts.CropAndResize {
+		var b bucket.Bucket
+		switch {
+		case opts.Target != nil:
+			b = *opts.Target
+		case len(opts.Buckets) > 0:
+			b = bucket.Closest(opts.Buckets, h.width, h.height)
+		default:
+			return nil, errors.New("imaging: CropAndResize needs Buckets or a Target")
+		}
+		if b.Width <= 0 || b.Height <= 0 {
+			return nil, fmt.Errorf("imaging: invalid bucket %dx%d", b.Width, b.Height)
+		}
+		pl.resize = true
+		pl.crop = bucket.PlanCrop(h.width, h.height, b)
+		// Block shrinking averages pixels, which would invent grey levels in a mask.
+		if !opts.Mask {
+			pl.shrink = shrinkOnLoad(h.loader, h.width, h.height, pl.crop.CoverW, pl.crop.CoverH)
+		}
+	}
+
+	im, _, _, _, err := decode(data, pl)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	im.OriginalWidth, im.OriginalHeight = h.width, h.height
+	return im, nil
+}
+
+// shrinkOnLoad picks the largest decoder-side shrink that still leaves an image of at least
+// coverW x coverH, so the final resize only ever reduces (quality) and the decoder does as
+// little work as possible. The decoders round sizes up or to nearest, so floor keeps it safe.
+func shrinkOnLoad(loader, w, h, coverW, coverH int) int {
+	maxShrink := 1
+	switch loader {
+	case loaderJPEG:
+		maxShrink = 8 // libjpeg's DCT scaling: 1/2, 1/4, 1/8
+	case loaderWebP:
+		maxShrink = 1 << 10 // libwebp scales to any size
+	}
+	s := 1
+	for s*2 <= maxShrink && w/(s*2) >= coverW && h/(s*2) >= coverH {
+		s *= 2
+	}
+	return s
+}
+
+func probeAndDecode(data []byte, opts *Options) (*Image, error) {
+	im, w, h, tooLarge, err := decode(data, plan{
+		probe: true, direct: !opts.libvipsOnly, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode,
+	})
+	switch {
+	case tooLarge:
+		return nil, fmt.Errorf("%w: %dx%d is %d pixels, more than the limit of %d",
+			ErrTooLarge, w, h, int64(w)*int64(h), opts.MaxPixels)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+	}
+	im.OriginalWidth, im.OriginalHeight = w, h
+	return im, nil
+}
+
+// Stack copies same-shaped images into one buffer, image after image, and frees them: a batch
+// that Python sees as one n x height x width x channels array. The result has the shape of one
+// image and Len of all of them.
+func Stack(images []*Image) (*Image, error) {
+	if len(images) == 0 {
+		return nil, errors.New("imaging: nothing to stack")
+	}
+	first := images[0]
+	for _, im := range images {
+		if im.Encoded || im.Width != first.Width || im.Height != first.Height || im.Channels != first.Channels {
+			return nil, fmt.Errorf("imaging: cannot stack a %dx%dx%d image on %dx%dx%d ones",
+				im.Width, im.Height, im.Channels, first.Width, first.Height, first.Channels)
+		}
+	}
+	out, err := alloc(first.Len * len(images))
+	if err != nil {
+		return nil, err
+	}
+	out.Width, out.Height, out.Channels = first.Width, first.Height, first.Channels
+	dst, n := out.Bytes(), first.Len
+	for i, im := range images {
+		copy(dst[i*n:], im.Bytes())
+		im.Free()
+	}
+	return out, nil
+}

@@ -1,0 +1,194 @@
+// Package resume is the resume state of a client: which items of which epochs are done, as a
+// compact State that a new client can start from, and the Tracker that keeps it while samples are
+// delivered.
+package resume
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/datago-dev/datago/internal/confread"
+)
+
+// Version is the version of the resume state format.
+const Version = 1
+
+// State is what a client has done, enough to resume so that the samples delivered before and
+// after together are exactly each epoch's samples. Items are numbered per epoch in listing order
+// (seq); an item is done once it was delivered, or skipped as bad (it would be skipped again).
+// Items in flight when the state was taken (queued, in a partial batch) are not done: the resumed
+// client makes them again.
+type State struct {
+	Version int          `json:"version"`
+	Epoch   int          `json:"epoch"` // every epoch before it is complete
+	Done    []EpochState `json:"done"`  // epochs >= Epoch with something done, ascending
+}
+
+// EpochState says that items 0..Below-1 are done, and so are the items of Extra (all >= Below).
+type EpochState struct {
+	Epoch int     `json:"epoch"`
+	Below int64   `json:"below"`
+	Extra []int64 `json:"extra,omitempty"`
+}
+
+// Parse reads resume_state (decoded JSON); a mistake names its key.
+func Parse(m map[string]any) (*State, *confread.Error) {
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil, &confread.Error{Key: "resume_state", Msg: err.Error()}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var st State
+	if err := dec.Decode(&st); err != nil {
+		return nil, &confread.Error{Key: "resume_state", Msg: "not a datago state: " + err.Error()}
+	}
+	if st.Version != Version {
+		return nil, &confread.Error{Key: "resume_state.version", Msg: fmt.Sprintf("must be %d, got %d", Version, st.Version)}
+	}
+	if st.Epoch < 0 {
+		return nil, &confread.Error{Key: "resume_state.epoch", Msg: fmt.Sprintf("must be >= 0, got %d", st.Epoch)}
+	}
+	for i, e := range st.Done {
+		if e.Epoch < st.Epoch || e.Below < 0 || (i > 0 && e.Epoch <= st.Done[i-1].Epoch) {
+			return nil, &confread.Error{Key: fmt.Sprintf("resume_state.done[%d]", i), Msg: "inconsistent with the other entries"}
+		}
+		for _, x := range e.Extra {
+			if x < e.Below {
+				return nil, &confread.Error{Key: fmt.Sprintf("resume_state.done[%d].extra", i), Msg: fmt.Sprintf("%d is below %d", x, e.Below)}
+			}
+		}
+	}
+	return &st, nil
+}
+
+// epochProgress is the done set of one epoch: a prefix and the items done beyond it.
+type epochProgress struct {
+	below int64
+	extra map[int64]bool
+	total int64 // items listed in the epoch, -1 until its listing ended
+}
+
+func (e *epochProgress) done(seq int64) bool { return seq < e.below || e.extra[seq] }
+
+func (e *epochProgress) mark(seq int64) {
+	if e.done(seq) {
+		return
+	}
+	if seq != e.below {
+		e.extra[seq] = true
+		return
+	}
+	e.below++
+	for e.extra[e.below] {
+		delete(e.extra, e.below)
+		e.below++
+	}
+}
+
+// Tracker tracks the done items of the epochs under way. The memory it holds is bounded by the
+// items in flight (done out of order), plus the whole of a resumed epoch's Extra list. It is safe
+// for concurrent use.
+type Tracker struct {
+	mu     sync.Mutex
+	first  int // epochs before it are complete
+	epochs map[int]*epochProgress
+}
+
+// NewTracker starts from resume (nil: nothing done).
+func NewTracker(resume *State) *Tracker {
+	p := &Tracker{epochs: map[int]*epochProgress{}}
+	if resume != nil {
+		p.first = resume.Epoch
+		for _, e := range resume.Done {
+			ep := p.epoch(e.Epoch)
+			ep.below = e.Below
+			for _, x := range e.Extra {
+				ep.extra[x] = true
+			}
+		}
+	}
+	return p
+}
+
+func (p *Tracker) epoch(e int) *epochProgress {
+	ep := p.epochs[e]
+	if ep == nil {
+		ep = &epochProgress{extra: map[int64]bool{}, total: -1}
+		p.epochs[e] = ep
+	}
+	return ep
+}
+
+// IsDone reports whether a resumed client has already done the item.
+func (p *Tracker) IsDone(epoch int, seq int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if epoch < p.first {
+		return true
+	}
+	ep := p.epochs[epoch]
+	return ep != nil && ep.done(seq)
+}
+
+// Mark records that the item is done (delivered, or skipped as bad).
+func (p *Tracker) Mark(epoch int, seq int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if epoch < p.first {
+		return
+	}
+	p.epoch(epoch).mark(seq)
+	p.advance()
+}
+
+// Listed records that epoch's listing ended with total items.
+func (p *Tracker) Listed(epoch int, total int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if epoch < p.first {
+		return
+	}
+	p.epoch(epoch).total = total
+	p.advance()
+}
+
+// advance drops the complete epochs at the front.
+func (p *Tracker) advance() {
+	for {
+		ep := p.epochs[p.first]
+		if ep == nil || ep.total < 0 || ep.below < ep.total {
+			return
+		}
+		delete(p.epochs, p.first)
+		p.first++
+	}
+}
+
+// State is what is done now.
+func (p *Tracker) State() State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := State{Version: Version, Epoch: p.first, Done: []EpochState{}}
+	keys := make([]int, 0, len(p.epochs))
+	for e := range p.epochs {
+		keys = append(keys, e)
+	}
+	sort.Ints(keys)
+	for _, e := range keys {
+		ep := p.epochs[e]
+		if ep.below == 0 && len(ep.extra) == 0 {
+			continue
+		}
+		es := EpochState{Epoch: e, Below: ep.below}
+		for x := range ep.extra {
+			es.Extra = append(es.Extra, x)
+		}
+		sort.Slice(es.Extra, func(i, j int) bool { return es.Extra[i] < es.Extra[j] })
+		st.Done = append(st.Done, es)
+	}
+	return st
+}
