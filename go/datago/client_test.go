@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/png"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,35 +15,8 @@ import (
 	"time"
 
 	"github.com/datago-dev/datago/internal/source"
+	"github.com/datago-dev/datago/internal/testimg"
 )
-
-// writeImages writes n small PNGs under root (in a few subfolders) and returns their paths.
-func writeImages(t testing.TB, root string, n, w, h int) []string {
-	t.Helper()
-	var paths []string
-	for i := 0; i < n; i++ {
-		img := image.NewRGBA(image.Rect(0, 0, w, h))
-		for y := 0; y < h; y++ {
-			for x := 0; x < w; x++ {
-				img.Set(x, y, color.RGBA{uint8(x * 255 / w), uint8(y * 255 / h), uint8(i), 255})
-			}
-		}
-		p := filepath.Join(root, fmt.Sprintf("d%d", i%3), fmt.Sprintf("img%04d.png", i))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := png.Encode(f, img); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		paths = append(paths, p)
-	}
-	return paths
-}
 
 func openClient(t testing.TB, root, extra string) *Client {
 	t.Helper()
@@ -86,7 +58,7 @@ func waitGoroutines(t *testing.T, n int) {
 
 func TestPipelineDeliversEveryFileOnceAndSkipsBadOnes(t *testing.T) {
 	root := t.TempDir()
-	paths := writeImages(t, root, 40, 24, 16)
+	paths := testimg.WriteFolder(t, root, 40, 24, 16)
 	bad := map[string][]byte{"corrupt.png": []byte("\x89PNG\r\n\x1a\nnot really"), "empty.jpg": nil, "text.jpg": []byte("hello")}
 	for name, b := range bad {
 		if err := os.WriteFile(filepath.Join(root, name), b, 0o644); err != nil {
@@ -121,7 +93,7 @@ func TestPipelineDeliversEveryFileOnceAndSkipsBadOnes(t *testing.T) {
 
 func TestPipelineLimitAndConcurrentConsumers(t *testing.T) {
 	root := t.TempDir()
-	writeImages(t, root, 60, 8, 8)
+	testimg.WriteFolder(t, root, 60, 8, 8)
 	c := openClient(t, root, `, "limit": 25, "concurrency": 3`)
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
@@ -162,7 +134,7 @@ func TestPipelineLimitAndConcurrentConsumers(t *testing.T) {
 
 func TestStopUnderLoadLeavesNoGoroutine(t *testing.T) {
 	root := t.TempDir()
-	writeImages(t, root, 200, 64, 48)
+	testimg.WriteFolder(t, root, 200, 64, 48)
 	base := runtime.NumGoroutine()
 	for i := 0; i < 20; i++ {
 		c := openClient(t, root, `, "concurrency": 4, "samples_buffer_size": 4, "prefetch_buffer_size": 4`)
@@ -219,15 +191,6 @@ func (m *memSource) Fetch(context.Context, source.Item) (*source.Raw, error) {
 	return nil, errors.New("items carry their bytes")
 }
 
-func encodePNG(t *testing.T, img image.Image) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 func TestMasksAndExtrasStayAlignedWithTheImage(t *testing.T) {
 	const w, h = 300, 100 // wider than every bucket: the crop drops columns on both sides
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
@@ -241,9 +204,9 @@ func TestMasksAndExtrasStayAlignedWithTheImage(t *testing.T) {
 		}
 	}
 	raw := &source.Raw{
-		Image:            encodePNG(t, img),
-		Masks:            []source.Named{{Name: "half", Data: encodePNG(t, mask)}},
-		AdditionalImages: []source.Named{{Name: "copy", Data: encodePNG(t, img)}},
+		Image:            testimg.PNG(t, img),
+		Masks:            []source.Named{{Name: "half", Data: testimg.PNG(t, mask)}},
+		AdditionalImages: []source.Named{{Name: "copy", Data: testimg.PNG(t, img)}},
 		Bytes:            []source.Named{{Name: "latent", Data: []byte{1, 2, 3}}},
 		Meta:             map[string]any{"caption": "a red ramp", "label": 3},
 	}
@@ -298,7 +261,7 @@ func TestMasksAndExtrasStayAlignedWithTheImage(t *testing.T) {
 func TestListingStreams(t *testing.T) {
 	root := t.TempDir()
 	var png bytes.Buffer
-	writeImages(t, root, 1, 4, 4)
+	testimg.WriteFolder(t, root, 1, 4, 4)
 	first, err := os.ReadFile(filepath.Join(root, "d0", "img0000.png"))
 	if err != nil {
 		t.Fatal(err)

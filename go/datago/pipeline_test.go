@@ -12,13 +12,14 @@ import (
 
 	"github.com/datago-dev/datago/internal/faults"
 	"github.com/datago-dev/datago/internal/source"
+	"github.com/datago-dev/datago/internal/testimg"
 )
 
 // A panic in a goroutine of the run fails the client (an error from Next, never a dead process),
 // stops every stage and leaves no goroutine behind.
 func TestPanicInAStageFailsTheClient(t *testing.T) {
 	root := t.TempDir()
-	writeImages(t, root, 40, 16, 16)
+	testimg.WriteFolder(t, root, 40, 16, 16)
 	for _, tc := range []struct{ point, extra string }{
 		{"list", ""},
 		{"collect", `, "deterministic": true`},
@@ -60,7 +61,7 @@ func TestPanicInAStageFailsTheClient(t *testing.T) {
 // A panic met while fetching or decoding one sample costs that sample (internal_error), not the run.
 func TestPanicOnOneSampleIsASkip(t *testing.T) {
 	root := t.TempDir()
-	writeImages(t, root, 12, 16, 16)
+	testimg.WriteFolder(t, root, 12, 16, 16)
 	for _, point := range []string{"fetch", "decode"} {
 		t.Run(point, func(t *testing.T) {
 			c := openClient(t, root, `, "concurrency": 2`)
@@ -116,7 +117,7 @@ func (s *stuckSource) Fetch(_ context.Context, it source.Item) (*source.Raw, err
 func TestStopAbandonsAStuckRead(t *testing.T) {
 	base := runtime.NumGoroutine()
 	img := image.NewRGBA(image.Rect(0, 0, 8, 8))
-	src := &stuckSource{n: 50, raw: &source.Raw{Image: encodePNG(t, img)}, release: make(chan struct{}), entered: make(chan struct{})}
+	src := &stuckSource{n: 50, raw: &source.Raw{Image: testimg.PNG(t, img)}, release: make(chan struct{}), entered: make(chan struct{})}
 	cfg, err := ParseConfig([]byte(fmt.Sprintf(`{"source_type": "filesystem", "source_config": {"root_path": %q}, "concurrency": 2}`, t.TempDir())))
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/datago-dev/datago/internal/testimg"
 )
 
 // writeMixed writes n PNGs of three aspect ratios (three buckets at 64 px) under root.
@@ -18,7 +20,7 @@ func writeMixed(t *testing.T, root string, n int) []string {
 	var all []string
 	sizes := [][2]int{{64, 32}, {32, 64}, {48, 48}}
 	for i, sz := range sizes {
-		all = append(all, writeImages(t, filepath.Join(root, fmt.Sprint(i)), (n+2-i)/3, sz[0], sz[1])...)
+		all = append(all, testimg.WriteFolder(t, filepath.Join(root, fmt.Sprint(i)), (n+2-i)/3, sz[0], sz[1])...)
 	}
 	sort.Strings(all)
 	return all
