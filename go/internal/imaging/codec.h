@@ -1,12 +1,12 @@
-#ifndef DATAGO_ENCODE_H
-#define DATAGO_ENCODE_H
+#ifndef DATAGO_CODEC_H
+#define DATAGO_CODEC_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* libjpeg and libpng on the calling thread. Encoders that run on the calling thread (libvips' savers run its thread pool, which a forked
- * child does not have). Both return 0 and a malloc'd buffer in *out, or -1 with a message in
- * err (at least DG_ENCODE_ERR_LEN bytes). */
+/* Encoders and decoders that call libjpeg and libpng directly, on the calling thread (libvips'
+ * savers run its thread pool, which a forked child does not have). The encoders return 0 and a
+ * malloc'd buffer in *out, or -1 with a message in err (at least DG_ENCODE_ERR_LEN bytes). */
 #define DG_ENCODE_ERR_LEN 256 /* > libjpeg's JMSG_LENGTH_MAX */
 int dg_encode_jpeg(const uint8_t *rgb, int width, int height, int quality, void **out, size_t *len,
 		   char *err, size_t errlen);

@@ -41,7 +41,7 @@ var (
 	ErrEmpty    = errors.New("empty image data")
 )
 
-// Process decodes data (JPEG, PNG, WebP — whatever libvips loads from a buffer) and delivers
+// Process decodes data (JPEG, PNG or WebP; anything else is a decode error) and delivers
 // 8-bit pixels: EXIF orientation applied; RGB (or one grey band with opts.Mask); alpha
 // flattened onto white; 16-bit scaled down; CMYK and embedded ICC profiles converted to sRGB.
 // With opts.CropAndResize the image is resized to cover the bucket (opts.Target, or the

@@ -1,7 +1,7 @@
-// Package imaging decodes encoded images (JPEG, PNG, WebP and whatever else libvips can load
-// from memory) into 8-bit sRGB or greyscale pixels, optionally cropped and resized to an
+// Package imaging decodes encoded images (JPEG, PNG and WebP only: dg_open refuses every other
+// format, so no other libvips loader sees untrusted bytes) into 8-bit sRGB or greyscale pixels, optionally cropped and resized to an
 // aspect-ratio bucket, and hands the result over in C memory so it can cross the C ABI without
-// a copy. It is the only package of datago that calls libvips.
+// a copy. It is the only package of datago that calls libvips, libjpeg and libpng.
 package imaging
 
 /*
