@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -373,3 +374,47 @@ def test_close_while_other_threads_wait(tmp_path: Path) -> None:
     # Each waiter got a sample that was ready, or None (the end): no error, no hang.
     assert len(results) == 3
     assert all(r is None or isinstance(r, datago.Sample) for r in results), results
+
+
+class _Holder:
+    """Photoroom's torch wrapper in ten lines: it owns a started client and stops it in __del__."""
+
+    def __init__(self, config: dict) -> None:
+        self.client = datago.Client(config)
+        self.client.start()
+        self.me = self  # a reference cycle: only the cycle collector frees it
+
+    def __del__(self) -> None:
+        self.client.stop()
+
+
+@pytest.mark.parametrize("consumer_thread", [False, True])
+def test_stop_from_an_owners_del_under_gc_collect(photo_dir, consumer_thread: bool) -> None:
+    root, _ = photo_dir(20, size=(64, 48), fmt="PNG")
+    raised: list[BaseException | None] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda u: raised.append(u.exc_value)
+    try:
+        for _ in range(5):
+            holder = _Holder(filesystem_config(root))
+            holder.client.get_sample(timeout=30)
+            if consumer_thread:
+                t = threading.Thread(target=lambda c=holder.client: [None for _ in c], daemon=True)
+                t.start()
+            del holder
+            gc.collect()
+            if consumer_thread:
+                t.join(30)
+                assert not t.is_alive()
+    finally:
+        sys.unraisablehook = previous
+    assert raised == [], raised
+    # The finalised client's methods stay no-ops, also when called directly.
+    holder = _Holder(filesystem_config(root))
+    client = holder.client
+    client._finalizer()  # what the collector does first in a cycle
+    client.stop()
+    client.close()
+    assert client.closed
+    del holder, client
+    gc.collect()

@@ -88,18 +88,25 @@ class Client:
             self._started = True
 
     def stop(self) -> None:
-        """Stop the pipeline and wait for its goroutines. Idempotent."""
-        _lib.check_pid(self._pid, "this datago.Client")
+        """Stop the pipeline and wait for its goroutines (at most about a second: a worker blocked in a
+        read is abandoned). Idempotent, and a no-op once the client was closed or finalised, or in a
+        forked child (which has no pipeline to stop): an owner's ``__del__`` may call it in any order
+        with the client's own clean-up, as the garbage collector runs them."""
+        if os.getpid() != self._pid:
+            return
         with self._lock:
-            if self._closed or self._stopped:
+            if self._closed or self._stopped or not self._finalizer.alive:
                 return
             self._stopped = True
             _lib.client_stop(self._handle)
         self._drain_errors()
 
     def close(self) -> None:
-        """Stop the pipeline and release the client. Idempotent."""
+        """Stop the pipeline and release the client. Idempotent; a no-op once finalised."""
         if self._closed:
+            return
+        if not self._finalizer.alive:  # collected in a cycle: the library's client is already freed
+            self._closed = True
             return
         try:
             self.stop()
