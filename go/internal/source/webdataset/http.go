@@ -205,9 +205,9 @@ func (h *httpStream) attempt() (retry bool, err error) {
 		resp.Body.Close()
 		resp.Body = io.NopCloser(strings.NewReader(""))
 	case httpretry.Transient(code):
-		return fail(resp, true, fmt.Errorf("HTTP %s", resp.Status))
+		return fail(resp, true, &statusError{code, resp.Status})
 	default:
-		return fail(resp, false, fmt.Errorf("HTTP %s", resp.Status))
+		return fail(resp, false, &statusError{code, resp.Status})
 	}
 	h.body, h.cancel, h.timer = resp.Body, cancel, timer
 	timer.Reset(h.timeout)

@@ -140,13 +140,20 @@ func (w *Source) myShards(rng *rand.Rand) []string {
 // (in seeded order) are dealt to concurrent_downloads slots, slot k reading shards k, k+n, k+2n, ...;
 // the slots are taken in turn, one sample each, and the samples mixed through a seeded buffer of
 // shuffle_buffer: the order depends on the seed and the data only, not on timing.
-func (w *Source) List(ctx context.Context, emit func(source.Item) bool, skip func(id, reason string, err error)) error {
+func (w *Source) List(ctx context.Context, emit func(source.Item) bool, skip func(id, reason string, err error)) (err error) {
 	rng := rand.New(rand.NewSource(source.EpochSeed(w.cfg.Seed, w.epoch)))
 	shards := w.myShards(rng)
 	if len(shards) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	dead := newDeadCheck(len(shards))
+	var deadErr atomic.Pointer[error]
+	defer func() { // runs last, once every reader has returned
+		if e := deadErr.Load(); e != nil && err == nil {
+			err = *e
+		}
+	}()
 	var wg sync.WaitGroup
 	defer func() {
 		cancel()
@@ -160,6 +167,14 @@ func (w *Source) List(ctx context.Context, emit func(source.Item) bool, skip fun
 		skipMu.Lock()
 		defer skipMu.Unlock()
 		skip(id, reason, err)
+	}
+	read := func(i int, send func(source.Item) bool) {
+		if failure := w.readShard(ctx, shards[i], send, safeSkip, dead.worked); failure == nil {
+			dead.worked()
+		} else if e := dead.failed(i, shards[i], failure); e != nil {
+			deadErr.Store(&e)
+			cancel()
+		}
 	}
 	n := min(w.cfg.ConcurrentDownloads, len(shards))
 	sender := func(ch chan<- source.Item) func(source.Item) bool {
@@ -186,7 +201,7 @@ func (w *Source) List(ctx context.Context, emit func(source.Item) bool, skip fun
 					if i >= len(shards) {
 						return
 					}
-					w.readShard(ctx, shards[i], sender(out), safeSkip)
+					read(i, sender(out))
 				}
 			})
 		}
@@ -212,7 +227,7 @@ func (w *Source) List(ctx context.Context, emit func(source.Item) bool, skip fun
 			defer wg.Done()
 			defer close(slots[k])
 			for i := k; i < len(shards) && ctx.Err() == nil; i += n {
-				w.readShard(ctx, shards[i], sender(slots[k]), safeSkip)
+				read(i, sender(slots[k]))
 			}
 		})
 	}
@@ -274,13 +289,15 @@ func (w *Source) openShard(ctx context.Context, shard string) (io.ReadCloser, er
 	return os.Open(path)
 }
 
-// readShard streams one shard and sends its samples; problems are reported through skip.
-func (w *Source) readShard(ctx context.Context, shard string, send func(source.Item) bool, skip func(string, string, error)) {
+// readShard streams one shard and sends its samples; problems are reported through skip. reached is
+// called at its first sample; it returns the shard's error when the shard failed before giving any
+// sample (both for the dead-list check).
+func (w *Source) readShard(ctx context.Context, shard string, send func(source.Item) bool, skip func(string, string, error), reached func()) (failure error) {
 	w.points.Hit("webdataset.shard")
 	rc, err := w.openShard(ctx, shard)
 	if err != nil {
 		skip(shard, source.ReasonShardError, err)
-		return
+		return err
 	}
 	defer rc.Close()
 	br := bufio.NewReaderSize(streamErrors{rc}, 256<<10)
@@ -289,12 +306,15 @@ func (w *Source) readShard(ctx context.Context, shard string, send func(source.I
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			skip(shard, source.ReasonShardError, fmt.Errorf("gzip: %w", err))
-			return
+			return nil // the shard was reached: its data is bad, not the list
 		}
 		tarStream = bufio.NewReaderSize(streamErrors{gzipErrors{zr}}, 256<<10)
 	}
-	delivered := 0
+	delivered, groups := 0, 0
 	end, err := walk(tarStream, w.maxMember, func(g *Group) bool {
+		if groups++; groups == 1 {
+			reached()
+		}
 		id := shard + "#" + g.key
 		if w.splitByKey() && source.Rank(id, w.cfg.WorldSize) != w.cfg.Rank {
 			return true
@@ -318,7 +338,11 @@ func (w *Source) readShard(ctx context.Context, shard string, send func(source.I
 		skip(shard, source.ReasonShardError, fmt.Errorf("truncated shard, after %d samples", delivered))
 	case endFailed:
 		skip(shard, source.ReasonShardError, fmt.Errorf("%w (after %d samples of this shard)", err, delivered))
+		if groups == 0 {
+			return err
+		}
 	}
+	return nil
 }
 
 // gzipErrors turns the decompressor's errors (corrupt data, bad checksum) into stream errors, except
