@@ -126,6 +126,10 @@ func process(data []byte, opts *Options, capture bool) (*Image, error) {
 		// Block shrinking averages pixels, which would invent grey levels in a mask.
 		if !opts.Mask {
 			pl.shrink = shrinkOnLoad(h.loader, h.width, h.height, pl.crop.CoverW, pl.crop.CoverH)
+			if h.loader == loaderJPEG {
+				// libwebp scales the whole extent; libjpeg drops a partial last block.
+				pl.fullW, pl.fullH = h.width, h.height
+			}
 		}
 	}
 

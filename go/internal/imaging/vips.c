@@ -311,16 +311,14 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask)
  * (x + 0.5) / scale - 0.5, as Pillow does). libvips 8.14's vips_resize enlarges through vips_affine
  * without the output half-pixel offset, which shifts the image by half an output pixel. */
 static VipsImage *
-dg_enlarge(VipsObject *ctx, VipsImage *in, int width, int height, gboolean mask)
+dg_enlarge(VipsObject *ctx, VipsImage *in, int width, int height)
 {
 	VipsImage **t = dg_slots(ctx, 1);
-	VipsInterpolate *interpolate =
-		mask ? vips_interpolate_nearest_static() : dg_bicubic;
 	VipsArrayInt *area = vips_array_int_newv(4, 0, 0, width, height);
 	int r;
 
 	r = vips_affine(in, &t[0], (double) width / in->Xsize, 0.0, 0.0, (double) height / in->Ysize,
-			"interpolate", interpolate, "idx", 0.5, "idy", 0.5, "odx", -0.5, "ody", -0.5,
+			"interpolate", dg_bicubic, "idx", 0.5, "idy", 0.5, "odx", -0.5, "ody", -0.5,
 			"oarea", area, "extend", VIPS_EXTEND_COPY,
 			/* Pixels are sampled, never mixed with their alpha: no (un)premultiply round trip. */
 			"premultiplied", TRUE, NULL);
@@ -333,6 +331,19 @@ static VipsImage *dg_copy_memory(VipsObject *ctx, VipsImage *in);
 /* Reductions of images larger than this many pixels go through vips_resize, which streams them;
  * resample.c holds the whole input in memory. */
 #define DG_MAX_RESAMPLE_INPUT (4LL << 20)
+
+/* How many of its own pixels a decoded axis of size n stands for: libjpeg's shrink-on-load
+ * drops the last partial block (libvips rounds the size down), so n pixels stand for full / s. */
+static double
+dg_extent(const dg_params *p, int n, int full)
+{
+	double e;
+
+	if (p->shrink <= 1 || full <= 0)
+		return n;
+	e = (double) full / p->shrink;
+	return e >= n && e < n + 1 ? e : n;
+}
 
 /* Resizes in (8-bit) with the Lanczos-3 of resample.c, computing only the crop. */
 static VipsImage *
@@ -347,9 +358,38 @@ dg_resample_crop(VipsObject *ctx, VipsImage *in, const dg_params *p, char *err)
 			       VIPS_CODING_NONE, in->Type, 1.0, 1.0);
 	if (vips_image_write_prepare(t[0]))
 		return NULL;
-	if (dg_resample_lanczos(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
-			       p->cover_width, p->cover_height, p->crop_left, p->crop_top,
-			       p->out_width, p->out_height, VIPS_IMAGE_ADDR(t[0], 0, 0))) {
+	if (dg_resample_lanczos_extent(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize,
+				       dg_extent(p, in->Xsize, p->full_width),
+				       dg_extent(p, in->Ysize, p->full_height), in->Bands,
+				       p->cover_width, p->cover_height, p->crop_left, p->crop_top,
+				       p->out_width, p->out_height, VIPS_IMAGE_ADDR(t[0], 0, 0))) {
+		snprintf(err, DG_ERR_LEN, "out of memory");
+		return NULL;
+	}
+	return t[0];
+}
+
+/* Masks: nearest-neighbour at pixel centres over the same cover-and-crop mapping as the image
+ * (resample.h), computing only the crop. libvips' nearest paths sample at pixel corners
+ * (vips_resize's subsample keeps the top-left pixel of each block, vips_affine's nearest
+ * interpolator floors), which put a mask's edges up to a pixel or more right of and below the
+ * image's. Any band count and sample format: the conversion to 8-bit grey comes after. */
+static VipsImage *
+dg_nearest_crop(VipsObject *ctx, VipsImage *in, const dg_params *p, char *err)
+{
+	VipsImage **t = dg_slots(ctx, 1);
+
+	if (!(in = dg_copy_memory(ctx, in)))
+		return NULL;
+	t[0] = vips_image_new_memory();
+	vips_image_init_fields(t[0], p->out_width, p->out_height, in->Bands, in->BandFmt,
+			       VIPS_CODING_NONE, in->Type, 1.0, 1.0);
+	if (vips_image_write_prepare(t[0]))
+		return NULL;
+	if (dg_resample_nearest(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize,
+				VIPS_IMAGE_SIZEOF_PEL(in), p->cover_width, p->cover_height,
+				p->crop_left, p->crop_top, p->out_width, p->out_height,
+				VIPS_IMAGE_ADDR(t[0], 0, 0))) {
 		snprintf(err, DG_ERR_LEN, "out of memory");
 		return NULL;
 	}
@@ -363,23 +403,23 @@ dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p, char *err)
 	double hscale = (double) p->cover_width / in->Xsize;
 	double vscale = (double) p->cover_height / in->Ysize;
 
-	if (!p->mask && in->BandFmt == VIPS_FORMAT_UCHAR &&
+	if (p->mask)
+		return dg_nearest_crop(ctx, in, p, err);
+	if (in->BandFmt == VIPS_FORMAT_UCHAR &&
 	    ((hscale >= 1.0 && vscale >= 1.0) ||
 	     (long long) in->Xsize * in->Ysize <= DG_MAX_RESAMPLE_INPUT))
 		return dg_resample_crop(ctx, in, p, err);
-	/* Large images and masks: reduce the axes that shrink (Lanczos; nearest keeps masks free of new grey levels), then
-	 * enlarge the axes that grow: libvips only applies its kernels when reducing. */
+	/* Large images: reduce the axes that shrink (Lanczos), then enlarge the axes that grow:
+	 * libvips only applies its kernels when reducing. */
 	if (hscale < 1.0 || vscale < 1.0) {
-		VipsKernel kernel = p->mask ? VIPS_KERNEL_NEAREST : VIPS_KERNEL_LANCZOS3;
-
 		if (vips_resize(in, &t[0], MIN(hscale, 1.0), "vscale", MIN(vscale, 1.0), "kernel",
-				kernel, NULL))
+				VIPS_KERNEL_LANCZOS3, NULL))
 			return NULL;
 		in = t[0];
 	}
 	if (p->cover_width > in->Xsize || p->cover_height > in->Ysize) {
 		if (!(in = dg_enlarge(ctx, in, MAX(p->cover_width, in->Xsize),
-				      MAX(p->cover_height, in->Ysize), p->mask)))
+				      MAX(p->cover_height, in->Ysize))))
 			return NULL;
 	}
 	/* vips_resize rounds each axis on its own and can land a pixel off the cover size; the
@@ -551,9 +591,11 @@ dg_process_direct(const void *buf, size_t len, const dg_params *p, dg_output *ou
 	if (p->resize) {
 		uint8_t *dst = malloc((size_t) p->out_width * p->out_height * 3);
 
-		if (!dst || dg_resample_lanczos(raw.pixels, raw.width, raw.height, 3, p->cover_width,
-						p->cover_height, p->crop_left, p->crop_top,
-						p->out_width, p->out_height, dst)) {
+		if (!dst || dg_resample_lanczos_extent(raw.pixels, raw.width, raw.height,
+						       dg_extent(p, raw.width, raw.full_width),
+						       dg_extent(p, raw.height, raw.full_height), 3,
+						       p->cover_width, p->cover_height, p->crop_left,
+						       p->crop_top, p->out_width, p->out_height, dst)) {
 			free(dst);
 			free(raw.pixels);
 			return DG_DIRECT_NO;

@@ -92,6 +92,7 @@ type plan struct {
 	maxPixels           int64 // with probe
 	loader, orientation int
 	shrink              int
+	fullW, fullH        int // JPEG with shrink > 1: the oriented size before it
 	resize              bool
 	crop                bucket.Plan
 	mask, preEncode     bool
@@ -115,6 +116,8 @@ func decode(data []byte, pl plan, capture bool) (im *Image, width, height int, t
 		loader:       C.int(pl.loader),
 		orientation:  C.int(pl.orientation),
 		shrink:       C.int(pl.shrink),
+		full_width:   C.int(pl.fullW),
+		full_height:  C.int(pl.fullH),
 		resize:       cBool(pl.resize),
 		cover_width:  C.int(pl.crop.CoverW),
 		cover_height: C.int(pl.crop.CoverH),

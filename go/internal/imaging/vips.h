@@ -33,6 +33,8 @@ typedef struct dg_params {
 	int loader;           /* from dg_read_header */
 	int orientation;      /* from dg_read_header */
 	int shrink;      /* shrink-on-load factor: 1 (none), or a power of two (JPEG: up to 8) */
+	int full_width;  /* with shrink > 1 on a JPEG: the oriented size before it (see resample.h) */
+	int full_height;
 	int resize;      /* 0: deliver the whole image; otherwise resize to cover then crop */
 	int cover_width;
 	int cover_height;
