@@ -7,6 +7,7 @@
 #include <png.h>
 
 #include "codec.h"
+#include "prescan.h"
 #include "vips.h"
 
 /* libjpeg's default error handler calls exit(): jump back to the caller instead. */
@@ -195,7 +196,7 @@ dg_too_many(long long w, long long h, long long limit)
 
 static int
 dg_jpeg_direct(const void *buf, size_t len, int shrink, int decode, long long max_pixels,
-	       long long max_decoded, dg_raw *out)
+	       long long max_decoded, dg_raw *out, char *err, size_t errlen)
 {
 	struct jpeg_decompress_struct d;
 	dg_jpeg_error e;
@@ -207,12 +208,19 @@ dg_jpeg_direct(const void *buf, size_t len, int shrink, int decode, long long ma
 	e.mgr.emit_message = dg_jpeg_message;
 	e.warned = 0;
 	if (setjmp(e.jump)) {
+		char msg[JMSG_LENGTH_MAX];
+
+		e.mgr.format_message((j_common_ptr) &d, msg);
+		snprintf(err, errlen, "jpeg: %s", msg);
 		jpeg_destroy_decompress(&d);
 		free(pixels);
 		return DG_DIRECT_NO;
 	}
 	jpeg_create_decompress(&d);
 	jpeg_mem_src(&d, (const unsigned char *) buf, len);
+	/* Saved markers are the only allocation sized by the file rather than the image: at most
+	 * 64 KiB each (a segment length is 16 bits), and only for segments the file holds
+	 * (dg_prescan checked every length up to the first scan). */
 	jpeg_save_markers(&d, JPEG_APP0 + 1, 0xFFFF);
 	jpeg_save_markers(&d, JPEG_APP0 + 2, 12);
 	if (jpeg_read_header(&d, TRUE) != JPEG_HEADER_OK || e.warned || !dg_jpeg_plain(&d) ||
@@ -272,6 +280,8 @@ typedef struct {
 	size_t len;
 	size_t pos;
 	int warned;
+	char *err;
+	size_t errlen;
 } dg_png_source;
 
 static void
@@ -288,7 +298,11 @@ dg_png_read(png_structp png, png_bytep dst, size_t n)
 static void
 dg_png_fail(png_structp png, png_const_charp msg)
 {
-	(void) msg;
+	dg_png_source *src = png_get_io_ptr(png);
+
+	/* Before png_set_read_fn the io pointer is not ours yet. */
+	if (src && src->err)
+		snprintf(src->err, src->errlen, "png: %s", msg);
 	png_longjmp(png, 1);
 }
 
@@ -299,11 +313,18 @@ dg_png_warn(png_structp png, png_const_charp msg)
 	((dg_png_source *) png_get_io_ptr(png))->warned = 1;
 }
 
+/* libpng's own limits, below its defaults: datago reads no text, palettes or unknown chunks,
+ * and dg_prescan has already removed them and checked every length; these bound what is left.
+ * An iCCP profile (inflated) is the largest allocation a chunk can still ask for. */
+#define DG_PNG_CHUNK_MALLOC_MAX DG_MAX_ICC_PROFILE
+#define DG_PNG_CHUNK_CACHE_MAX 32
+#define DG_PNG_MAX_SIDE 0x7FFFFFFF /* sides are bounded by max_pixels instead */
+
 static int
 dg_png_direct(const void *buf, size_t len, int decode, long long max_pixels,
-	      long long max_decoded, dg_raw *out)
+	      long long max_decoded, dg_raw *out, char *err, size_t errlen)
 {
-	dg_png_source src = { buf, len, 0, 0 };
+	dg_png_source src = { buf, len, 0, 0, err, errlen };
 	png_structp png;
 	png_infop info = NULL;
 	uint8_t *volatile pixels = NULL;
@@ -323,6 +344,9 @@ dg_png_direct(const void *buf, size_t len, int decode, long long max_pixels,
 		return DG_DIRECT_NO;
 	}
 	png_set_read_fn(png, &src, dg_png_read);
+	png_set_chunk_malloc_max(png, DG_PNG_CHUNK_MALLOC_MAX);
+	png_set_chunk_cache_max(png, DG_PNG_CHUNK_CACHE_MAX);
+	png_set_user_limits(png, DG_PNG_MAX_SIDE, DG_PNG_MAX_SIDE);
 	png_read_info(png, info);
 	if (!png_get_IHDR(png, info, &w, &h, &depth, &type, NULL, NULL, NULL) || src.warned ||
 	    depth > 8 || (type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS) ||
@@ -369,14 +393,14 @@ done:
 }
 
 int
-dg_direct_header(const void *buf, size_t len, int loader, dg_raw *out)
+dg_direct_header(const void *buf, size_t len, int loader, dg_raw *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
 	switch (loader) {
 	case DG_LOADER_JPEG:
-		return dg_jpeg_direct(buf, len, 1, 0, 0, 0, out);
+		return dg_jpeg_direct(buf, len, 1, 0, 0, 0, out, err, errlen);
 	case DG_LOADER_PNG:
-		return dg_png_direct(buf, len, 0, 0, 0, out);
+		return dg_png_direct(buf, len, 0, 0, 0, out, err, errlen);
 	default:
 		return DG_DIRECT_NO;
 	}
@@ -384,16 +408,28 @@ dg_direct_header(const void *buf, size_t len, int loader, dg_raw *out)
 
 int
 dg_direct_decode(const void *buf, size_t len, int loader, int shrink, long long max_pixels,
-		 long long max_decoded, dg_raw *out)
+		 long long max_decoded, dg_raw *out, char *err, size_t errlen)
 {
 	memset(out, 0, sizeof(*out));
 	switch (loader) {
 	case DG_LOADER_JPEG:
-		return dg_jpeg_direct(buf, len, shrink, 1, max_pixels, max_decoded, out);
+		return dg_jpeg_direct(buf, len, shrink, 1, max_pixels, max_decoded, out, err, errlen);
 	case DG_LOADER_PNG:
-		return shrink == 1 ? dg_png_direct(buf, len, 1, max_pixels, max_decoded, out) :
+		return shrink == 1 ? dg_png_direct(buf, len, 1, max_pixels, max_decoded, out, err,
+						   errlen) :
 				     DG_DIRECT_NO;
 	default:
 		return DG_DIRECT_NO;
 	}
+}
+
+void
+dg_codec_error(const void *buf, size_t len, int loader, long long max_decoded, char *err,
+	       size_t errlen)
+{
+	dg_raw raw;
+
+	err[0] = 0;
+	if (dg_direct_decode(buf, len, loader, 1, 0, max_decoded, &raw, err, errlen) == DG_DIRECT_OK)
+		free(raw.pixels);
 }

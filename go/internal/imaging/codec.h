@@ -32,12 +32,21 @@ typedef struct dg_raw {
 } dg_raw;
 
 /* loader is one of vips.h's DG_LOADER_*. Reads the header only (pixels stays NULL). */
-int dg_direct_header(const void *buf, size_t len, int loader, dg_raw *out);
+int dg_direct_header(const void *buf, size_t len, int loader, dg_raw *out, char *err, size_t errlen);
+
+/* Both write libjpeg's or libpng's message into err (errlen bytes) when the library fails; a
+ * fallback for warnings or unsupported features leaves it empty. */
 
 /* Decodes with a shrink-on-load factor (JPEG only: 1, 2, 4 or 8). Refuses (DG_DIRECT_TOO_LARGE)
  * an image with more than max_pixels pixels, and falls back (DG_DIRECT_NO) when the decoded
  * image would have more than max_decoded pixels; a limit <= 0 means none. */
 int dg_direct_decode(const void *buf, size_t len, int loader, int shrink, long long max_pixels,
-		     long long max_decoded, dg_raw *out);
+		     long long max_decoded, dg_raw *out, char *err, size_t errlen);
+
+/* Decodes (up to max_decoded pixels) only for libjpeg's or libpng's message in err, empty when
+ * they find nothing wrong or the direct path does not apply: libvips' own text for some
+ * failures says no more than "libpng read error". */
+void dg_codec_error(const void *buf, size_t len, int loader, long long max_decoded, char *err,
+		    size_t errlen);
 
 #endif

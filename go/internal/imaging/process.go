@@ -62,13 +62,35 @@ func Process(data []byte, opts *Options) (*Image, error) {
 	}
 	forkGate.RLock()
 	defer forkGate.RUnlock()
+	// Before any decoder: declared lengths past the end refused, PNG metadata dropped, so what
+	// a decoder allocates is bounded by the input (see prescan.h).
+	data, done, err := prescan(data)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	errGate.RLock()
+	im, err := process(data, opts, false)
+	errGate.RUnlock()
+	if !errors.Is(err, errPending) {
+		return im, err
+	}
+	// Failed inside libvips: again, alone, for its own message (see errGate).
+	errGate.Lock()
+	defer errGate.Unlock()
+	clearVipsError()
+	return process(data, opts, true)
+}
+
+// process is Process after the checks, with capture as in callError.
+func process(data []byte, opts *Options, capture bool) (*Image, error) {
 	if !opts.CropAndResize {
 		// The whole image is delivered: one load reads the header and decodes.
-		return probeAndDecode(data, opts)
+		return probeAndDecode(data, opts, capture)
 	}
-	h, err := readHeader(data, !opts.libvipsOnly)
+	h, err := readHeader(data, !opts.libvipsOnly, capture)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
 	if h.width <= 0 || h.height <= 0 {
 		return nil, fmt.Errorf("%w: image is %dx%d", ErrDecode, h.width, h.height)
@@ -104,12 +126,16 @@ func Process(data []byte, opts *Options) (*Image, error) {
 		// Block shrinking averages pixels, which would invent grey levels in a mask.
 		if !opts.Mask {
 			pl.shrink = shrinkOnLoad(h.loader, h.width, h.height, pl.crop.CoverW, pl.crop.CoverH)
+			if h.loader == loaderJPEG {
+				// libwebp scales the whole extent; libjpeg drops a partial last block.
+				pl.fullW, pl.fullH = h.width, h.height
+			}
 		}
 	}
 
-	im, _, _, _, err := decode(data, pl)
+	im, _, _, _, err := decode(data, pl, capture)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
 	im.OriginalWidth, im.OriginalHeight = h.width, h.height
 	return im, nil
@@ -133,16 +159,16 @@ func shrinkOnLoad(loader, w, h, coverW, coverH int) int {
 	return s
 }
 
-func probeAndDecode(data []byte, opts *Options) (*Image, error) {
+func probeAndDecode(data []byte, opts *Options, capture bool) (*Image, error) {
 	im, w, h, tooLarge, err := decode(data, plan{
 		probe: true, direct: !opts.libvipsOnly, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode,
-	})
+	}, capture)
 	switch {
 	case tooLarge:
 		return nil, fmt.Errorf("%w: %dx%d is %d pixels, more than the limit of %d",
 			ErrTooLarge, w, h, int64(w)*int64(h), opts.MaxPixels)
 	case err != nil:
-		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
+		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
 	im.OriginalWidth, im.OriginalHeight = w, h
 	return im, nil

@@ -13,7 +13,10 @@ import (
 
 // FuzzProcess feeds arbitrary bytes through the whole image path (the direct decoders and their
 // EXIF parser, libvips, orientation, colour, crop and resize). Every outcome is a consistent image
-// or an error wrapping a sentinel.
+// or an error wrapping a sentinel, and no input makes the process's peak resident set grow past
+// fuzzBound. The peak RSS (VmHWM, reset before each input) is measured rather than one
+// allocator's count: it sees every library (libpng and libjpeg malloc directly, libvips tracks
+// only its own buffers, lcms and libexif neither) and is what the OOM killer acts on.
 func FuzzProcess(f *testing.F) {
 	img := image.NewNRGBA(image.Rect(0, 0, 24, 17))
 	for i := range img.Pix {
@@ -27,24 +30,38 @@ func FuzzProcess(f *testing.F) {
 	f.Add([]byte("\xff\xd8\xff\xe0 not quite a jpeg"))
 	f.Add(withOrientation(testimg.JPEG(f, img, 80), 1))
 	f.Add(withOrientation(testimg.JPEG(f, gray, 80), 6))
+	for _, c := range hostileCases(f) {
+		f.Add(c.data)
+	}
 	buckets := bucket.Buckets(64, 16, 0.5, 2)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, opts := range []*Options{
-			{MaxPixels: 1 << 22},
-			{CropAndResize: true, Buckets: buckets, MaxPixels: 1 << 22},
-			{CropAndResize: true, Target: &bucket.Bucket{Width: 16, Height: 16}, Mask: true, MaxPixels: 1 << 22},
-		} {
-			im, err := Process(data, opts)
-			if err != nil {
-				if !errors.Is(err, ErrDecode) && !errors.Is(err, ErrEmpty) && !errors.Is(err, ErrTooLarge) {
-					t.Fatalf("error wrapping no sentinel: %v", err)
-				}
-				continue
-			}
-			if im.Len != im.Width*im.Height*im.Channels || im.Data == nil {
-				t.Fatalf("inconsistent image %dx%dx%d, %d bytes", im.Width, im.Height, im.Channels, im.Len)
-			}
-			im.Free()
+		grew, measured := peakRSS(func() { fuzzOne(t, data, buckets) })
+		if measured && grew > fuzzBound(len(data)) {
+			t.Fatalf("a %d-byte input grew the peak RSS by %d MiB, bound %d MiB", len(data), grew>>20, fuzzBound(len(data))>>20)
 		}
 	})
+}
+
+// fuzzBound: the documented bound for MaxPixels 1<<22 (the decoded image and the pipeline's
+// copies of it, at most about 64 MiB) on top of hostileBound.
+func fuzzBound(n int) int64 { return 64<<20 + hostileBound(n) }
+
+func fuzzOne(t *testing.T, data []byte, buckets []bucket.Bucket) {
+	for _, opts := range []*Options{
+		{MaxPixels: 1 << 22},
+		{CropAndResize: true, Buckets: buckets, MaxPixels: 1 << 22},
+		{CropAndResize: true, Target: &bucket.Bucket{Width: 16, Height: 16}, Mask: true, MaxPixels: 1 << 22},
+	} {
+		im, err := Process(data, opts)
+		if err != nil {
+			if !errors.Is(err, ErrDecode) && !errors.Is(err, ErrEmpty) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("error wrapping no sentinel: %v", err)
+			}
+			continue
+		}
+		if im.Len != im.Width*im.Height*im.Channels || im.Data == nil {
+			t.Fatalf("inconsistent image %dx%dx%d, %d bytes", im.Width, im.Height, im.Channels, im.Len)
+		}
+		im.Free()
+	}
 }

@@ -40,9 +40,9 @@ typedef struct {
 } dg_taps;
 
 static int
-dg_taps_make(dg_taps *t, int in_size, int out_size, int first, int count, int pad)
+dg_taps_make(dg_taps *t, int in_size, double extent, int out_size, int first, int count, int pad)
 {
-	double scale = (double) in_size / out_size;
+	double scale = extent / out_size;
 	double stretch = scale > 1.0 ? scale : 1.0;
 	double support = SUPPORT * stretch;
 	double *w;
@@ -277,14 +277,23 @@ int
 dg_resample_lanczos(const uint8_t *in, int in_w, int in_h, int bands, int cover_w, int cover_h,
 		    int left, int top, int out_w, int out_h, uint8_t *out)
 {
+	return dg_resample_lanczos_extent(in, in_w, in_h, in_w, in_h, bands, cover_w, cover_h, left,
+					  top, out_w, out_h, out);
+}
+
+int
+dg_resample_lanczos_extent(const uint8_t *in, int in_w, int in_h, double extent_w,
+			   double extent_h, int bands, int cover_w, int cover_h, int left, int top,
+			   int out_w, int out_h, uint8_t *out)
+{
 	dg_taps h = { 0 }, v = { 0 };
 	size_t line = (size_t) out_w * bands;
 	uint8_t *mid = NULL;
 	int32_t *acc = NULL;
 	int row0, rows, y, done = 0, ret = -1;
 
-	if (dg_taps_make(&h, in_w, cover_w, left, out_w, 1) ||
-	    dg_taps_make(&v, in_h, cover_h, top, out_h, 0))
+	if (dg_taps_make(&h, in_w, extent_w, cover_w, left, out_w, 1) ||
+	    dg_taps_make(&v, in_h, extent_h, cover_h, top, out_h, 0))
 		goto done;
 	/* Only the input rows that the output rows reach go through the horizontal pass. */
 	row0 = v.start[0];
@@ -312,4 +321,51 @@ done:
 	dg_taps_free(&h);
 	dg_taps_free(&v);
 	return ret;
+}
+
+/* Input index of output position i (of count, from first) on an axis scaled from in to cover. */
+static int *
+dg_nearest_index(int in, int cover, int first, int count)
+{
+	int *idx = malloc(sizeof(int) * (count > 0 ? count : 1));
+	int i;
+
+	if (!idx)
+		return NULL;
+	for (i = 0; i < count; i++) {
+		/* Exact in integers: floor((first + i + 0.5) * in / cover). */
+		long long v = ((2LL * (first + i) + 1) * in) / (2LL * cover);
+
+		idx[i] = v < 0 ? 0 : v >= in ? in - 1 : (int) v;
+	}
+	return idx;
+}
+
+int
+dg_resample_nearest(const uint8_t *in, int in_w, int in_h, size_t pel, int cover_w, int cover_h,
+		    int left, int top, int out_w, int out_h, uint8_t *out)
+{
+	int *xs = dg_nearest_index(in_w, cover_w, left, out_w);
+	int *ys = dg_nearest_index(in_h, cover_h, top, out_h);
+	int x, y;
+
+	if (!xs || !ys) {
+		free(xs);
+		free(ys);
+		return -1;
+	}
+	for (y = 0; y < out_h; y++) {
+		const uint8_t *row = in + (size_t) ys[y] * in_w * pel;
+		uint8_t *dst = out + (size_t) y * out_w * pel;
+
+		if (pel == 1)
+			for (x = 0; x < out_w; x++)
+				dst[x] = row[xs[x]];
+		else
+			for (x = 0; x < out_w; x++)
+				memcpy(dst + (size_t) x * pel, row + (size_t) xs[x] * pel, pel);
+	}
+	free(xs);
+	free(ys);
+	return 0;
 }

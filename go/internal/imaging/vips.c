@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,12 @@ dg_take_error(void)
 }
 
 void
+dg_clear_error(void)
+{
+	vips_error_clear();
+}
+
+void
 dg_free_error(char *s)
 {
 	g_free(s);
@@ -89,7 +96,7 @@ dg_sniff(const unsigned char *b, size_t len)
 }
 
 static VipsImage *
-dg_open(VipsObject *ctx, const void *buf, size_t len, int loader, int shrink)
+dg_open(VipsObject *ctx, const void *buf, size_t len, int loader, int shrink, char *err)
 {
 	VipsImage **t = dg_slots(ctx, 1);
 	VipsAccess access = VIPS_ACCESS_SEQUENTIAL;
@@ -113,7 +120,7 @@ dg_open(VipsObject *ctx, const void *buf, size_t len, int loader, int shrink)
 	default:
 		/* Other loaders (GIF, TIFF, SVG through librsvg, ImageMagick, ...) are not offered
 		 * untrusted bytes: datago serves JPEG, PNG and WebP only. */
-		vips_error("datago", "not a JPEG, PNG or WebP image");
+		snprintf(err, DG_ERR_LEN, "not a JPEG, PNG or WebP image");
 		r = -1;
 	}
 	return r ? NULL : t[0];
@@ -138,7 +145,8 @@ dg_read_header(const void *buf, size_t len, int direct, dg_header *out)
 
 	memset(out, 0, sizeof(*out));
 	out->loader = dg_sniff(buf, len);
-	if (direct && dg_direct_header(buf, len, out->loader, &raw) == DG_DIRECT_OK) {
+	if (direct && dg_direct_header(buf, len, out->loader, &raw, out->codec_err,
+				       sizeof(out->codec_err)) == DG_DIRECT_OK) {
 		out->width = raw.full_width;
 		out->height = raw.full_height;
 		out->orientation = 1;
@@ -147,7 +155,7 @@ dg_read_header(const void *buf, size_t len, int direct, dg_header *out)
 	}
 	ctx = dg_context();
 	/* Only the header is parsed here; pixels are decoded on first access, which never comes. */
-	if ((im = dg_open(ctx, buf, len, out->loader, 1))) {
+	if ((im = dg_open(ctx, buf, len, out->loader, 1, out->err))) {
 		out->orientation = vips_image_get_orientation(im);
 		dg_oriented_size(im, &out->width, &out->height);
 		ret = 0;
@@ -303,16 +311,14 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask)
  * (x + 0.5) / scale - 0.5, as Pillow does). libvips 8.14's vips_resize enlarges through vips_affine
  * without the output half-pixel offset, which shifts the image by half an output pixel. */
 static VipsImage *
-dg_enlarge(VipsObject *ctx, VipsImage *in, int width, int height, gboolean mask)
+dg_enlarge(VipsObject *ctx, VipsImage *in, int width, int height)
 {
 	VipsImage **t = dg_slots(ctx, 1);
-	VipsInterpolate *interpolate =
-		mask ? vips_interpolate_nearest_static() : dg_bicubic;
 	VipsArrayInt *area = vips_array_int_newv(4, 0, 0, width, height);
 	int r;
 
 	r = vips_affine(in, &t[0], (double) width / in->Xsize, 0.0, 0.0, (double) height / in->Ysize,
-			"interpolate", interpolate, "idx", 0.5, "idy", 0.5, "odx", -0.5, "ody", -0.5,
+			"interpolate", dg_bicubic, "idx", 0.5, "idy", 0.5, "odx", -0.5, "ody", -0.5,
 			"oarea", area, "extend", VIPS_EXTEND_COPY,
 			/* Pixels are sampled, never mixed with their alpha: no (un)premultiply round trip. */
 			"premultiplied", TRUE, NULL);
@@ -326,9 +332,22 @@ static VipsImage *dg_copy_memory(VipsObject *ctx, VipsImage *in);
  * resample.c holds the whole input in memory. */
 #define DG_MAX_RESAMPLE_INPUT (4LL << 20)
 
+/* How many of its own pixels a decoded axis of size n stands for: libjpeg's shrink-on-load
+ * drops the last partial block (libvips rounds the size down), so n pixels stand for full / s. */
+static double
+dg_extent(const dg_params *p, int n, int full)
+{
+	double e;
+
+	if (p->shrink <= 1 || full <= 0)
+		return n;
+	e = (double) full / p->shrink;
+	return e >= n && e < n + 1 ? e : n;
+}
+
 /* Resizes in (8-bit) with the Lanczos-3 of resample.c, computing only the crop. */
 static VipsImage *
-dg_resample_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
+dg_resample_crop(VipsObject *ctx, VipsImage *in, const dg_params *p, char *err)
 {
 	VipsImage **t = dg_slots(ctx, 1);
 
@@ -339,39 +358,68 @@ dg_resample_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
 			       VIPS_CODING_NONE, in->Type, 1.0, 1.0);
 	if (vips_image_write_prepare(t[0]))
 		return NULL;
-	if (dg_resample_lanczos(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
-			       p->cover_width, p->cover_height, p->crop_left, p->crop_top,
-			       p->out_width, p->out_height, VIPS_IMAGE_ADDR(t[0], 0, 0))) {
-		vips_error("datago", "out of memory");
+	if (dg_resample_lanczos_extent(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize,
+				       dg_extent(p, in->Xsize, p->full_width),
+				       dg_extent(p, in->Ysize, p->full_height), in->Bands,
+				       p->cover_width, p->cover_height, p->crop_left, p->crop_top,
+				       p->out_width, p->out_height, VIPS_IMAGE_ADDR(t[0], 0, 0))) {
+		snprintf(err, DG_ERR_LEN, "out of memory");
+		return NULL;
+	}
+	return t[0];
+}
+
+/* Masks: nearest-neighbour at pixel centres over the same cover-and-crop mapping as the image
+ * (resample.h), computing only the crop. libvips' nearest paths sample at pixel corners
+ * (vips_resize's subsample keeps the top-left pixel of each block, vips_affine's nearest
+ * interpolator floors), which put a mask's edges up to a pixel or more right of and below the
+ * image's. Any band count and sample format: the conversion to 8-bit grey comes after. */
+static VipsImage *
+dg_nearest_crop(VipsObject *ctx, VipsImage *in, const dg_params *p, char *err)
+{
+	VipsImage **t = dg_slots(ctx, 1);
+
+	if (!(in = dg_copy_memory(ctx, in)))
+		return NULL;
+	t[0] = vips_image_new_memory();
+	vips_image_init_fields(t[0], p->out_width, p->out_height, in->Bands, in->BandFmt,
+			       VIPS_CODING_NONE, in->Type, 1.0, 1.0);
+	if (vips_image_write_prepare(t[0]))
+		return NULL;
+	if (dg_resample_nearest(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize,
+				VIPS_IMAGE_SIZEOF_PEL(in), p->cover_width, p->cover_height,
+				p->crop_left, p->crop_top, p->out_width, p->out_height,
+				VIPS_IMAGE_ADDR(t[0], 0, 0))) {
+		snprintf(err, DG_ERR_LEN, "out of memory");
 		return NULL;
 	}
 	return t[0];
 }
 
 static VipsImage *
-dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
+dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p, char *err)
 {
 	VipsImage **t = dg_slots(ctx, 3);
 	double hscale = (double) p->cover_width / in->Xsize;
 	double vscale = (double) p->cover_height / in->Ysize;
 
-	if (!p->mask && in->BandFmt == VIPS_FORMAT_UCHAR &&
+	if (p->mask)
+		return dg_nearest_crop(ctx, in, p, err);
+	if (in->BandFmt == VIPS_FORMAT_UCHAR &&
 	    ((hscale >= 1.0 && vscale >= 1.0) ||
 	     (long long) in->Xsize * in->Ysize <= DG_MAX_RESAMPLE_INPUT))
-		return dg_resample_crop(ctx, in, p);
-	/* Large images and masks: reduce the axes that shrink (Lanczos; nearest keeps masks free of new grey levels), then
-	 * enlarge the axes that grow: libvips only applies its kernels when reducing. */
+		return dg_resample_crop(ctx, in, p, err);
+	/* Large images: reduce the axes that shrink (Lanczos), then enlarge the axes that grow:
+	 * libvips only applies its kernels when reducing. */
 	if (hscale < 1.0 || vscale < 1.0) {
-		VipsKernel kernel = p->mask ? VIPS_KERNEL_NEAREST : VIPS_KERNEL_LANCZOS3;
-
 		if (vips_resize(in, &t[0], MIN(hscale, 1.0), "vscale", MIN(vscale, 1.0), "kernel",
-				kernel, NULL))
+				VIPS_KERNEL_LANCZOS3, NULL))
 			return NULL;
 		in = t[0];
 	}
 	if (p->cover_width > in->Xsize || p->cover_height > in->Ysize) {
 		if (!(in = dg_enlarge(ctx, in, MAX(p->cover_width, in->Xsize),
-				      MAX(p->cover_height, in->Ysize), p->mask)))
+				      MAX(p->cover_height, in->Ysize))))
 			return NULL;
 	}
 	/* vips_resize rounds each axis on its own and can land a pixel off the cover size; the
@@ -450,7 +498,7 @@ dg_write(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
 			r = dg_encode_png(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
 					  &buf, &len, err, sizeof(err));
 		if (r) {
-			vips_error("datago", "cannot encode: %s", err);
+			snprintf(out->err, sizeof(out->err), "cannot encode: %s", err);
 			return -1;
 		}
 		out->data = buf;
@@ -462,7 +510,7 @@ dg_write(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
 
 		/* Written straight into malloc memory so the caller can free() it. */
 		if (!(data = malloc(len ? len : 1))) {
-			vips_error("datago", "out of memory");
+			snprintf(out->err, sizeof(out->err), "out of memory for %zu bytes", len);
 			return -1;
 		}
 		if (dg_compute(in, data)) {
@@ -499,7 +547,7 @@ dg_decode(VipsObject *ctx, VipsImage *im, const dg_params *p, dg_output *out)
 	if (p->mask) {
 		/* Nearest-neighbour picks pixels and the conversion is per pixel, so they commute:
 		 * converting after the resize gives the same result on far fewer pixels. */
-		if (p->resize && !(im = dg_resize_crop(ctx, im, p)))
+		if (p->resize && !(im = dg_resize_crop(ctx, im, p, out->err)))
 			return -1;
 		if (!(im = dg_colour(ctx, im, 1)))
 			return -1;
@@ -508,7 +556,7 @@ dg_decode(VipsObject *ctx, VipsImage *im, const dg_params *p, dg_output *out)
 		 * neighbouring pixels. */
 		if (!(im = dg_colour(ctx, im, 0)))
 			return -1;
-		if (p->resize && !(im = dg_resize_crop(ctx, im, p)))
+		if (p->resize && !(im = dg_resize_crop(ctx, im, p, out->err)))
 			return -1;
 	}
 	return dg_write(ctx, im, p, out);
@@ -525,7 +573,8 @@ dg_process_direct(const void *buf, size_t len, const dg_params *p, dg_output *ou
 	int width, height;
 
 	switch (dg_direct_decode(buf, len, loader, p->probe ? 1 : p->shrink, p->max_pixels,
-				 p->resize ? DG_MAX_RESAMPLE_INPUT : 0, &raw)) {
+				 p->resize ? DG_MAX_RESAMPLE_INPUT : 0, &raw, out->codec_err,
+				 sizeof(out->codec_err))) {
 	case DG_DIRECT_TOO_LARGE:
 		out->orig_width = raw.full_width;
 		out->orig_height = raw.full_height;
@@ -542,9 +591,11 @@ dg_process_direct(const void *buf, size_t len, const dg_params *p, dg_output *ou
 	if (p->resize) {
 		uint8_t *dst = malloc((size_t) p->out_width * p->out_height * 3);
 
-		if (!dst || dg_resample_lanczos(raw.pixels, raw.width, raw.height, 3, p->cover_width,
-						p->cover_height, p->crop_left, p->crop_top,
-						p->out_width, p->out_height, dst)) {
+		if (!dst || dg_resample_lanczos_extent(raw.pixels, raw.width, raw.height,
+						       dg_extent(p, raw.width, raw.full_width),
+						       dg_extent(p, raw.height, raw.full_height), 3,
+						       p->cover_width, p->cover_height, p->crop_left,
+						       p->crop_top, p->out_width, p->out_height, dst)) {
 			free(dst);
 			free(raw.pixels);
 			return DG_DIRECT_NO;
@@ -586,9 +637,13 @@ dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out)
 
 	memset(out, 0, sizeof(*out));
 	if (p->direct && !p->mask) {
+		char codec_err[DG_ERR_LEN];
+
 		if (dg_process_direct(buf, len, p, out) == DG_DIRECT_OK)
 			return out->too_large ? -1 : 0;
+		memcpy(codec_err, out->codec_err, sizeof(codec_err));
 		memset(out, 0, sizeof(*out));
+		memcpy(out->codec_err, codec_err, sizeof(codec_err));
 	}
 	ctx = dg_context();
 	if (p->probe) {
@@ -596,7 +651,7 @@ dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out)
 		probed = *p;
 		probed.loader = dg_sniff(buf, len);
 		probed.shrink = 1;
-		if (!(im = dg_open(ctx, buf, len, probed.loader, 1)))
+		if (!(im = dg_open(ctx, buf, len, probed.loader, 1, out->err)))
 			goto done;
 		probed.orientation = vips_image_get_orientation(im);
 		dg_oriented_size(im, &out->orig_width, &out->orig_height);
@@ -605,7 +660,7 @@ dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out)
 			goto done;
 		}
 		p = &probed;
-	} else if (!(im = dg_open(ctx, buf, len, p->loader, p->shrink)))
+	} else if (!(im = dg_open(ctx, buf, len, p->loader, p->shrink, out->err)))
 		goto done;
 	ret = dg_decode(ctx, im, p, out);
 

@@ -7,14 +7,13 @@ package imaging
 /*
 #cgo pkg-config: vips
 #cgo CFLAGS: -O3
-#cgo LDFLAGS: -lm -ljpeg -lpng16
+#cgo LDFLAGS: -lm -ljpeg -lpng16 -lz
 #include <stdlib.h>
 #include "vips.h"
 */
 import "C"
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -36,24 +35,26 @@ func Init() error {
 		if C.dg_init() != 0 {
 			initErr = fmt.Errorf("imaging: cannot initialise libvips: %s", vipsError())
 		}
+		// Warnings of images decoded before the first failure are no one's message.
+		C.dg_clear_error()
 	})
 	return initErr
 }
 
-// vipsError fetches and clears libvips' pending error text. The buffer is shared by the whole
-// process, so under concurrency it may also hold (or miss) text from another failing call.
+// vipsError fetches and clears libvips' pending error text ("" if none). The buffer is shared by
+// the whole process: only callers that hold errGate exclusively get their own call's text.
 func vipsError() string {
 	s := C.dg_take_error()
 	if s == nil {
-		return "libvips failed"
+		return ""
 	}
 	defer C.dg_free_error(s)
-	msg := strings.TrimSpace(C.GoString(s))
-	if msg == "" {
-		return "libvips failed"
-	}
-	// libvips separates messages with newlines; one line reads better inside a Go error.
-	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
+	return oneLine(C.GoString(s))
+}
+
+// oneLine joins libvips' newline-separated messages: one line reads better inside a Go error.
+func oneLine(msg string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(strings.TrimSpace(msg), "\n", "; ")), " ")
 }
 
 type header struct {
@@ -64,11 +65,11 @@ type header struct {
 }
 
 // readHeader parses the header only, with the direct decoder when allowed and able, else
-// libvips; neither holds data beyond the call.
-func readHeader(data []byte, direct bool) (header, error) {
+// libvips; neither holds data beyond the call. See callError for capture.
+func readHeader(data []byte, direct, capture bool) (header, error) {
 	var h C.dg_header
 	if C.dg_read_header(unsafe.Pointer(&data[0]), C.size_t(len(data)), cBool(direct), &h) != 0 {
-		return header{}, errors.New(vipsError())
+		return header{}, callError(data, &h.err, &h.codec_err, capture)
 	}
 	return header{
 		width:       int(h.width),
@@ -91,6 +92,7 @@ type plan struct {
 	maxPixels           int64 // with probe
 	loader, orientation int
 	shrink              int
+	fullW, fullH        int // JPEG with shrink > 1: the oriented size before it
 	resize              bool
 	crop                bucket.Plan
 	mask, preEncode     bool
@@ -106,7 +108,7 @@ func cBool(b bool) C.int {
 // decode runs the whole decode-to-output pipeline in one C call, so no object that references
 // data (Go memory) survives it. With pl.probe it also returns the oriented size and whether the
 // image was refused for its pixel count.
-func decode(data []byte, pl plan) (im *Image, width, height int, tooLarge bool, err error) {
+func decode(data []byte, pl plan, capture bool) (im *Image, width, height int, tooLarge bool, err error) {
 	p := C.dg_params{
 		probe:        cBool(pl.probe),
 		direct:       cBool(pl.direct),
@@ -114,6 +116,8 @@ func decode(data []byte, pl plan) (im *Image, width, height int, tooLarge bool, 
 		loader:       C.int(pl.loader),
 		orientation:  C.int(pl.orientation),
 		shrink:       C.int(pl.shrink),
+		full_width:   C.int(pl.fullW),
+		full_height:  C.int(pl.fullH),
 		resize:       cBool(pl.resize),
 		cover_width:  C.int(pl.crop.CoverW),
 		cover_height: C.int(pl.crop.CoverH),
@@ -131,7 +135,7 @@ func decode(data []byte, pl plan) (im *Image, width, height int, tooLarge bool, 
 		return nil, width, height, true, nil
 	}
 	if status != 0 {
-		return nil, width, height, false, errors.New(vipsError())
+		return nil, width, height, false, callError(data, &out.err, &out.codec_err, capture)
 	}
 	return &Image{
 		Data:     out.data,
@@ -190,7 +194,7 @@ func vipsEncode(pix []byte, width, height, bands int, suffix, profile string, ke
 	var n C.size_t
 	if C.dg_test_encode(unsafe.Pointer(&pix[0]), C.int(width), C.int(height), C.int(bands), cSuffix,
 		cProfile, cBool(keepProfile), &buf, &n) != 0 {
-		return nil, errors.New(vipsError())
+		return nil, fmt.Errorf("imaging: cannot encode %s: %s", suffix, vipsError())
 	}
 	defer C.free(buf)
 	return C.GoBytes(buf, C.int(n)), nil

@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "prescan.h"
+
 #define DG_LOADER_OTHER 0
 #define DG_LOADER_JPEG 1
 #define DG_LOADER_WEBP 2
@@ -20,6 +22,8 @@ typedef struct dg_header {
 	int orientation; /* 1..8 */
 	int loader;      /* DG_LOADER_* */
 	int direct;      /* read by codec.c's direct decoder, which can decode it too */
+	char err[DG_ERR_LEN];       /* datago's own message on failure; empty: see libvips' buffer */
+	char codec_err[DG_ERR_LEN]; /* the direct decoder's (libjpeg's, libpng's) message, if it failed */
 } dg_header;
 
 typedef struct dg_params {
@@ -29,6 +33,8 @@ typedef struct dg_params {
 	int loader;           /* from dg_read_header */
 	int orientation;      /* from dg_read_header */
 	int shrink;      /* shrink-on-load factor: 1 (none), or a power of two (JPEG: up to 8) */
+	int full_width;  /* with shrink > 1 on a JPEG: the oriented size before it (see resample.h) */
+	int full_height;
 	int resize;      /* 0: deliver the whole image; otherwise resize to cover then crop */
 	int cover_width;
 	int cover_height;
@@ -51,6 +57,8 @@ typedef struct dg_output {
 	int orig_height;
 	int too_large; /* with probe: refused because of max_pixels */
 	int direct;    /* decoded by codec.c's direct decoder */
+	char err[DG_ERR_LEN];       /* as in dg_header */
+	char codec_err[DG_ERR_LEN];
 } dg_output;
 
 int dg_init(void);
@@ -64,8 +72,10 @@ int dg_read_header(const void *buf, size_t len, int direct, dg_header *out);
 /* Decodes, converts, resizes, crops and writes to C memory in one go. */
 int dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out);
 
-/* The pending libvips error text (copied then cleared); release with dg_free_error. NULL if none. */
+/* The pending libvips error text (copied then cleared); release with dg_free_error. NULL if none.
+ * The buffer is process-wide: vips.go reads it only while no other libvips call can run. */
 char *dg_take_error(void);
+void dg_clear_error(void);
 void dg_free_error(char *s);
 
 /* Introspection for leak tests. */
