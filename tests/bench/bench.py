@@ -80,6 +80,8 @@ from typing import Any, cast
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus  # noqa: E402
 from reference import (  # noqa: E402
+    BUCKET_ARGS,
+    IMAGE_CONFIG,
     REPO_ROOT,
     TRANSPOSING_ORIENTATIONS,
     Bucket,
@@ -100,19 +102,6 @@ VARIANTS = ("datago-pil", "datago-c1", "cli")
 LOADERS = MAIN_LOADERS + VARIANTS
 RUST_PACKAGE = "datago==2026.10.1"
 RUST_SAMPLES_BUFFER = 32
-BUCKET_ARGS: dict[str, Any] = {
-    "default_image_size": 512,
-    "downsampling_ratio": 16,
-    "min_aspect_ratio": 0.5,
-    "max_aspect_ratio": 2.0,
-}
-IMAGE_CONFIG = {
-    "crop_and_resize": True,
-    "default_image_size": 512,
-    "downsampling_ratio": 16,
-    "min_aspect_ratio": 0.5,
-    "max_aspect_ratio": 2.0,
-}
 TORCH_HINT = (
     "pip install -r tests/bench/requirements.txt (or pip install torch: the default PyPI wheel runs on CPU)"
 )

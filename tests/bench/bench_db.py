@@ -29,15 +29,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 import corpus  # noqa: E402
-
-IMAGE_CONFIG = {
-    "crop_and_resize": True,
-    "default_image_size": 512,
-    "downsampling_ratio": 16,
-    "min_aspect_ratio": 0.5,
-    "max_aspect_ratio": 2.0,
-}
-
+from reference import IMAGE_CONFIG  # noqa: E402
 
 # ------------------------------------------------------------------------------- child processes
 

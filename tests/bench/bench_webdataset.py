@@ -42,17 +42,10 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 import corpus  # noqa: E402
-from reference import add_python_path, crop_and_resize, default_cache_dir, get_buckets  # noqa: E402
+from reference import IMAGE_CONFIG, add_python_path, crop_and_resize, default_cache_dir, get_buckets  # noqa: E402
 
 MARKER = "WDS_BENCH_RESULT "
 LOADERS = ("datago", "datago-local", "wds-dataloader", "wds-pool")
-IMAGE_CONFIG = {
-    "crop_and_resize": True,
-    "default_image_size": 512,
-    "downsampling_ratio": 16,
-    "min_aspect_ratio": 0.5,
-    "max_aspect_ratio": 2.0,
-}
 SHARD_VERSION = 1
 
 

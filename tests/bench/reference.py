@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,6 +29,14 @@ REPO_ROOT = BENCH_DIR.parent.parent
 PYTHON_DIR = REPO_ROOT / "python"
 LIBRARY_PATH = PYTHON_DIR / "datago" / "libdatago.so"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+# The benches' buckets (the 512 ones) and the image_config every datago loader of the benches uses.
+BUCKET_ARGS: dict[str, Any] = {
+    "default_image_size": 512,
+    "downsampling_ratio": 16,
+    "min_aspect_ratio": 0.5,
+    "max_aspect_ratio": 2.0,
+}
+IMAGE_CONFIG: dict[str, Any] = {"crop_and_resize": True, **BUCKET_ARGS}
 
 Bucket = tuple[int, int]
 

@@ -146,6 +146,23 @@ func walk(r io.Reader, maxMember int64, fn func(*Group) bool) (streamEnd, error)
 		}
 		return end, err
 	}
+	// afterCorruption skips to the next valid header; when none follows, the walk ends there (nil
+	// reader): failed on a stream error, cleanly at the end of the data.
+	afterCorruption := func() (*tar.Reader, streamEnd, error) {
+		next, err := resync(cr)
+		if err == nil {
+			return next, 0, nil
+		}
+		var se *streamError
+		if errors.As(err, &se) {
+			end, err := endWith(endFailed, se.err)
+			return nil, end, err
+		}
+		if !emit() {
+			return nil, endStopped, nil
+		}
+		return nil, endClean, nil
+	}
 	for {
 		hdr, err := tr.Next()
 		if err != nil {
@@ -167,17 +184,9 @@ func walk(r io.Reader, maxMember int64, fn func(*Group) bool) (streamEnd, error)
 				cur.lost = fmt.Sprintf("corrupt tar data near byte %d: %v", at, err)
 			}
 			taintNext = fmt.Sprintf("corrupt tar data near byte %d (before this sample): %v", at, err)
-			next, serr := resync(cr)
-			if serr != nil {
-				var se *streamError
-				if errors.As(serr, &se) {
-					return endWith(endFailed, se.err)
-				}
-				// The stream ended while looking for a header: the archive ends with the corruption.
-				if !emit() {
-					return endStopped, nil
-				}
-				return endClean, nil
+			next, end, err := afterCorruption()
+			if next == nil {
+				return end, err
 			}
 			tr = next
 			continue
@@ -220,15 +229,9 @@ func walk(r io.Reader, maxMember int64, fn func(*Group) bool) (streamEnd, error)
 			// The tar reader failed inside the member's data (a malformed sparse map, ...): resynchronise
 			// at the next block boundary, as for a corrupt header.
 			cur.lost = fmt.Sprintf("corrupt tar member %q: %v", hdr.Name, err)
-			next, serr := resync(cr)
-			if serr != nil {
-				if errors.As(serr, &se) {
-					return endWith(endFailed, se.err)
-				}
-				if !emit() {
-					return endStopped, nil
-				}
-				return endClean, nil
+			next, end, err := afterCorruption()
+			if next == nil {
+				return end, err
 			}
 			tr = next
 			continue
