@@ -103,19 +103,54 @@ func ceilSqrt(x float64) int {
 	return n
 }
 
-// Closest returns the bucket whose width/height ratio is closest to width/height in log
-// space (ties go to the first in list order). An empty list gives the zero Bucket.
+// Closest returns the bucket whose width/height ratio is closest to width/height as a plain
+// difference of ratios, |bw/bh - w/h|, the rule of the original Go datago and of Photoroom's Rust
+// loader, so that one config puts every image in the same bucket in all three. On an exact tie
+// the larger ratio wins, as in the Rust loader. The comparison is exact (integer cross-products),
+// so a tie is a tie whatever the floating-point rounding. An empty list gives the zero Bucket;
+// sizes must be positive.
 func Closest(buckets []Bucket, width, height int) Bucket {
 	var best Bucket
-	bestDist := math.Inf(1)
-	target := math.Log(float64(width) / float64(height))
+	// The distance of bucket b is num/den with num = |bw*h - w*bh| and den = bh*h; kept as a
+	// fraction so that two distances compare by cross-multiplication. Sides are at most 65535
+	// (config.MaxBucketSide) and images at most a few hundred thousand pixels a side, so the
+	// products stay far inside int64 (big.Int would be needed only beyond 2^63).
+	var bestNum, bestDen int64
+	w, h := int64(width), int64(height)
 	for i, b := range buckets {
-		d := math.Abs(math.Log(float64(b.Width)/float64(b.Height)) - target)
-		if i == 0 || d < bestDist {
-			best, bestDist = b, d
+		bw, bh := int64(b.Width), int64(b.Height)
+		num := bw*h - w*bh
+		if num < 0 {
+			num = -num
+		}
+		den := bh * h
+		if i == 0 {
+			best, bestNum, bestDen = b, num, den
+			continue
+		}
+		l, r := mulCmp(num, bestDen, bestNum, den)
+		if l < r || (l == r && bw*int64(best.Height) > int64(best.Width)*bh) {
+			best, bestNum, bestDen = b, num, den
 		}
 	}
 	return best
+}
+
+// mulCmp returns a*b and c*d as comparable values: exact int64 products when they fit, floats
+// otherwise (images so large that the 1e-16 rounding cannot change which bucket is closer).
+func mulCmp(a, b, c, d int64) (float64, float64) {
+	const lim = 1 << 31
+	if a < lim && b < lim && c < lim && d < lim {
+		x, y := a*b, c*d
+		switch {
+		case x < y:
+			return 0, 1
+		case x > y:
+			return 1, 0
+		}
+		return 0, 0
+	}
+	return float64(a) * float64(b), float64(c) * float64(d)
 }
 
 // Plan is the cover-then-centre-crop geometry of one image.
