@@ -95,10 +95,18 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 			CropAndResize: ic.CropAndResize,
 			Buckets:       ic.Buckets,
 			PreEncode:     ic.PreEncodeImages,
+			Format:        encodeFormats[ic.EncodeFormat],
+			Quality:       max(1, ic.JPEGQuality), // libjpeg's floor: 0 encodes as 1
+			Background:    &ic.AlphaBackground,
 			MaxPixels:     ic.MaxPixels,
 		}
 	}
 	return c, nil
+}
+
+// encodeFormats maps image_config.encode_format to the imaging package's encoders.
+var encodeFormats = map[string]imaging.Format{
+	"jpeg": imaging.FormatJPEG, "png": imaging.FormatPNG, "webp": imaging.FormatWebP,
 }
 
 // Config returns the validated configuration.

@@ -79,7 +79,9 @@ func (c *Client) assemble(id string, raw *source.Raw) (*Sample, error) {
 	}
 	extra := func(kind ItemKind, members []source.Named) error {
 		opts := c.opts
-		opts.Mask, opts.PreEncode = kind == ItemMask, false
+		// With pre_encode_images, masks and additional images are encoded too, as PNG (lossless,
+		// as the Rust loader does), whatever encode_format says for the main image.
+		opts.Mask, opts.Format = kind == ItemMask, imaging.FormatPNG
 		if opts.CropAndResize && s.Image != nil {
 			opts.Target = &bucket.Bucket{Width: s.Image.Width, Height: s.Image.Height}
 		}

@@ -103,6 +103,10 @@ func (r *Reader) value(o *Object, k string, required bool) (any, bool) {
 	return v, ok
 }
 
+// Value returns the decoded value of an optional key k of o (false when absent or null, or when
+// an earlier key failed), for values of more than one JSON type that the caller checks itself.
+func (r *Reader) Value(o *Object, k string) (any, bool) { return r.value(o, k, false) }
+
 // Str reads a string; a required one must not be empty.
 func (r *Reader) Str(o *Object, k string, dst *string, required bool) {
 	v, ok := r.value(o, k, required)

@@ -14,7 +14,10 @@ type Options struct {
 	Buckets       []bucket.Bucket // candidate buckets when CropAndResize and Target is nil
 	Target        *bucket.Bucket  // when non-nil (and CropAndResize): force this output size (used to align masks/extra images with a main image)
 	Mask          bool            // output one channel (8-bit greyscale), resized with nearest-neighbour so no new grey levels appear
-	PreEncode     bool            // re-encode the processed image: JPEG quality 95 when it has 3 channels, PNG otherwise
+	PreEncode     bool            // re-encode the processed image in Format
+	Format        Format          // with PreEncode; FormatAuto: JPEG when it has 3 channels, PNG otherwise
+	Quality       int             // JPEG and WebP quality, 1..100; 0 means DefaultQuality
+	Background    *[3]uint8       // what alpha is flattened onto; nil: white
 	MaxPixels     int64           // >0: an image whose header says width*height > MaxPixels is refused with ErrTooLarge before decoding pixels
 
 	libvipsOnly bool // tests: skip the direct libjpeg/libpng decoder, which must agree with libvips
@@ -85,6 +88,9 @@ func Process(data []byte, opts *Options) (*Image, error) {
 		shrink:      1,
 		mask:        opts.Mask,
 		preEncode:   opts.PreEncode,
+		format:      opts.Format,
+		quality:     opts.quality(),
+		background:  opts.background(),
 	}
 	if opts.CropAndResize {
 		var b bucket.Bucket
@@ -136,6 +142,7 @@ func shrinkOnLoad(loader, w, h, coverW, coverH int) int {
 func probeAndDecode(data []byte, opts *Options) (*Image, error) {
 	im, w, h, tooLarge, err := decode(data, plan{
 		probe: true, direct: !opts.libvipsOnly, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode,
+		format: opts.Format, quality: opts.quality(), background: opts.background(),
 	})
 	switch {
 	case tooLarge:

@@ -5,6 +5,7 @@
 #include <vips/vector.h>
 
 #include "codec.h"
+#include "encode.h"
 #include "resample.h"
 #include "vips.h"
 
@@ -211,9 +212,9 @@ dg_source_space(VipsImage *in)
 }
 
 /* To 8-bit sRGB (3 bands) or, for masks, 8-bit greyscale (1 band), with alpha flattened onto
- * white (or dropped for masks). */
+ * bg (image_config.alpha_background), or dropped for masks. */
 static VipsImage *
-dg_colour(VipsObject *ctx, VipsImage *in, int mask)
+dg_colour(VipsObject *ctx, VipsImage *in, int mask, const double *bg)
 {
 	VipsImage **t = dg_slots(ctx, 10);
 	int cmyk = vips_image_guess_interpretation(in) == VIPS_INTERPRETATION_CMYK && in->Bands >= 4;
@@ -270,7 +271,7 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask)
 
 	if (alpha) {
 		VipsImage *joined[2];
-		VipsArrayDouble *white;
+		VipsArrayDouble *background;
 		int r;
 
 		if (alpha->BandFmt != VIPS_FORMAT_UCHAR) {
@@ -284,9 +285,9 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask)
 		joined[1] = alpha;
 		if (vips_bandjoin(joined, &t[7], 2, NULL))
 			return NULL;
-		white = vips_array_double_newv(3, 255.0, 255.0, 255.0);
-		r = vips_flatten(t[7], &t[8], "background", white, "max_alpha", 255.0, NULL);
-		vips_area_unref(VIPS_AREA(white));
+		background = vips_array_double_newv(3, bg[0], bg[1], bg[2]);
+		r = vips_flatten(t[7], &t[8], "background", background, "max_alpha", 255.0, NULL);
+		vips_area_unref(VIPS_AREA(background));
 		if (r)
 			return NULL;
 		colour = t[8];
@@ -443,12 +444,8 @@ dg_write(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
 
 		if (!(in = dg_copy_memory(ctx, in)))
 			return -1;
-		if (in->Bands == 3)
-			r = dg_encode_jpeg(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, 95, &buf,
-					   &len, err, sizeof(err));
-		else
-			r = dg_encode_png(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
-					  &buf, &len, err, sizeof(err));
+		r = dg_encode(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
+			      p->encode_format, p->quality, &buf, &len, err, sizeof(err));
 		if (r) {
 			vips_error("datago", "cannot encode: %s", err);
 			return -1;
@@ -501,12 +498,12 @@ dg_decode(VipsObject *ctx, VipsImage *im, const dg_params *p, dg_output *out)
 		 * converting after the resize gives the same result on far fewer pixels. */
 		if (p->resize && !(im = dg_resize_crop(ctx, im, p)))
 			return -1;
-		if (!(im = dg_colour(ctx, im, 1)))
+		if (!(im = dg_colour(ctx, im, 1, p->background)))
 			return -1;
 	} else {
 		/* Colour first: alpha must be flattened and colours converted before Lanczos mixes
 		 * neighbouring pixels. */
-		if (!(im = dg_colour(ctx, im, 0)))
+		if (!(im = dg_colour(ctx, im, 0, p->background)))
 			return -1;
 		if (p->resize && !(im = dg_resize_crop(ctx, im, p)))
 			return -1;
@@ -556,8 +553,8 @@ dg_process_direct(const void *buf, size_t len, const dg_params *p, dg_output *ou
 	}
 	if (p->pre_encode) {
 		char err[DG_ENCODE_ERR_LEN] = "";
-		int r = dg_encode_jpeg(pixels, width, height, 95, &out->data, &out->len, err,
-				       sizeof(err));
+		int r = dg_encode(pixels, width, height, 3, p->encode_format, p->quality,
+				  &out->data, &out->len, err, sizeof(err));
 
 		free(pixels);
 		if (r)

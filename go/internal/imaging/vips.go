@@ -94,6 +94,9 @@ type plan struct {
 	resize              bool
 	crop                bucket.Plan
 	mask, preEncode     bool
+	format              Format
+	quality             int
+	background          [3]uint8
 }
 
 func cBool(b bool) C.int {
@@ -108,21 +111,24 @@ func cBool(b bool) C.int {
 // image was refused for its pixel count.
 func decode(data []byte, pl plan) (im *Image, width, height int, tooLarge bool, err error) {
 	p := C.dg_params{
-		probe:        cBool(pl.probe),
-		direct:       cBool(pl.direct),
-		max_pixels:   C.longlong(pl.maxPixels),
-		loader:       C.int(pl.loader),
-		orientation:  C.int(pl.orientation),
-		shrink:       C.int(pl.shrink),
-		resize:       cBool(pl.resize),
-		cover_width:  C.int(pl.crop.CoverW),
-		cover_height: C.int(pl.crop.CoverH),
-		crop_left:    C.int(pl.crop.Left),
-		crop_top:     C.int(pl.crop.Top),
-		out_width:    C.int(pl.crop.OutW),
-		out_height:   C.int(pl.crop.OutH),
-		mask:         cBool(pl.mask),
-		pre_encode:   cBool(pl.preEncode),
+		probe:         cBool(pl.probe),
+		direct:        cBool(pl.direct),
+		max_pixels:    C.longlong(pl.maxPixels),
+		loader:        C.int(pl.loader),
+		orientation:   C.int(pl.orientation),
+		shrink:        C.int(pl.shrink),
+		resize:        cBool(pl.resize),
+		cover_width:   C.int(pl.crop.CoverW),
+		cover_height:  C.int(pl.crop.CoverH),
+		crop_left:     C.int(pl.crop.Left),
+		crop_top:      C.int(pl.crop.Top),
+		out_width:     C.int(pl.crop.OutW),
+		out_height:    C.int(pl.crop.OutH),
+		mask:          cBool(pl.mask),
+		pre_encode:    cBool(pl.preEncode),
+		encode_format: C.int(pl.format),
+		quality:       C.int(pl.quality),
+		background:    [3]C.double{C.double(pl.background[0]), C.double(pl.background[1]), C.double(pl.background[2])},
 	}
 	var out C.dg_output
 	status := C.dg_process(unsafe.Pointer(&data[0]), C.size_t(len(data)), &p, &out)
