@@ -51,6 +51,12 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 	} {
 		r.CommaList(sc, l.key, l.dst)
 	}
+	// The Rust loader's spellings of the two exclusion filters.
+	for alias, key := range map[string]string{"sources_ne": "sources__ne", "tags_ne": "tags__ne"} {
+		r.Alias(sc, alias, key)
+	}
+	r.CommaList(sc, "sources_ne", &dc.SourcesNe)
+	r.CommaList(sc, "tags_ne", &dc.TagsNe)
 	r.Boolean(sc, "require_images", &dc.RequireImages)
 	r.Boolean(sc, "require_embeddings", &dc.RequireEmbeddings)
 	r.Boolean(sc, "return_duplicate_state", &dc.ReturnDuplicateState)

@@ -36,6 +36,9 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 	var patterns []string
 	r.StrOrList(sc, "url", &patterns, true)
 	r.Boolean(sc, "shuffle", &wc.Shuffle)
+	// random_sampling is the Rust loader's name for it.
+	r.Alias(sc, "random_sampling", "shuffle")
+	r.Boolean(sc, "random_sampling", &wc.Shuffle)
 	r.Integer(sc, "shuffle_buffer", &wc.ShuffleBuffer, 1)
 	seed := 0
 	r.Integer(sc, "seed", &seed, math.MinInt)
