@@ -62,7 +62,7 @@ go-test: deps
 # libvips and the resampler.
 FUZZ_TARGETS := internal/config:FuzzParseConfig internal/source/webdataset:FuzzTarGrouping \
                 internal/source/dataroom:FuzzDataroomPage \
-                internal/imaging:FuzzProcess
+                internal/imaging:FuzzProcess internal/imaging:FuzzGoFormats
 FUZZ_TIME    ?= 30s
 
 # Longer runs of the same targets.

@@ -63,6 +63,13 @@ func Process(data []byte, opts *Options) (*Image, error) {
 	if err := Init(); err != nil {
 		return nil, err
 	}
+	if f := goFormat(data); f != "" {
+		// GIF and BMP: decoded in Go (gobmp.go), then processed as PNG.
+		var err error
+		if data, err = transcode(data, f, opts.MaxPixels); err != nil {
+			return nil, err
+		}
+	}
 	forkGate.RLock()
 	defer forkGate.RUnlock()
 	if !opts.CropAndResize {

@@ -50,7 +50,7 @@ func (c Config) Open(common source.Common) (source.Source, error) {
 // isImageName reports whether name has an image extension datago serves, in any letter case.
 func isImageName(name string) bool {
 	switch strings.ToLower(filepath.Ext(name)) {
-	case ".jpg", ".jpeg", ".png", ".webp":
+	case ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif":
 		return true
 	}
 	return false
