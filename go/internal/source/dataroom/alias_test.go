@@ -30,3 +30,20 @@ func TestRustFilterSpellings(t *testing.T) {
 		t.Fatalf("both spellings: %v", err)
 	}
 }
+
+// The latent types downloaded are the union of return_latents, has_latents and has_masks.
+func TestReturnLatentsUnion(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want []string
+	}{
+		{Config{}, nil},
+		{Config{HasMasks: []string{"m"}, HasLatents: []string{"l"}}, []string{"l", "m"}},
+		{Config{ReturnLatents: []string{"v"}, HasMasks: []string{"m"}}, []string{"v", "m"}},
+		{Config{ReturnLatents: []string{"m", "v"}, HasMasks: []string{"m"}, HasLatents: []string{"v"}}, []string{"m", "v"}},
+	} {
+		if got := tc.cfg.returnLatents(); !reflect.DeepEqual(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
+			t.Fatalf("%+v: got %v, want %v", tc.cfg, got, tc.want)
+		}
+	}
+}

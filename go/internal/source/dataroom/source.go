@@ -50,7 +50,7 @@ type Config struct {
 	HasAttributes, LacksAttributes   []string
 	HasMasks, LacksMasks             []string
 	HasLatents, LacksLatents         []string
-	ReturnLatents                    []string // empty: HasLatents + HasMasks
+	ReturnLatents                    []string // downloaded: these, HasLatents and HasMasks
 	RequireImages, RequireEmbeddings bool
 	ReturnDuplicateState             bool
 	MinShortEdge, MaxShortEdge       int // unset, or >= 0
@@ -153,11 +153,11 @@ func parseAPIURL(s string) (*url.URL, error) {
 // FirstPageURL is the URL of the first page request (for tests and logs).
 func (d *Source) FirstPageURL() string { return d.pageURL.String() }
 
+// returnLatents is the union of return_latents, has_latents and has_masks, as in the Rust loader:
+// a type the listing filters on is always delivered.
 func (c *Config) returnLatents() []string {
-	if len(c.ReturnLatents) > 0 {
-		return c.ReturnLatents
-	}
-	return dedupe(append(append([]string(nil), c.HasLatents...), c.HasMasks...))
+	all := append(append([]string(nil), c.ReturnLatents...), c.HasLatents...)
+	return dedupe(append(all, c.HasMasks...))
 }
 
 func dedupe(list []string) []string {
