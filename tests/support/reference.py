@@ -21,14 +21,14 @@ def expected_geometry(
 
 
 def closest_bucket(w: int, h: int, buckets: Iterable[tuple[int, int]]) -> tuple[int, int]:
-    """The bucket of a (w, h) image: the smallest plain difference of width/height ratios, the larger
+    """The bucket of a (w, h) image: the smallest plain difference of width/height ratios, the smaller
     ratio on an exact tie (the rule of the original datago and of Photoroom's Rust loader), computed
     with exact fractions."""
     best: tuple[int, int] | None = None
     best_key: tuple[Fraction, Fraction] | None = None
     for bw, bh in buckets:
         ratio = Fraction(bw, bh)
-        key = (abs(ratio - Fraction(w, h)), -ratio)
+        key = (abs(ratio - Fraction(w, h)), ratio)
         if best_key is None or key < best_key:
             best, best_key = (bw, bh), key
     assert best is not None, "no buckets"

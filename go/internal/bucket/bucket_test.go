@@ -165,11 +165,18 @@ func TestClosestBucket(t *testing.T) {
 		{"empty list", nil, 640, 480, Bucket{}},
 		// 1:1 is 0.5 from 1:2 and 1 from 2:1: a plain difference, not log space (where both are log 2 away).
 		{"linear, not log", []Bucket{{2, 1}, {1, 2}}, 7, 7, Bucket{1, 2}},
-		// 3:2 is exactly 0.5 from 1:1 and from 2:1: the larger ratio wins, in either list order.
-		{"tie goes to the larger ratio", []Bucket{{1, 1}, {2, 1}}, 3, 2, Bucket{2, 1}},
-		{"tie goes to the larger ratio, reversed", []Bucket{{2, 1}, {1, 1}}, 3, 2, Bucket{2, 1}},
+		// 3:2 is exactly 0.5 from 1:1 and from 2:1: the smaller ratio wins (as in the Rust
+		// loader), in either list order.
+		{"tie goes to the smaller ratio", []Bucket{{1, 1}, {2, 1}}, 3, 2, Bucket{1, 1}},
+		{"tie goes to the smaller ratio, reversed", []Bucket{{2, 1}, {1, 1}}, 3, 2, Bucket{1, 1}},
 		// 3:4 (0.75) is 0.25 from 1:2 and 1:1; the same bucket ratio twice keeps the first.
-		{"tall tie", []Bucket{{1, 2}, {1, 1}}, 3, 4, Bucket{1, 1}},
+		{"tall tie", []Bucket{{1, 1}, {1, 2}}, 3, 4, Bucket{1, 2}},
+		// Sizes where the Rust loader was seen to break exact ties (256/32 buckets).
+		{"rust tie 62x90", Buckets(256, 32, 0.5, 2), 62, 90, Bucket{192, 320}},
+		{"rust tie 80x90", Buckets(256, 32, 0.5, 2), 80, 90, Bucket{224, 288}},
+		{"rust tie 174x90", Buckets(256, 32, 0.5, 2), 174, 90, Bucket{320, 192}},
+		// A tie that float64 arithmetic breaks towards 368x704; the Rust loader gives 352x720.
+		{"rust tie 2003x3960", buckets, 2003, 3960, Bucket{352, 720}},
 		{"equal ratios keep the first", []Bucket{{2, 2}, {1, 1}}, 5, 5, Bucket{2, 2}},
 		// 1.45 is closer to 1.5 than to 1.4 by plain difference; log space agrees here but not at 1.41.
 		{"between 1:1 and 2:1", []Bucket{{1, 1}, {2, 1}}, 141, 100, Bucket{1, 1}},
@@ -183,7 +190,7 @@ func TestClosestBucket(t *testing.T) {
 }
 
 // closestRat is the rule written the slow, obvious way, with exact rationals: the bucket with the
-// smallest |bw/bh - w/h|, the larger ratio on a tie, the first of equal ratios.
+// smallest |bw/bh - w/h|, the smaller ratio on a tie, the first of equal ratios.
 func closestRat(buckets []Bucket, w, h int) Bucket {
 	var best Bucket
 	var bestD, bestR *big.Rat
@@ -192,7 +199,7 @@ func closestRat(buckets []Bucket, w, h int) Bucket {
 		r := big.NewRat(int64(b.Width), int64(b.Height))
 		d := new(big.Rat).Sub(r, img)
 		d.Abs(d)
-		if i == 0 || d.Cmp(bestD) < 0 || (d.Cmp(bestD) == 0 && r.Cmp(bestR) > 0) {
+		if i == 0 || d.Cmp(bestD) < 0 || (d.Cmp(bestD) == 0 && r.Cmp(bestR) < 0) {
 			best, bestD, bestR = b, d, r
 		}
 	}
@@ -262,7 +269,7 @@ func TestClosestWhereRulesDisagree(t *testing.T) {
 				// An exact tie between the neighbours: w/h = (rl+rh)/2, as integers.
 				if 2*w*lo.Height*hi.Height == h*(lo.Width*hi.Height+hi.Width*lo.Height) {
 					ties++
-					if want != hi {
+					if want != lo {
 						t.Fatalf("tie at %dx%d between %v and %v gave %v", w, h, lo, hi, want)
 					}
 				} else if closestLog(buckets, w, h) != want {
