@@ -509,3 +509,39 @@ def test_wrapper_whose_del_stops_the_client(folder: tuple[Path, dict[str, np.nda
     )
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), (out.returncode, out.stderr[-2000:])
     assert "Exception ignored" not in out.stderr, out.stderr[-2000:]
+
+
+# ------------------------------------------------------------------- fresh seed per client
+
+
+def test_random_sampling_without_seed_draws_one_per_client(tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    for i in range(24):
+        save(root / f"{i:02d}.png", photo(16, 12, seed=i))
+    cfg = {
+        "source_type": "file",
+        "source_config": {"root_path": str(root), "random_sampling": True},
+        "concurrency": 1,
+    }
+    orders, seeds = [], []
+    for _ in range(2):
+        with datago.Client(cfg) as client:
+            orders.append([s.id for s in client])
+            seeds.append(client.stats()["seed"])
+    assert seeds[0] != seeds[1] and orders[0] != orders[1]
+    assert sorted(orders[0]) == sorted(orders[1])
+    # With the reported seed, the order is reproduced; with a seed, it is the same on every run.
+    with datago.Client({**cfg, "source_config": {**cfg["source_config"], "seed": seeds[0]}}) as client:
+        assert [s.id for s in client] == orders[0]
+    # The resume state carries the drawn seed: a config without a seed resumes in the same order.
+    with datago.Client(cfg) as client:
+        head = [client.get_sample().id for _ in range(5)]  # type: ignore[union-attr]
+        state = client.state_dict()
+        full_seed = client.stats()["seed"]
+    assert state["seed"] == full_seed
+    with datago.Client({**cfg, "source_config": {**cfg["source_config"], "seed": full_seed}}) as client:
+        whole = [s.id for s in client]
+    with datago.Client(cfg, state=state) as client:
+        assert client.stats()["seed"] == full_seed
+        rest = [s.id for s in client]
+    assert whole[:5] == head and rest == whole[5:]

@@ -175,7 +175,13 @@ func (c *Client) NextBatch(timeout time.Duration) (*Batch, error) {
 
 // State returns the resume state: pass it as resume_state to a new client with the same
 // configuration to continue where this one is (README "Exact resume").
-func (c *Client) State() State { return c.progress.State() }
+func (c *Client) State() State {
+	st := c.progress.State()
+	if seed, ok := c.cfg.Seed(); ok {
+		st.Seed = &seed
+	}
+	return st
+}
 
 // StopGrace is how long Stop waits for the run's goroutines. A worker blocked in a read the kernel
 // will not interrupt (a hung NFS or FUSE mount, a FIFO without a writer) is then abandoned: it is
@@ -227,6 +233,9 @@ func (c *Client) Stop() {
 func (c *Client) Stats() Stats {
 	st := c.stat.snapshot()
 	st.Epoch = c.progress.State().Epoch
+	if seed, ok := c.cfg.Seed(); ok {
+		st.Seed = &seed
+	}
 	return st
 }
 

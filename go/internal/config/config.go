@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sort"
@@ -155,6 +156,9 @@ func readConfig(r *confread.Reader, top *confread.Object) *Config {
 		r.FailWith(err)
 	}
 	r.Finish(top)
+	if !r.Failed() {
+		settleSeed(r, cfg)
+	}
 	if !r.Failed() && cfg.BatchSize > 0 && (cfg.Image == nil || !cfg.Image.CropAndResize) {
 		r.Fail("batch_size", "needs image_config.crop_and_resize: a batch stacks images of one bucket")
 	} else if !r.Failed() && cfg.BatchSize > 0 && cfg.Image.PreEncodeImages {
@@ -305,4 +309,33 @@ func quoted(list []string) string {
 		q[i] = fmt.Sprintf("%q", s)
 	}
 	return strings.Join(q, ", ")
+}
+
+// settleSeed gives a shuffling source without a seed one: the resume state's, or a fresh random
+// one (each client its own order, as in the Rust loader; Stats and State report it, so the run can
+// be reproduced and resumed). A resume state taken with another seed than the config's is refused.
+func settleSeed(r *confread.Reader, cfg *Config) {
+	sd, ok := cfg.Source.(source.Seeded)
+	if !ok {
+		return
+	}
+	if sd.NeedsSeed() {
+		seed := rand.Int64()
+		if cfg.Resume != nil && cfg.Resume.Seed != nil {
+			seed = *cfg.Resume.Seed
+		}
+		cfg.Source = sd.WithSeed(seed)
+		return
+	}
+	if seed, shuffles := sd.ShuffleSeed(); shuffles && cfg.Resume != nil && cfg.Resume.Seed != nil && *cfg.Resume.Seed != seed {
+		r.Fail("resume_state.seed", fmt.Sprintf("the state was taken with seed %d, but source_config.seed is %d", *cfg.Resume.Seed, seed))
+	}
+}
+
+// Seed is the shuffle seed in use (drawn when the config gave none); false when the source does not shuffle.
+func (c *Config) Seed() (int64, bool) {
+	if sd, ok := c.Source.(source.Seeded); ok {
+		return sd.ShuffleSeed()
+	}
+	return 0, false
 }

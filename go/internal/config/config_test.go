@@ -233,3 +233,58 @@ func TestEnvDefaults(t *testing.T) {
 		t.Setenv(name, "1")
 	}
 }
+
+// random_sampling / shuffle without a seed draws a fresh one per client; a resume state's seed
+// is taken instead; a config seed that contradicts the state's is refused.
+func TestFreshSeedPerClient(t *testing.T) {
+	root := t.TempDir()
+	shard := filepath.Join(root, "s.tar")
+	if err := os.WriteFile(shard, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fsCfg := func(sc string) string {
+		return fmt.Sprintf(`{"source_type": "file", "source_config": {"root_path": %q%s}}`, root, sc)
+	}
+	wdsCfg := func(sc string) string {
+		return fmt.Sprintf(`{"source_type": "webdataset", "source_config": {"url": %q%s}}`, shard, sc)
+	}
+	for _, mk := range []func(string) string{fsCfg, wdsCfg} {
+		on := `, "random_sampling": true`
+		seeds := map[int64]bool{}
+		for i := 0; i < 4; i++ {
+			cfg, err := Parse([]byte(mk(on)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seed, ok := cfg.Seed()
+			if !ok {
+				t.Fatal("no seed reported")
+			}
+			seeds[seed] = true
+		}
+		if len(seeds) != 4 {
+			t.Fatalf("4 clients without a seed drew %d distinct seeds", len(seeds))
+		}
+		cfg, err := Parse([]byte(mk(on + `, "seed": 42`)))
+		if seed, _ := cfg.Seed(); err != nil || seed != 42 {
+			t.Fatalf("explicit seed: %v %d", err, seed)
+		}
+		if cfg, err = Parse([]byte(mk(``))); err != nil {
+			t.Fatal(err)
+		} else if _, ok := cfg.Seed(); ok {
+			t.Fatal("a seed reported without random sampling")
+		}
+		state := `"resume_state": {"version": 1, "epoch": 0, "done": [], "seed": 7}`
+		withState := strings.Replace(mk(on), `}}`, `}, `+state+`}`, 1)
+		if cfg, err = Parse([]byte(withState)); err != nil {
+			t.Fatal(err)
+		} else if seed, _ := cfg.Seed(); seed != 7 {
+			t.Fatalf("the state's seed is not used: %d", seed)
+		}
+		bad := strings.Replace(mk(on+`, "seed": 8`), `}}`, `}, `+state+`}`, 1)
+		var ce *confread.Error
+		if _, err = Parse([]byte(bad)); !errors.As(err, &ce) || ce.Key != "resume_state.seed" {
+			t.Fatalf("contradicting seeds: %v", err)
+		}
+	}
+}

@@ -27,6 +27,19 @@ type Config struct {
 	// anew each epoch (source.EpochSeed). Without it the listing streams in directory order.
 	RandomSampling bool
 	Seed           int64
+	SeedGiven      bool // source_config.seed was set
+}
+
+// NeedsSeed: random_sampling without a seed (source.Seeded).
+func (c Config) NeedsSeed() bool { return c.RandomSampling && !c.SeedGiven }
+
+// ShuffleSeed is the seed of random_sampling.
+func (c Config) ShuffleSeed() (int64, bool) { return c.Seed, c.RandomSampling }
+
+// WithSeed sets the seed (source.Seeded).
+func (c Config) WithSeed(seed int64) source.Config {
+	c.Seed, c.SeedGiven = seed, true
+	return c
 }
 
 // Source serves the images under a directory tree, streaming the listing: the first sample does

@@ -41,6 +41,7 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 	r.Boolean(sc, "random_sampling", &wc.Shuffle)
 	r.Integer(sc, "shuffle_buffer", &wc.ShuffleBuffer, 1)
 	seed := 0
+	_, wc.SeedGiven = sc.Map()["seed"]
 	r.Integer(sc, "seed", &seed, math.MinInt)
 	wc.Seed = int64(seed)
 	r.Integer(sc, "concurrent_downloads", &wc.ConcurrentDownloads, 1)
@@ -133,4 +134,16 @@ func quoteList(list []string) string {
 		q[i] = fmt.Sprintf("%q", s)
 	}
 	return strings.Join(q, ", ")
+}
+
+// NeedsSeed: shuffle without a seed (source.Seeded).
+func (c Config) NeedsSeed() bool { return c.Shuffle && !c.SeedGiven }
+
+// ShuffleSeed is the seed of the shuffle.
+func (c Config) ShuffleSeed() (int64, bool) { return c.Seed, c.Shuffle }
+
+// WithSeed sets the seed (source.Seeded).
+func (c Config) WithSeed(seed int64) source.Config {
+	c.Seed, c.SeedGiven = seed, true
+	return c
 }

@@ -32,6 +32,7 @@ type Config struct {
 	Shuffle             bool
 	ShuffleBuffer       int
 	Seed                int64
+	SeedGiven           bool // source_config.seed was set
 	ConcurrentDownloads int
 	Rank                int
 	WorldSize           int
