@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,9 +199,50 @@ def test_unknown_keys_warn_under_datagoclient_only(
         assert err.value.key == key
 
 
-def test_filters_not_supported_yet_raise(server: DataroomServer) -> None:
-    for key in ("tags_all", "tags_ne_all", "tags_empty", "attributes"):
-        cfg = {"source_config": {"api_url": server.base_url, "api_key": server.token, key: "x"}}
+def listing(server: DataroomServer, query: str) -> list[str]:
+    """The ids of GET images/?query, read directly from the server."""
+    out: list[str] = []
+    url: str | None = f"{server.base_url}images/?{query}"
+    while url:
+        req = urllib.request.Request(url, headers={"Authorization": f"Token {server.token}"})
+        with urllib.request.urlopen(req) as resp:
+            page = json.loads(resp.read())
+        out += [r["id"] for r in page["results"]]
+        url = page["next"]
+    return sorted(out)
+
+
+@pytest.mark.parametrize(
+    ("keys", "query"),
+    [
+        ({"tags_all": "photo,art"}, "tags__all=photo,art"),
+        ({"tags_ne_all": ["photo", "art"]}, "tags__ne_all=photo,art"),
+        ({"tags_empty": True}, "tags__empty=true"),
+        ({"tags_empty": False}, "tags__empty=false"),
+        ({"attributes": "aesthetic_score__gte:5.5"}, "attributes=aesthetic_score__gte:5.5"),
+        ({"attributes": ["n_faces__lte:1", "is_photo:true"]}, "attributes=n_faces__lte:1,is_photo:true"),
+        ({"sources_ne": "internal", "tags_ne": "people"}, "sources__ne=internal&tags__ne=people"),
+    ],
+)
+def test_rust_dataroom_filters(server: DataroomServer, keys: dict[str, Any], query: str) -> None:
+    cfg = {
+        "source_config": {
+            "api_url": server.base_url,
+            "api_key": server.token,
+            "require_images": False,
+            **keys,
+        }
+    }
+    got = sorted(s.id for s in datago.DatagoClient(cfg))
+    want = listing(server, query)
+    assert got == want
+    assert 0 < len(want) < N_DB, "the filter must select some samples, not all"
+
+
+def test_webdataset_keys_not_supported_yet_raise(tmp_path: Path) -> None:
+    shard = write_shard(tmp_path / "s.tar", standard_shard(0, 2))
+    for key in ("auth_token", "reference_image_type"):
+        cfg = {"source_type": "webdataset", "source_config": {"url": str(shard), key: "x"}}
         with pytest.raises(datago.ConfigError) as err:
             datago.DatagoClient(cfg)
         assert err.value.key == f"source_config.{key}"

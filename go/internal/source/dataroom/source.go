@@ -47,6 +47,9 @@ type Config struct {
 
 	Sources, SourcesNe               []string
 	Tags, TagsNe                     []string
+	TagsAll, TagsNeAll               []string // has every one / not every one of the tags
+	TagsEmpty                        *bool    // nil: no filter; true: no tags; false: some tags
+	Attributes                       []string // "name[__cmp]:value" filters, sent as the API's attributes
 	HasAttributes, LacksAttributes   []string
 	HasMasks, LacksMasks             []string
 	HasLatents, LacksLatents         []string
@@ -211,6 +214,12 @@ func queryOf(cfg Config) []param {
 	list("sources__ne", cfg.SourcesNe)
 	list("tags", cfg.Tags)
 	list("tags__ne", cfg.TagsNe)
+	list("tags__all", cfg.TagsAll)
+	list("tags__ne_all", cfg.TagsNeAll)
+	if cfg.TagsEmpty != nil {
+		add("tags__empty", strconv.FormatBool(*cfg.TagsEmpty))
+	}
+	list("attributes", cfg.Attributes)
 	list("has_attributes", cfg.HasAttributes)
 	list("lacks_attributes", cfg.LacksAttributes)
 	list("has_masks", cfg.HasMasks)
