@@ -241,7 +241,7 @@ def test_rust_dataroom_filters(server: DataroomServer, keys: dict[str, Any], que
 
 def test_webdataset_keys_not_supported_yet_raise(tmp_path: Path) -> None:
     shard = write_shard(tmp_path / "s.tar", standard_shard(0, 2))
-    for key in ("auth_token", "reference_image_type"):
+    for key in ("reference_image_type",):
         cfg = {"source_type": "webdataset", "source_config": {"url": str(shard), key: "x"}}
         with pytest.raises(datago.ConfigError) as err:
             datago.DatagoClient(cfg)

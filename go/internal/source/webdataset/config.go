@@ -62,6 +62,7 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 		}
 	}
 	httpretry.ReadPolicy(r, sc, &wc.Timeout, &wc.MaxRetries)
+	r.Str(sc, "auth_token", &wc.AuthToken, false)
 	if r.Failed() {
 		return wc
 	}

@@ -37,6 +37,7 @@ type Config struct {
 	Rank                int
 	WorldSize           int
 	ImageKeys           []string // lowercased suffixes, in order of preference
+	AuthToken           string   // sent as "Authorization: Bearer" to each shard's own host only; never printed
 	Timeout             time.Duration
 	MaxRetries          int
 	RetryBackoff        time.Duration // wait before the first retry of a shard request
@@ -113,7 +114,7 @@ func (c Config) Open(common source.Common) (source.Source, error) { return newSo
 // newSource returns the source of a parsed cfg: every value was checked by Parse.
 func newSource(cfg Config, common source.Common) *Source {
 	return &Source{cfg: cfg, maxMember: common.MaxFileBytes, goFn: common.Go, points: faults.FromEnv(),
-		client: newHTTPClient(cfg.Timeout, cfg.ConcurrentDownloads)}
+		client: newHTTPClient(cfg.Timeout, cfg.ConcurrentDownloads, cfg.AuthToken != "")}
 }
 
 // splitByKey reports whether samples (rather than shards) are dispatched to ranks: with fewer shards
@@ -270,7 +271,9 @@ func (w *Source) openShard(ctx context.Context, shard string) (io.ReadCloser, er
 		return nil, err
 	}
 	if isHTTP {
-		return newHTTPStream(ctx, w.client, shard, w.cfg.Timeout, w.cfg.MaxRetries, w.cfg.RetryBackoff), nil
+		s := newHTTPStream(ctx, w.client, shard, w.cfg.Timeout, w.cfg.MaxRetries, w.cfg.RetryBackoff)
+		s.token = w.cfg.AuthToken
+		return s, nil
 	}
 	return os.Open(path)
 }
