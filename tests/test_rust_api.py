@@ -12,6 +12,7 @@ import sys
 import textwrap
 import urllib.request
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -239,13 +240,39 @@ def test_rust_dataroom_filters(server: DataroomServer, keys: dict[str, Any], que
     assert 0 < len(want) < N_DB, "the filter must select some samples, not all"
 
 
-def test_webdataset_keys_not_supported_yet_raise(tmp_path: Path) -> None:
-    shard = write_shard(tmp_path / "s.tar", standard_shard(0, 2))
-    for key in ("reference_image_type",):
-        cfg = {"source_type": "webdataset", "source_config": {"url": str(shard), key: "x"}}
-        with pytest.raises(datago.ConfigError) as err:
-            datago.DatagoClient(cfg)
-        assert err.value.key == f"source_config.{key}"
+def test_webdataset_reference_image_and_aligned_members(tmp_path: Path) -> None:
+    """reference_image_type names the main image; the other image members arrive as masks (mask,
+    seg) or additional images, cropped and resized with it."""
+
+    def png(arr: np.ndarray) -> bytes:
+        buf = BytesIO()
+        Image.fromarray(arr).save(buf, "PNG")
+        return buf.getvalue()
+
+    samples = []
+    for i, (w, h) in enumerate([(90, 60), (60, 90), (100, 40)]):
+        img = photo(w, h, seed=i)
+        mask = np.zeros((h, w), np.uint8)
+        mask[h // 4 : h // 2, w // 3 : w // 2] = 255
+        samples.append((f"k{i}", {"png": png(img), "copy.png": png(img), "seg.png": png(mask), "txt": b"c"}))
+    shard = write_shard(tmp_path / "s.tar", samples)
+    cfg = {
+        "source_type": "webdataset",
+        "source_config": {"url": str(shard), "reference_image_type": "png", "random_sampling": False},
+        "image_config": {"crop_and_resize": True, "default_image_size": 64, "downsampling_ratio": 16},
+    }
+    n = 0
+    for sample in datago.DatagoClient(cfg):
+        n += 1
+        main = sample.image.to_numpy_array()
+        copy = sample.additional_images["copy.png"].to_numpy_array()
+        mask = sample.masks["seg.png"].to_numpy_array()[..., 0]
+        np.testing.assert_array_equal(copy, main)  # the same pixels through the same crop
+        assert mask.shape == main.shape[:2] and set(np.unique(mask)) <= {0, 255}
+        assert (
+            sample.masks["seg.png"].get_payload().original_width == sample.image.get_payload().original_width
+        )
+    assert n == 3
 
 
 def test_image_to_rgb8_false_warns_and_delivers_rgb(

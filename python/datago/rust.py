@@ -56,9 +56,7 @@ RUST_DEFAULT_SOURCE_TYPE = "db"  # the Rust loader's dataroom example has no sou
 
 # Rust keys that datago does not implement yet and that change WHICH samples (or whether any)
 # arrive: ignoring them would silently deliver other data, so they raise even here.
-UNSUPPORTED: dict[str, tuple[str, ...]] = {
-    "webdataset": ("reference_image_type",),
-}
+UNSUPPORTED: dict[str, tuple[str, ...]] = {}
 _CANONICAL_SOURCE = {"file": "filesystem", "filesystem": "filesystem", "db": "db", "wds": "webdataset"}
 
 

@@ -63,6 +63,8 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 	}
 	httpretry.ReadPolicy(r, sc, &wc.Timeout, &wc.MaxRetries)
 	r.Str(sc, "auth_token", &wc.AuthToken, false)
+	r.Str(sc, "reference_image_type", &wc.ReferenceImage, false)
+	wc.ReferenceImage = strings.ToLower(strings.TrimPrefix(wc.ReferenceImage, "."))
 	if r.Failed() {
 		return wc
 	}
