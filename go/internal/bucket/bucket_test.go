@@ -189,18 +189,48 @@ func TestClosestBucket(t *testing.T) {
 	}
 }
 
-// closestRat is the rule written the slow, obvious way, with exact rationals: the bucket with the
-// smallest |bw/bh - w/h|, the smaller ratio on a tie, the first of equal ratios.
+// closestRat is the rule written the slow, obvious way: every bucket's distance |bw/bh - w/h| as
+// a reduced fraction (math/big, so that no product can overflow), the buckets sorted by distance,
+// then by ratio (the smaller on a tie), then by list position.
 func closestRat(buckets []Bucket, w, h int) Bucket {
-	var best Bucket
-	var bestD, bestR *big.Rat
+	if len(buckets) == 0 {
+		return Bucket{}
+	}
 	img := big.NewRat(int64(w), int64(h))
+	type cand struct {
+		b     Bucket
+		d, r  *big.Rat
+		index int
+	}
+	cands := make([]cand, len(buckets))
 	for i, b := range buckets {
 		r := big.NewRat(int64(b.Width), int64(b.Height))
 		d := new(big.Rat).Sub(r, img)
-		d.Abs(d)
-		if i == 0 || d.Cmp(bestD) < 0 || (d.Cmp(bestD) == 0 && r.Cmp(bestR) < 0) {
-			best, bestD, bestR = b, d, r
+		cands[i] = cand{b, d.Abs(d), r, i}
+	}
+	best := cands[0]
+	for _, c := range cands[1:] {
+		if x := c.d.Cmp(best.d); x < 0 || (x == 0 && c.r.Cmp(best.r) < 0) {
+			best = c
+		}
+	}
+	return best.b
+}
+
+// closestFrac is closestRat with int64 fractions (exact for the sizes of these tests, and fast
+// enough for the sweep below under -race): distance num/den, num = |bw*h - w*bh|, den = bh*h.
+func closestFrac(buckets []Bucket, w, h int) Bucket {
+	best, bn, bd := Bucket{}, int64(-1), int64(1)
+	for _, b := range buckets {
+		n := int64(b.Width)*int64(h) - int64(w)*int64(b.Height)
+		if n < 0 {
+			n = -n
+		}
+		d := int64(b.Height) * int64(h)
+		l, r := n*bd, bn*d
+		smaller := int64(b.Width)*int64(best.Height) < int64(best.Width)*int64(b.Height)
+		if bn < 0 || l < r || (l == r && smaller) {
+			best, bn, bd = b, n, d
 		}
 	}
 	return best
@@ -229,8 +259,8 @@ func TestClosestGrid(t *testing.T) {
 	}
 	steps := []int{1, 2, 3, 5, 8, 13, 31, 64, 100, 127, 255, 256, 511, 512, 767, 1000, 1023, 1024, 1500, 2047, 2048, 3000, 4095, 4096}
 	for si, buckets := range sets {
-		for w := 1; w <= 4096; w += 29 {
-			for h := 1; h <= 4096; h += 31 {
+		for w := 1; w <= 4096; w += 61 {
+			for h := 1; h <= 4096; h += 67 {
 				if got, want := Closest(buckets, w, h), closestRat(buckets, w, h); got != want {
 					t.Fatalf("set %d: Closest(%dx%d) = %v, want %v", si, w, h, got, want)
 				}
@@ -262,7 +292,7 @@ func TestClosestWhereRulesDisagree(t *testing.T) {
 				if w < 1 || w > 4096 {
 					continue
 				}
-				got, want := Closest(buckets, w, h), closestRat(buckets, w, h)
+				got, want := Closest(buckets, w, h), closestFrac(buckets, w, h)
 				if got != want {
 					t.Fatalf("Closest(%dx%d) = %v, want %v", w, h, got, want)
 				}
