@@ -18,16 +18,18 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 from PIL import Image as PILImage
 
 from . import _config, _lib
 from .client import Client
 from .errors import ConfigError
 from .sample import _PIL_MODES, Sample
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = ["DatagoClient", "DatagoSample", "ImagePayload", "LatentPayload", "Payload", "initialize_logging"]
 
