@@ -174,6 +174,31 @@ def test_alpha_background_default_is_the_rust_grey(tmp_path: Path) -> None:
         assert c.get_sample().array[0, 0].tolist() == [0, 10, 20]
 
 
+def test_alpha_background_keep_delivers_rgba(tmp_path: Path) -> None:
+    rgba = photo(30, 20, seed=5)
+    alpha = np.tile(np.arange(30, dtype=np.uint8) * 8, (20, 1))
+    Image.fromarray(np.dstack([rgba, alpha]), "RGBA").save(tmp_path / "a.png")
+    save(tmp_path / "b.jpg", photo(30, 20, seed=6))
+    cfg = rust_file_config(tmp_path, image_config={"alpha_background": "keep"})
+    with datago.Client(cfg) as client:
+        got = {Path(s.id).name: s for s in client}
+    a, b = got["a.png"], got["b.jpg"]
+    assert a.image.mode == "RGBA" and a.array.shape == (20, 30, 4)
+    np.testing.assert_array_equal(a.array[..., 3], alpha)
+    visible = alpha > 0
+    np.testing.assert_array_equal(a.array[..., :3][visible], rgba[visible])
+    assert b.array.shape == (20, 30, 4) and (b.array[..., 3] == 255).all()
+    # Resized into buckets: still RGBA, under DatagoClient too.
+    image = {
+        "alpha_background": "keep",
+        "crop_and_resize": True,
+        "default_image_size": 32,
+        "downsampling_ratio": 16,
+    }
+    for sample in datago.DatagoClient(rust_file_config(tmp_path, image_config=image)):
+        assert sample.image.mode == "RGBA" and sample.image.get_payload().channels == 4
+
+
 def test_unknown_keys_warn_under_datagoclient_only(
     folder: tuple[Path, dict[str, np.ndarray]], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -98,6 +98,7 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 			Format:        encodeFormats[ic.EncodeFormat],
 			Quality:       max(1, ic.JPEGQuality), // libjpeg's floor: 0 encodes as 1
 			Background:    &ic.AlphaBackground,
+			KeepAlpha:     ic.KeepAlpha,
 			MaxPixels:     ic.MaxPixels,
 		}
 	}

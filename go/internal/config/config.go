@@ -57,6 +57,7 @@ type ImageConfig struct {
 	EncodeFormat    string   // with PreEncodeImages: "jpeg", "png" or "webp" (masks: always PNG)
 	JPEGQuality     int      // JPEG and WebP quality, 0..100
 	AlphaBackground [3]uint8 // what transparent pixels are flattened onto
+	KeepAlpha       bool     // alpha_background "keep": RGBA delivered, nothing flattened
 }
 
 // Encode formats of image_config.encode_format.
@@ -258,7 +259,11 @@ func readOutputKeys(r *confread.Reader, o *confread.Object, ic *ImageConfig) {
 	}
 	r.IntegerIn(o, "jpeg_quality", &ic.JPEGQuality, 0, 100)
 	if v, ok := r.Value(o, "alpha_background"); ok {
-		ic.AlphaBackground = readBackground(r, o.Key("alpha_background"), v)
+		if s, isStr := v.(string); isStr && strings.EqualFold(s, "keep") {
+			ic.KeepAlpha = true
+		} else {
+			ic.AlphaBackground = readBackground(r, o.Key("alpha_background"), v)
+		}
 	}
 }
 
@@ -276,11 +281,7 @@ func readBackground(r *confread.Reader, key string, v any) [3]uint8 {
 		if bg, ok := AlphaBackgrounds[strings.ToLower(v)]; ok {
 			return bg
 		}
-		msg := fmt.Sprintf("must be one of %s or an [r, g, b] triple, got %q", quoted(names), v)
-		if strings.EqualFold(v, "keep") {
-			msg = `"keep" (delivering the alpha channel) is not supported yet: ` + msg
-		}
-		r.Fail(key, msg)
+		r.Fail(key, fmt.Sprintf(`must be one of %s, "keep" or an [r, g, b] triple, got %q`, quoted(names), v))
 	case []any:
 		var bg [3]uint8
 		if len(v) != 3 {
@@ -298,7 +299,7 @@ func readBackground(r *confread.Reader, key string, v any) [3]uint8 {
 		}
 		return bg
 	default:
-		r.Fail(key, fmt.Sprintf("must be one of %s or an [r, g, b] triple, got %s", quoted(names), confread.JSONType(v)))
+		r.Fail(key, fmt.Sprintf(`must be one of %s, "keep" or an [r, g, b] triple, got %s`, quoted(names), confread.JSONType(v)))
 	}
 	return AlphaBackgrounds["white"]
 }

@@ -169,6 +169,9 @@ func TestOutputKeys(t *testing.T) {
 			t.Fatalf("%s: got %+v", ic, got)
 		}
 	}
+	if cfg, err := parse(`"alpha_background": "Keep"`); err != nil || !cfg.Image.KeepAlpha {
+		t.Fatalf("keep: %v", err)
+	}
 	for ic, key := range map[string]string{
 		`"encode_format": "gif"`:          "image_config.encode_format",
 		`"encode_format": 3`:              "image_config.encode_format",
@@ -176,7 +179,6 @@ func TestOutputKeys(t *testing.T) {
 		`"jpeg_quality": -1`:              "image_config.jpeg_quality",
 		`"jpeg_quality": 9.5`:             "image_config.jpeg_quality",
 		`"alpha_background": "pink"`:      "image_config.alpha_background",
-		`"alpha_background": "keep"`:      "image_config.alpha_background",
 		`"alpha_background": [1, 2]`:      "image_config.alpha_background",
 		`"alpha_background": [1, 2, 256]`: "image_config.alpha_background[2]",
 		`"alpha_background": [1, "x", 3]`: "image_config.alpha_background[1]",

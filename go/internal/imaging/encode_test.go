@@ -139,3 +139,67 @@ func rgbOf(img image.Image) []byte {
 	}
 	return out
 }
+
+// KeepAlpha delivers RGBA: the image's alpha untouched at full size, an opaque one for images
+// without alpha (both decode paths), and no colour bleeding from transparent pixels when resized.
+func TestKeepAlpha(t *testing.T) {
+	img := nrgbaImage(8, 4, func(x, y int) color.NRGBA {
+		if x < 4 {
+			return color.NRGBA{255, 0, 0, 0} // transparent, with a hidden red
+		}
+		return color.NRGBA{0, 0, 255, uint8(128 + y*20)}
+	})
+	data := testimg.PNG(t, img)
+	im := mustProcess(t, data, &Options{KeepAlpha: true})
+	checkShape(t, im, 8, 4, 4)
+	for y := 0; y < 4; y++ {
+		for x := 0; x < 8; x++ {
+			c := img.NRGBAAt(x, y)
+			if got := pixel(im, x, y); got[3] != c.A || (c.A > 0 && !near(got, []byte{c.R, c.G, c.B, c.A}, 0)) {
+				t.Fatalf("pixel %d,%d = %v, want %v", x, y, got, c)
+			}
+		}
+	}
+	opaque := nrgbaImage(20, 10, gradient(20, 10))
+	for name, d := range map[string][]byte{"png": testimg.PNG(t, opaque), "jpeg": testimg.JPEG(t, opaque, 90)} {
+		for _, resize := range []bool{false, true} {
+			opts := &Options{KeepAlpha: true}
+			if resize {
+				opts.CropAndResize, opts.Target = true, &bucket.Bucket{Width: 16, Height: 16}
+			}
+			im := mustProcess(t, d, opts)
+			if im.Channels != 4 {
+				t.Fatalf("%s: %d channels", name, im.Channels)
+			}
+			b := im.Bytes()
+			for i := 3; i < len(b); i += 4 {
+				if b[i] != 255 {
+					t.Fatalf("%s resize=%v: alpha %d, want opaque", name, resize, b[i])
+				}
+			}
+		}
+	}
+	// Resized: the visible pixels near the transparent half stay blue (premultiplied resampling).
+	big := nrgbaImage(64, 32, func(x, y int) color.NRGBA {
+		if x < 32 {
+			return color.NRGBA{255, 0, 0, 0}
+		}
+		return color.NRGBA{0, 0, 255, 255}
+	})
+	im = mustProcess(t, testimg.PNG(t, big), &Options{KeepAlpha: true, CropAndResize: true, Target: &bucket.Bucket{Width: 20, Height: 10}})
+	checkShape(t, im, 20, 10, 4)
+	for x := 0; x < 20; x++ {
+		if p := pixel(im, x, 5); p[3] > 32 && p[0] > 8 {
+			t.Fatalf("column %d: %v: the hidden red bled into a visible pixel", x, p)
+		}
+	}
+	// Encoded: PNG keeps the alpha.
+	enc := mustProcess(t, data, &Options{KeepAlpha: true, PreEncode: true, Format: FormatPNG})
+	dec, err := png.Decode(bytes.NewReader(enc.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, a := dec.At(0, 0).RGBA(); a != 0 {
+		t.Fatalf("encoded alpha %d", a)
+	}
+}

@@ -18,6 +18,7 @@ type Options struct {
 	Format        Format          // with PreEncode; FormatAuto: JPEG when it has 3 channels, PNG otherwise
 	Quality       int             // JPEG and WebP quality, 1..100; 0 means DefaultQuality
 	Background    *[3]uint8       // what alpha is flattened onto; nil: white
+	KeepAlpha     bool            // deliver RGBA (4 channels, alpha opaque when the image has none) instead of flattening
 	MaxPixels     int64           // >0: an image whose header says width*height > MaxPixels is refused with ErrTooLarge before decoding pixels
 
 	libvipsOnly bool // tests: skip the direct libjpeg/libpng decoder, which must agree with libvips
@@ -76,7 +77,7 @@ func Process(data []byte, opts *Options) (*Image, error) {
 		// The whole image is delivered: one load reads the header and decodes.
 		return probeAndDecode(data, opts)
 	}
-	h, err := readHeader(data, !opts.libvipsOnly)
+	h, err := readHeader(data, !opts.libvipsOnly && !opts.KeepAlpha)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDecode, err)
 	}
@@ -98,6 +99,7 @@ func Process(data []byte, opts *Options) (*Image, error) {
 		format:      opts.Format,
 		quality:     opts.quality(),
 		background:  opts.background(),
+		keepAlpha:   opts.KeepAlpha,
 	}
 	if opts.CropAndResize {
 		var b bucket.Bucket
@@ -148,7 +150,7 @@ func shrinkOnLoad(loader, w, h, coverW, coverH int) int {
 
 func probeAndDecode(data []byte, opts *Options) (*Image, error) {
 	im, w, h, tooLarge, err := decode(data, plan{
-		probe: true, direct: !opts.libvipsOnly, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode,
+		probe: true, direct: !opts.libvipsOnly && !opts.KeepAlpha, keepAlpha: opts.KeepAlpha, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode,
 		format: opts.Format, quality: opts.quality(), background: opts.background(),
 	})
 	switch {

@@ -212,11 +212,13 @@ dg_source_space(VipsImage *in)
 }
 
 /* To 8-bit sRGB (3 bands) or, for masks, 8-bit greyscale (1 band), with alpha flattened onto
- * bg (image_config.alpha_background), or dropped for masks. */
+ * p->background (image_config.alpha_background), or dropped for masks. With p->keep_alpha, 8-bit
+ * RGBA instead: the image's alpha, or an opaque one. */
 static VipsImage *
-dg_colour(VipsObject *ctx, VipsImage *in, int mask, const double *bg)
+dg_colour(VipsObject *ctx, VipsImage *in, int mask, const dg_params *p)
 {
-	VipsImage **t = dg_slots(ctx, 10);
+	const double *bg = p->background;
+	VipsImage **t = dg_slots(ctx, 11);
 	int cmyk = vips_image_guess_interpretation(in) == VIPS_INTERPRETATION_CMYK && in->Bands >= 4;
 	int ncolour = cmyk ? 4 : in->Bands >= 3 ? 3 : 1;
 	VipsImage *colour = in;
@@ -285,6 +287,8 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask, const double *bg)
 		joined[1] = alpha;
 		if (vips_bandjoin(joined, &t[7], 2, NULL))
 			return NULL;
+		if (p->keep_alpha)
+			return t[7];
 		background = vips_array_double_newv(3, bg[0], bg[1], bg[2]);
 		r = vips_flatten(t[7], &t[8], "background", background, "max_alpha", 255.0, NULL);
 		vips_area_unref(VIPS_AREA(background));
@@ -296,6 +300,10 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask, const double *bg)
 				return NULL;
 			colour = t[9];
 		}
+	} else if (p->keep_alpha && !mask) {
+		if (vips_bandjoin_const1(colour, &t[10], 255.0, NULL))
+			return NULL;
+		colour = t[10];
 	}
 	return colour;
 }
@@ -390,6 +398,24 @@ dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p)
 		in = t[2];
 	}
 	return in;
+}
+
+/* dg_resize_crop for RGBA: colours are premultiplied by their alpha while Lanczos mixes
+ * neighbours (else transparent pixels bleed their hidden colour into the edges), in float, then
+ * back to 8 bits. */
+static VipsImage *
+dg_resize_alpha(VipsObject *ctx, VipsImage *in, const dg_params *p)
+{
+	VipsImage **t = dg_slots(ctx, 3);
+
+	if (vips_premultiply(in, &t[0], "max_alpha", 255.0, NULL))
+		return NULL;
+	if (!(in = dg_resize_crop(ctx, t[0], p)))
+		return NULL;
+	if (vips_unpremultiply(in, &t[1], "max_alpha", 255.0, NULL) ||
+	    vips_cast(t[1], &t[2], VIPS_FORMAT_UCHAR, NULL))
+		return NULL;
+	return t[2];
 }
 
 /* Computes every pixel of in into dst (VIPS_IMAGE_SIZEOF_IMAGE(in) bytes) on the calling thread.
@@ -498,14 +524,17 @@ dg_decode(VipsObject *ctx, VipsImage *im, const dg_params *p, dg_output *out)
 		 * converting after the resize gives the same result on far fewer pixels. */
 		if (p->resize && !(im = dg_resize_crop(ctx, im, p)))
 			return -1;
-		if (!(im = dg_colour(ctx, im, 1, p->background)))
+		if (!(im = dg_colour(ctx, im, 1, p)))
 			return -1;
 	} else {
 		/* Colour first: alpha must be flattened and colours converted before Lanczos mixes
 		 * neighbouring pixels. */
-		if (!(im = dg_colour(ctx, im, 0, p->background)))
+		if (!(im = dg_colour(ctx, im, 0, p)))
 			return -1;
-		if (p->resize && !(im = dg_resize_crop(ctx, im, p)))
+		if (p->resize && p->keep_alpha) {
+			if (!(im = dg_resize_alpha(ctx, im, p)))
+				return -1;
+		} else if (p->resize && !(im = dg_resize_crop(ctx, im, p)))
 			return -1;
 	}
 	return dg_write(ctx, im, p, out);

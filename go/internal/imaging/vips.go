@@ -97,6 +97,7 @@ type plan struct {
 	format              Format
 	quality             int
 	background          [3]uint8
+	keepAlpha           bool
 }
 
 func cBool(b bool) C.int {
@@ -129,6 +130,7 @@ func decode(data []byte, pl plan) (im *Image, width, height int, tooLarge bool, 
 		encode_format: C.int(pl.format),
 		quality:       C.int(pl.quality),
 		background:    [3]C.double{C.double(pl.background[0]), C.double(pl.background[1]), C.double(pl.background[2])},
+		keep_alpha:    cBool(pl.keepAlpha),
 	}
 	var out C.dg_output
 	status := C.dg_process(unsafe.Pointer(&data[0]), C.size_t(len(data)), &p, &out)

@@ -41,6 +41,7 @@ typedef struct dg_params {
 	int encode_format; /* DG_ENC_* (encode.h) */
 	int quality;       /* JPEG and WebP quality, 0..100 */
 	double background[3]; /* RGB that alpha is flattened onto, 0..255 */
+	int keep_alpha;       /* RGBA out (alpha_background "keep"): not flattened; never direct */
 } dg_params;
 
 typedef struct dg_output {
