@@ -3,12 +3,23 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 GO     ?= go
 LIB    := python/datago/libdatago.so
+RUST_VENV := .cache/bench/venv-rust
+RUST_PKGS := datago==2026.10.1 numpy pillow
 GO_SRC := $(shell find go -name '*.go' -o -name '*.c' -o -name '*.h' -o -name go.mod)
 export PYTHONPATH := $(CURDIR)/python
 
 .PHONY: deps system-deps lib test lint go-test py-test fuzz demo bench soak wheel clean
 
-deps: system-deps $(VENV)/.deps
+deps: system-deps $(VENV)/.deps $(RUST_VENV)/.bench-ready
+
+# Photoroom's Rust loader, for the differential tests (tests/test_rust_differential.py) and the bench:
+# it installs as the module `datago` too, so it lives in a venv of its own (the bench's, whose marker
+# file says what it holds; the bench rebuilds it when that changes).
+$(RUST_VENV)/.bench-ready:
+	rm -rf $(RUST_VENV)
+	python3 -m venv $(RUST_VENV)
+	env -u PYTHONPATH $(RUST_VENV)/bin/python -m pip install -q --disable-pip-version-check $(RUST_PKGS)
+	printf '%s' '$(RUST_PKGS)' > $@
 
 # libvips (headers, pkg-config file, runtime), a C compiler for cgo, python3-venv and, when missing, Go,
 # from Debian/Ubuntu packages when we are root.
@@ -62,7 +73,7 @@ go-test: deps
 # libvips and the resampler.
 FUZZ_TARGETS := internal/config:FuzzParseConfig internal/source/webdataset:FuzzTarGrouping \
                 internal/source/dataroom:FuzzDataroomPage \
-                internal/imaging:FuzzProcess
+                internal/imaging:FuzzProcess internal/imaging:FuzzGoFormats
 FUZZ_TIME    ?= 30s
 
 # Longer runs of the same targets.

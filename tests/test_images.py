@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ import datago
 from support.config import filesystem_config, image_config
 from support.drain import drain
 from support.images import asymmetric, photo, save
-from support.reference import closest_distance, expected_geometry, psnr
+from support.reference import closest_bucket, expected_geometry, psnr
 
 # -- aspect-ratio buckets --------------------------------------------------------------------------
 
@@ -73,8 +72,7 @@ def test_sizes_are_closest_buckets(tmp_path: Path) -> None:
         assert s.size in buckets, (s.id, s.size, buckets)
         bw, bh = s.size
         assert s.array.shape == (bh, bw, 3)
-        dist = abs(math.log(bw / bh) - math.log(w / h))
-        assert dist <= closest_distance(w, h, buckets) + 1e-9, (s.id, (w, h), s.size)
+        assert s.size == closest_bucket(w, h, buckets), (s.id, (w, h), s.size)
 
 
 # -- EXIF orientation ------------------------------------------------------------------------------
@@ -214,10 +212,7 @@ def test_crop_and_resize_matches_pillow_lanczos(tmp_path: Path, size: tuple[int,
     (sample,) = drain(filesystem_config(root, image=image_config(size=64, ratio=16))).samples
     assert sample.id == str(p)
     bucket = sample.size
-    assert (
-        abs(math.log(bucket[0] / bucket[1]) - math.log(size[0] / size[1]))
-        <= closest_distance(*size, buckets) + 1e-9
-    )
+    assert bucket == closest_bucket(*size, buckets)
     resize_to, box = expected_geometry(*size, bucket)
     ref = np.asarray(Image.fromarray(arr).resize(resize_to, Image.LANCZOS).crop(box))
     value = psnr(sample.array, ref)

@@ -10,7 +10,6 @@ nothing hangs: every wait has a timeout.
 from __future__ import annotations
 
 import io
-import math
 import os
 import random
 import threading
@@ -28,6 +27,7 @@ from support.config import filesystem_config, image_config
 from support.drain import Drained, drain
 from support.images import photo, save
 from support.malformed import Case, cases, png_bytes, write
+from support.reference import closest_bucket as reference_bucket
 from support.reference import expected_geometry, psnr
 
 # The crop mode uses small buckets (64) so that references are cheap to compute.
@@ -49,8 +49,8 @@ def make_good(root: Path) -> list[Path]:
 
 
 def closest_bucket(w: int, h: int) -> tuple[int, int]:
-    """The bucket datago picks: the first closest in log ratio (the Go side keeps the first minimum)."""
-    return min(BUCKETS, key=lambda b: abs(math.log(b[0] / b[1]) - math.log(w / h)))
+    """The bucket datago picks (tests/support/reference.py: plain ratio difference, larger ratio on a tie)."""
+    return reference_bucket(w, h, BUCKETS)
 
 
 def crop_reference(expected: np.ndarray, bucket: tuple[int, int]) -> np.ndarray:

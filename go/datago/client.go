@@ -95,10 +95,19 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 			CropAndResize: ic.CropAndResize,
 			Buckets:       ic.Buckets,
 			PreEncode:     ic.PreEncodeImages,
+			Format:        encodeFormats[ic.EncodeFormat],
+			Quality:       max(1, ic.JPEGQuality), // libjpeg's floor: 0 encodes as 1
+			Background:    &ic.AlphaBackground,
+			KeepAlpha:     ic.KeepAlpha,
 			MaxPixels:     ic.MaxPixels,
 		}
 	}
 	return c, nil
+}
+
+// encodeFormats maps image_config.encode_format to the imaging package's encoders.
+var encodeFormats = map[string]imaging.Format{
+	"jpeg": imaging.FormatJPEG, "png": imaging.FormatPNG, "webp": imaging.FormatWebP,
 }
 
 // Config returns the validated configuration.
@@ -167,7 +176,13 @@ func (c *Client) NextBatch(timeout time.Duration) (*Batch, error) {
 
 // State returns the resume state: pass it as resume_state to a new client with the same
 // configuration to continue where this one is (README "Exact resume").
-func (c *Client) State() State { return c.progress.State() }
+func (c *Client) State() State {
+	st := c.progress.State()
+	if seed, ok := c.cfg.Seed(); ok {
+		st.Seed = &seed
+	}
+	return st
+}
 
 // StopGrace is how long Stop waits for the run's goroutines. A worker blocked in a read the kernel
 // will not interrupt (a hung NFS or FUSE mount, a FIFO without a writer) is then abandoned: it is
@@ -219,6 +234,9 @@ func (c *Client) Stop() {
 func (c *Client) Stats() Stats {
 	st := c.stat.snapshot()
 	st.Epoch = c.progress.State().Epoch
+	if seed, ok := c.cfg.Seed(); ok {
+		st.Seed = &seed
+	}
 	return st
 }
 

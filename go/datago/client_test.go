@@ -253,7 +253,7 @@ func TestMasksAndExtrasStayAlignedWithTheImage(t *testing.T) {
 	if !bytes.Equal(pix, extra.Bytes()) {
 		t.Fatal("the additional image differs from the identical main image")
 	}
-	if string(s.Items[2].Bytes) != "\x01\x02\x03" || string(s.Meta) != `{"caption":"a red ramp","label":3}` {
+	if string(s.Items[2].Bytes) != "\x01\x02\x03" || string(s.Meta) != `{"caption":"a red ramp","item_original_sizes":{"copy":[300,100],"half":[300,100]},"label":3}` {
 		t.Fatalf("bytes %v, meta %s", s.Items[2].Bytes, s.Meta)
 	}
 }

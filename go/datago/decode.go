@@ -79,7 +79,9 @@ func (c *Client) assemble(id string, raw *source.Raw) (*Sample, error) {
 	}
 	extra := func(kind ItemKind, members []source.Named) error {
 		opts := c.opts
-		opts.Mask, opts.PreEncode = kind == ItemMask, false
+		// With pre_encode_images, masks and additional images are encoded too, as PNG (lossless,
+		// as the Rust loader does), whatever encode_format says for the main image.
+		opts.Mask, opts.Format = kind == ItemMask, imaging.FormatPNG
 		if opts.CropAndResize && s.Image != nil {
 			opts.Target = &bucket.Bucket{Width: s.Image.Width, Height: s.Image.Height}
 		}
@@ -103,12 +105,38 @@ func (c *Client) assemble(id string, raw *source.Raw) (*Sample, error) {
 	for _, b := range raw.Bytes {
 		s.Items = append(s.Items, SampleItem{Name: b.Name, Kind: ItemBytes, Bytes: b.Data})
 	}
-	if len(raw.Meta) > 0 {
+	meta := raw.Meta
+	if sizes := itemSizes(s.Items); sizes != nil {
+		// Masks and additional images have their own size before processing (the Rust loader's
+		// payloads carry it): delivered in the metadata, which the C ABI already has.
+		meta = make(map[string]any, len(raw.Meta)+1)
+		for k, v := range raw.Meta {
+			meta[k] = v
+		}
+		meta["item_original_sizes"] = sizes
+	}
+	if len(meta) > 0 {
 		var err error
-		if s.Meta, err = json.Marshal(raw.Meta); err != nil {
+		if s.Meta, err = json.Marshal(meta); err != nil {
 			s.Free()
 			return nil, fmt.Errorf("metadata: %w", err)
 		}
 	}
 	return s, nil
+}
+
+// itemSizes maps the name of each decoded mask or additional image to its [width, height] before
+// processing; nil when the sample has none.
+func itemSizes(items []SampleItem) map[string][2]int {
+	var sizes map[string][2]int
+	for _, it := range items {
+		if it.Image == nil {
+			continue
+		}
+		if sizes == nil {
+			sizes = make(map[string][2]int)
+		}
+		sizes[it.Name] = [2]int{it.Image.OriginalWidth, it.Image.OriginalHeight}
+	}
+	return sizes
 }

@@ -30,8 +30,9 @@ type Stats struct {
 	BatchHeldMax   int64            `json:"batch_held_max"` // most samples ever waiting in partial batches
 	Epoch          int              `json:"epoch"`          // the first epoch not yet complete
 	ElapsedS       float64          `json:"elapsed_s"`
-	Goroutines     int              `json:"goroutines"` // the whole process's, every client together: for leak checks
-	Abandoned      int64            `json:"abandoned"`  // goroutines Stop left blocked in a read (see StopGrace)
+	Goroutines     int              `json:"goroutines"`     // the whole process's, every client together: for leak checks
+	Abandoned      int64            `json:"abandoned"`      // goroutines Stop left blocked in a read (see StopGrace)
+	Seed           *int64           `json:"seed,omitempty"` // the shuffle seed in use (drawn when the config gave none)
 }
 
 type counters struct {

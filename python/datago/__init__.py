@@ -11,6 +11,7 @@ from .batch import Batch
 from .client import Client
 from .errors import ConfigError, DatagoError, LibraryLoadError
 from .mapdataset import MapDataset
+from .rust import DatagoClient, DatagoSample, ImagePayload, initialize_logging
 from .sample import Sample
 from .skips import SkipReport
 
@@ -23,7 +24,10 @@ __all__ = [
     "Batch",
     "Client",
     "ConfigError",
+    "DatagoClient",
+    "DatagoSample",
     "DatagoError",
+    "ImagePayload",
     "LibraryLoadError",
     "MapDataset",
     "Sample",
@@ -32,6 +36,7 @@ __all__ = [
     "SourceTypeFileSystem",
     "__version__",
     "aspect_ratio_buckets",
+    "initialize_logging",
     "library_version",
 ]
 

@@ -29,6 +29,15 @@ _SLICE_MS = 100
 _DRAIN_EVERY = 64
 
 
+def _default_source(config: Mapping[str, Any] | str) -> str | None:
+    """The ``Sample.source`` of samples whose metadata has none: "filesystem" for files."""
+    try:
+        kind = _config.to_dict(config).get("source_type")
+    except (DatagoError, TypeError):
+        return None  # the library reports the mistake
+    return "filesystem" if isinstance(kind, str) and kind.lower() in ("file", "filesystem") else None
+
+
 class Client:
     """Loads samples as configured by ``config`` (a dict, or its JSON text).
 
@@ -43,6 +52,7 @@ class Client:
 
     def __init__(self, config: Mapping[str, Any] | str, state: Mapping[str, Any] | None = None) -> None:
         text = _config.to_json(config, state)
+        self._source = _default_source(config)
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._started = False
@@ -146,7 +156,7 @@ class Client:
         if self._batch_size:
             raise DatagoError("batch_size is set: this client delivers batches (get_batch, or iterate)")
         owner = self._next(_lib.client_next, timeout)
-        return None if owner is None else Sample(owner)
+        return None if owner is None else Sample(owner, self._source)
 
     def get_batch(self, timeout: float | None = None) -> Batch | None:
         """With ``batch_size`` in the config: the next :class:`~datago.Batch`, as :meth:`get_sample`."""

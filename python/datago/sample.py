@@ -28,6 +28,13 @@ def _view(owner: Any, buf: Any, what: str, squeeze: bool = False) -> npt.NDArray
     return _lib.buffer_view(owner, buf, shape)
 
 
+def _pil_or_bytes(buf: Any, what: str) -> PILImage.Image | bytes:
+    """``_pil``, or the encoded bytes (a copy) with ``pre_encode_images``."""
+    if int(buf.channels) <= 0:
+        return _lib.buffer_bytes(buf)
+    return _pil(buf, what)
+
+
 def _pil(buf: Any, what: str) -> PILImage.Image:
     """A PIL image holding a COPY of ``buf``'s pixels (it never references library memory)."""
     width, height, channels, _ = _lib.check_buffer(buf, what)
@@ -60,6 +67,7 @@ class Sample:
         "_masks",
         "_metadata",
         "_owner",
+        "_source",
         "id",
         "original_size",
     )
@@ -67,19 +75,21 @@ class Sample:
     id: str
     original_size: tuple[int, int]
 
-    def __init__(self, owner: Any) -> None:
-        """Wrap ``owner``, a ``datago_sample *`` that frees itself when dropped (``_lib.client_next``).
+    def __init__(self, owner: Any, source: str | None = None) -> None:
+        """Wrap ``owner``, a ``datago_sample *`` that frees itself when dropped (``_lib.client_next``);
+        ``source`` is the :attr:`source` of a sample whose metadata names none ("filesystem").
 
         Samples are created by :class:`~datago.Client`; there is no reason to call this directly.
         """
         self._owner = owner
+        self._source = source
         self.id = _lib.string(owner.id)
         self.original_size = (int(owner.original_width), int(owner.original_height))
         self._image: PILImage.Image | bytes | None = None
         self._array: npt.NDArray[np.uint8] | None = None
         self._metadata: dict[str, Any] | None = None
-        self._masks: dict[str, PILImage.Image] | None = None
-        self._additional_images: dict[str, PILImage.Image] | None = None
+        self._masks: dict[str, PILImage.Image | bytes] | None = None
+        self._additional_images: dict[str, PILImage.Image | bytes] | None = None
         self._latents: dict[str, bytes] | None = None
 
     def __repr__(self) -> str:
@@ -157,21 +167,21 @@ class Sample:
         return out
 
     @property
-    def masks(self) -> dict[str, PILImage.Image]:
-        """Masks by name, as PIL images of mode "L" (copies)."""
+    def masks(self) -> dict[str, PILImage.Image | bytes]:
+        """Masks by name, as PIL images of mode "L" (copies); PNG bytes with ``pre_encode_images``."""
         if self._masks is None:
             self._masks = {
-                name: _pil(buf, f"mask {name!r} of {self.id!r}")
+                name: _pil_or_bytes(buf, f"mask {name!r} of {self.id!r}")
                 for name, buf in self._items(_lib.DATAGO_ITEM_MASK)
             }
         return self._masks
 
     @property
-    def additional_images(self) -> dict[str, PILImage.Image]:
-        """Additional images by name, as PIL images (copies)."""
+    def additional_images(self) -> dict[str, PILImage.Image | bytes]:
+        """Additional images by name, as PIL images (copies); PNG bytes with ``pre_encode_images``."""
         if self._additional_images is None:
             self._additional_images = {
-                name: _pil(buf, f"image {name!r} of {self.id!r}")
+                name: _pil_or_bytes(buf, f"image {name!r} of {self.id!r}")
                 for name, buf in self._items(_lib.DATAGO_ITEM_ADDITIONAL_IMAGE)
             }
         return self._additional_images
@@ -210,7 +220,9 @@ class Sample:
 
     @property
     def source(self) -> str | None:
-        return self.metadata.get("source")
+        """The dataroom source of the image; "filesystem" for files (as the Rust loader says)."""
+        value = self.metadata.get("source")
+        return value if isinstance(value, str) else self._source
 
     @property
     def attributes(self) -> dict[str, Any]:

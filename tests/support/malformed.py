@@ -609,7 +609,39 @@ def cases() -> dict[str, Case]:
     out.append(Case("png_named.jpg", png, None, base, 0.0, note="the signature decides, not the name"))
     out.append(Case("text_named.jpg", b"hello, this is a text file and not a JPEG\n" * 10, "decode_error"))
     out.append(Case("zero_bytes.jpg", b"", "empty"))
+    out.extend(gif_bmp_cases(base))
     return {c.name: c for c in out}
+
+
+def _pil_bytes(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def gif_bmp_cases(base: np.ndarray) -> list[Case]:
+    """GIF and BMP (decoded by Go's decoders): good files against Pillow, broken ones skipped."""
+    pal = Image.fromarray(base).quantize(64)
+    gif = _pil_bytes(pal, "GIF")
+    second = Image.fromarray(base[::-1].copy()).quantize(64)
+    animated = _pil_bytes(pal, "GIF", save_all=True, append_images=[second])
+    bmp24 = _pil_bytes(Image.fromarray(base), "BMP")
+    bmp8 = _pil_bytes(pal, "BMP")
+    huge = bytearray(bmp24[:54])
+    huge[18:26] = struct.pack("<ii", 60000, 60000)  # claims 3.6 GP in 54 bytes
+    rle = bytearray(bmp8)
+    rle[30:34] = struct.pack("<I", 1)  # BI_RLE8: a compression x/image/bmp does not decode
+    return [
+        _delivered("palette.gif", gif),
+        _delivered("animated.gif", animated, note="the first frame"),
+        _delivered("rgb24.bmp", bmp24),
+        _delivered("palette8.bmp", bmp8),
+        Case("truncated.gif", truncated(gif, 0.5), "decode_error"),
+        Case("truncated.bmp", truncated(bmp24, 0.5), "decode_error"),
+        Case("claims_60000x60000.bmp", bytes(huge), "too_large", note="max_pixels, before any allocation"),
+        Case("rle8.bmp", bytes(rle), "decode_error"),
+        Case("gif_header_only.gif", gif[:13], "decode_error"),
+    ]
 
 
 def write(root: Path, case: Case) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from fractions import Fraction
 
 import numpy as np
 
@@ -19,8 +20,19 @@ def expected_geometry(
     return (sw, sh), (left, top, left + bw, top + bh)
 
 
-def closest_distance(w: int, h: int, buckets: Iterable[tuple[int, int]]) -> float:
-    return min(abs(math.log(bw / bh) - math.log(w / h)) for bw, bh in buckets)
+def closest_bucket(w: int, h: int, buckets: Iterable[tuple[int, int]]) -> tuple[int, int]:
+    """The bucket of a (w, h) image: the smallest plain difference of width/height ratios, the smaller
+    ratio on an exact tie (the rule of the original datago and of Photoroom's Rust loader), computed
+    with exact fractions."""
+    best: tuple[int, int] | None = None
+    best_key: tuple[Fraction, Fraction] | None = None
+    for bw, bh in buckets:
+        ratio = Fraction(bw, bh)
+        key = (abs(ratio - Fraction(w, h)), ratio)
+        if best_key is None or key < best_key:
+            best, best_key = (bw, bh), key
+    assert best is not None, "no buckets"
+    return best
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

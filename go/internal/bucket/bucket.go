@@ -103,19 +103,61 @@ func ceilSqrt(x float64) int {
 	return n
 }
 
-// Closest returns the bucket whose width/height ratio is closest to width/height in log
-// space (ties go to the first in list order). An empty list gives the zero Bucket.
+// Closest returns the bucket whose width/height ratio is closest to width/height as a plain
+// difference of ratios, |bw/bh - w/h|, the rule of the original Go datago and of Photoroom's Rust
+// loader, so that one config puts every image in the same bucket in all three. On an exact tie the
+// smaller ratio wins, as in the Rust loader (measured against it, tests/test_rust_differential.py:
+// float64 arithmetic would break some ties the other way, e.g. 2003x3960 between 352x720 and
+// 368x704, and the Rust loader does not). The comparison is exact (integer cross-products). An
+// empty list gives the zero Bucket; sizes must be positive.
 func Closest(buckets []Bucket, width, height int) Bucket {
 	var best Bucket
-	bestDist := math.Inf(1)
-	target := math.Log(float64(width) / float64(height))
+	// The distance of bucket b is num/den with num = |bw*h - w*bh| and den = bh*h, kept as a
+	// fraction so that two distances compare by cross-multiplication.
+	var bestNum, bestDen int64
+	w, h := int64(width), int64(height)
 	for i, b := range buckets {
-		d := math.Abs(math.Log(float64(b.Width)/float64(b.Height)) - target)
-		if i == 0 || d < bestDist {
-			best, bestDist = b, d
+		bw, bh := int64(b.Width), int64(b.Height)
+		num := bw*h - w*bh
+		if num < 0 {
+			num = -num
+		}
+		den := bh * h
+		if i == 0 {
+			best, bestNum, bestDen = b, num, den
+			continue
+		}
+		c := cmpProducts(num, bestDen, bestNum, den)
+		if c < 0 || (c == 0 && bw*int64(best.Height) < int64(best.Width)*bh) {
+			best, bestNum, bestDen = b, num, den
 		}
 	}
 	return best
+}
+
+// cmpProducts compares a*b with c*d (all >= 0): exactly when the products fit in int64, which
+// they do for every side below 2^31 (bucket sides are at most 65535, images a few hundred
+// thousand pixels); in float64 beyond, where rounding can only matter on a near tie.
+func cmpProducts(a, b, c, d int64) int {
+	const lim = 1 << 31
+	if a < lim && b < lim && c < lim && d < lim {
+		x, y := a*b, c*d
+		switch {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+		return 0
+	}
+	x, y := float64(a)*float64(b), float64(c)*float64(d)
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
 }
 
 // Plan is the cover-then-centre-crop geometry of one image.

@@ -2,6 +2,7 @@ package bucket
 
 import (
 	"math"
+	"math/big"
 	"reflect"
 	"testing"
 )
@@ -162,31 +163,155 @@ func TestClosestBucket(t *testing.T) {
 		{"3:4", buckets, 480, 640, Bucket{432, 592}},
 		{"16:9", buckets, 1920, 1080, Bucket{672, 384}},
 		{"empty list", nil, 640, 480, Bucket{}},
-		// log(2/1) and log(1/2) are equally far from log(1): the first wins.
-		{"tie goes to first", []Bucket{{2, 1}, {1, 2}}, 7, 7, Bucket{2, 1}},
-		{"tie goes to first, reversed", []Bucket{{1, 2}, {2, 1}}, 7, 7, Bucket{1, 2}},
-		// 3:2 is 0.405 in log space; 2:1 is 0.693 and 1:1 is 0: |0.405-0.693| = 0.288 < 0.405.
-		// (In linear space 1.5 is equally far from 1 and 2; log space decides.)
-		{"log space", []Bucket{{1, 1}, {2, 1}}, 3, 2, Bucket{2, 1}},
+		// 1:1 is 0.5 from 1:2 and 1 from 2:1: a plain difference, not log space (where both are log 2 away).
+		{"linear, not log", []Bucket{{2, 1}, {1, 2}}, 7, 7, Bucket{1, 2}},
+		// 3:2 is exactly 0.5 from 1:1 and from 2:1: the smaller ratio wins (as in the Rust
+		// loader), in either list order.
+		{"tie goes to the smaller ratio", []Bucket{{1, 1}, {2, 1}}, 3, 2, Bucket{1, 1}},
+		{"tie goes to the smaller ratio, reversed", []Bucket{{2, 1}, {1, 1}}, 3, 2, Bucket{1, 1}},
+		// 3:4 (0.75) is 0.25 from 1:2 and 1:1; the same bucket ratio twice keeps the first.
+		{"tall tie", []Bucket{{1, 1}, {1, 2}}, 3, 4, Bucket{1, 2}},
+		// Sizes where the Rust loader was seen to break exact ties (256/32 buckets).
+		{"rust tie 62x90", Buckets(256, 32, 0.5, 2), 62, 90, Bucket{192, 320}},
+		{"rust tie 80x90", Buckets(256, 32, 0.5, 2), 80, 90, Bucket{224, 288}},
+		{"rust tie 174x90", Buckets(256, 32, 0.5, 2), 174, 90, Bucket{320, 192}},
+		// A tie that float64 arithmetic breaks towards 368x704; the Rust loader gives 352x720.
+		{"rust tie 2003x3960", buckets, 2003, 3960, Bucket{352, 720}},
+		{"equal ratios keep the first", []Bucket{{2, 2}, {1, 1}}, 5, 5, Bucket{2, 2}},
+		// 1.45 is closer to 1.5 than to 1.4 by plain difference; log space agrees here but not at 1.41.
+		{"between 1:1 and 2:1", []Bucket{{1, 1}, {2, 1}}, 141, 100, Bucket{1, 1}},
+		{"log and linear disagree", []Bucket{{1, 1}, {2, 1}}, 145, 100, Bucket{1, 1}},
 	}
 	for _, tt := range tests {
 		if got := Closest(tt.buckets, tt.width, tt.height); got != tt.want {
 			t.Errorf("%s: Closest(%dx%d) = %v, want %v", tt.name, tt.width, tt.height, got, tt.want)
 		}
 	}
-	// Against brute force over every bucket.
-	for w := 1; w < 400; w += 7 {
-		for h := 1; h < 400; h += 11 {
-			got := Closest(buckets, w, h)
-			gd := math.Abs(math.Log(float64(got.Width)/float64(got.Height)) - math.Log(float64(w)/float64(h)))
-			for _, b := range buckets {
-				d := math.Abs(math.Log(float64(b.Width)/float64(b.Height)) - math.Log(float64(w)/float64(h)))
-				if d < gd {
-					t.Fatalf("Closest(%dx%d) = %v but %v is closer", w, h, got, b)
+}
+
+// closestRat is the rule written the slow, obvious way: every bucket's distance |bw/bh - w/h| as
+// a reduced fraction (math/big, so that no product can overflow), the buckets sorted by distance,
+// then by ratio (the smaller on a tie), then by list position.
+func closestRat(buckets []Bucket, w, h int) Bucket {
+	if len(buckets) == 0 {
+		return Bucket{}
+	}
+	img := big.NewRat(int64(w), int64(h))
+	type cand struct {
+		b     Bucket
+		d, r  *big.Rat
+		index int
+	}
+	cands := make([]cand, len(buckets))
+	for i, b := range buckets {
+		r := big.NewRat(int64(b.Width), int64(b.Height))
+		d := new(big.Rat).Sub(r, img)
+		cands[i] = cand{b, d.Abs(d), r, i}
+	}
+	best := cands[0]
+	for _, c := range cands[1:] {
+		if x := c.d.Cmp(best.d); x < 0 || (x == 0 && c.r.Cmp(best.r) < 0) {
+			best = c
+		}
+	}
+	return best.b
+}
+
+// closestFrac is closestRat with int64 fractions (exact for the sizes of these tests, and fast
+// enough for the sweep below under -race): distance num/den, num = |bw*h - w*bh|, den = bh*h.
+func closestFrac(buckets []Bucket, w, h int) Bucket {
+	best, bn, bd := Bucket{}, int64(-1), int64(1)
+	for _, b := range buckets {
+		n := int64(b.Width)*int64(h) - int64(w)*int64(b.Height)
+		if n < 0 {
+			n = -n
+		}
+		d := int64(b.Height) * int64(h)
+		l, r := n*bd, bn*d
+		smaller := int64(b.Width)*int64(best.Height) < int64(best.Width)*int64(b.Height)
+		if bn < 0 || l < r || (l == r && smaller) {
+			best, bn, bd = b, n, d
+		}
+	}
+	return best
+}
+
+// closestLog is datago's former rule (log space), to find where the two disagree.
+func closestLog(buckets []Bucket, w, h int) Bucket {
+	var best Bucket
+	bestDist := math.Inf(1)
+	target := math.Log(float64(w) / float64(h))
+	for _, b := range buckets {
+		if d := math.Abs(math.Log(float64(b.Width)/float64(b.Height)) - target); d < bestDist {
+			best, bestDist = b, d
+		}
+	}
+	return best
+}
+
+// Every size from 1x1 to 4096x4096 on a coarse grid, for several bucket sets, against closestRat.
+func TestClosestGrid(t *testing.T) {
+	sets := [][]Bucket{
+		Buckets(512, 16, 0.5, 2.0),
+		Buckets(1024, 32, 0.25, 4.0),
+		Buckets(256, 8, 0.5, 2.0),
+		Buckets(64, 64, 1, 1),
+	}
+	steps := []int{1, 2, 3, 5, 8, 13, 31, 64, 100, 127, 255, 256, 511, 512, 767, 1000, 1023, 1024, 1500, 2047, 2048, 3000, 4095, 4096}
+	for si, buckets := range sets {
+		for w := 1; w <= 4096; w += 61 {
+			for h := 1; h <= 4096; h += 67 {
+				if got, want := Closest(buckets, w, h), closestRat(buckets, w, h); got != want {
+					t.Fatalf("set %d: Closest(%dx%d) = %v, want %v", si, w, h, got, want)
+				}
+			}
+		}
+		for _, w := range steps {
+			for _, h := range steps {
+				if got, want := Closest(buckets, w, h), closestRat(buckets, w, h); got != want {
+					t.Fatalf("set %d: Closest(%dx%d) = %v, want %v", si, w, h, got, want)
 				}
 			}
 		}
 	}
+}
+
+// Every image size up to 4096 a side whose ratio lies where log space and the plain difference pick
+// different buckets (between the geometric and the arithmetic mean of two neighbouring ratios),
+// and every exact tie (the arithmetic mean itself).
+func TestClosestWhereRulesDisagree(t *testing.T) {
+	buckets := Buckets(512, 16, 0.5, 2.0)
+	disagree, ties := 0, 0
+	for i := 0; i+1 < len(buckets); i++ {
+		lo, hi := buckets[i], buckets[i+1]
+		rl := float64(lo.Width) / float64(lo.Height)
+		rh := float64(hi.Width) / float64(hi.Height)
+		geo, arith := math.Sqrt(rl*rh), (rl+rh)/2
+		for h := 1; h <= 4096; h++ {
+			for w := int(math.Floor(geo * float64(h))); float64(w) <= math.Ceil(arith*float64(h)); w++ {
+				if w < 1 || w > 4096 {
+					continue
+				}
+				got, want := Closest(buckets, w, h), closestFrac(buckets, w, h)
+				if got != want {
+					t.Fatalf("Closest(%dx%d) = %v, want %v", w, h, got, want)
+				}
+				// An exact tie between the neighbours: w/h = (rl+rh)/2, as integers.
+				if 2*w*lo.Height*hi.Height == h*(lo.Width*hi.Height+hi.Width*lo.Height) {
+					ties++
+					if want != lo {
+						t.Fatalf("tie at %dx%d between %v and %v gave %v", w, h, lo, hi, want)
+					}
+				} else if closestLog(buckets, w, h) != want {
+					disagree++
+				}
+			}
+		}
+	}
+	if disagree < 1000 || ties == 0 {
+		t.Fatalf("only %d sizes where the rules disagree and %d ties: the test covers nothing", disagree, ties)
+	}
+	t.Logf("%d sizes where log space would pick another bucket, %d exact ties", disagree, ties)
 }
 
 func TestPlanCrop(t *testing.T) {

@@ -8,12 +8,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
+	"slices"
+	"sort"
+	"strings"
 
 	"github.com/datago-dev/datago/internal/bucket"
 	"github.com/datago-dev/datago/internal/confread"
 	"github.com/datago-dev/datago/internal/resume"
 	"github.com/datago-dev/datago/internal/source"
+	"github.com/datago-dev/datago/internal/source/httpretry"
 )
 
 // Config is a validated loader configuration. Its JSON form keeps the keys of the original datago.
@@ -46,6 +51,25 @@ type ImageConfig struct {
 	PreEncodeImages   bool
 	MaxPixels         int64
 	Buckets           []bucket.Bucket // derived from the fields above
+
+	// Output knobs (README "Image conversion"); the same keys as Photoroom's Rust loader.
+	ImageToRGB8     bool     // true: 8-bit RGB (the only mode delivered so far; false is refused)
+	EncodeFormat    string   // with PreEncodeImages: "jpeg", "png" or "webp" (masks: always PNG)
+	JPEGQuality     int      // JPEG and WebP quality, 0..100
+	AlphaBackground [3]uint8 // what transparent pixels are flattened onto
+	KeepAlpha       bool     // alpha_background "keep": RGBA delivered, nothing flattened
+}
+
+// Encode formats of image_config.encode_format.
+var EncodeFormats = []string{"jpeg", "png", "webp"}
+
+// AlphaBackgrounds are the named values of image_config.alpha_background. "gray" is the 128 grey
+// the Rust loader composites onto; white is datago's (and the original Go datago's) default.
+var AlphaBackgrounds = map[string][3]uint8{
+	"white": {255, 255, 255},
+	"black": {0, 0, 0},
+	"gray":  {128, 128, 128},
+	"grey":  {128, 128, 128},
 }
 
 // Default values, documented in README.md.
@@ -58,11 +82,14 @@ const (
 	DefaultMaxAspectRatio     = 2.0
 	DefaultMaxPixels          = 100_000_000
 	DefaultMaxFileBytes       = 256 << 20
+	DefaultEncodeFormat       = "jpeg"
+	DefaultJPEGQuality        = 95
 	MaxImageSize              = 16384 // default_image_size beyond this is not an image anyone trains on
 	MaxBucketSide             = 65535 // the widest bucket a ratio range may produce
 	MaxAspectRatio            = 64.0  // min_aspect_ratio >= 1/64, max_aspect_ratio <= 64
 	MaxBufferSize             = 1 << 16
 	MaxConcurrency            = 1024
+	EnvMaxTasks               = "DATAGO_MAX_TASKS"
 )
 
 // Parse reads, validates and completes a JSON configuration. Its error is a *confread.Error.
@@ -104,6 +131,13 @@ func readConfig(r *confread.Reader, top *confread.Object) *Config {
 	}
 	r.IntegerIn(top, "prefetch_buffer_size", &cfg.PrefetchBufferSize, 1, MaxBufferSize)
 	r.IntegerIn(top, "samples_buffer_size", &cfg.SamplesBufferSize, 1, MaxBufferSize)
+	// DATAGO_MAX_TASKS (the Rust loader's variable) replaces the default; the key still wins.
+	// Its 0 means serial processing there, so it is one worker here.
+	envTasks := -1
+	httpretry.EnvDefault(r, EnvMaxTasks, &envTasks, 0, MaxConcurrency)
+	if envTasks >= 0 {
+		cfg.Concurrency = max(1, envTasks)
+	}
 	r.IntegerIn(top, "concurrency", &cfg.Concurrency, 0, MaxConcurrency)
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = runtime.NumCPU()
@@ -123,6 +157,9 @@ func readConfig(r *confread.Reader, top *confread.Object) *Config {
 		r.FailWith(err)
 	}
 	r.Finish(top)
+	if !r.Failed() {
+		settleSeed(r, cfg)
+	}
 	if !r.Failed() && cfg.BatchSize > 0 && (cfg.Image == nil || !cfg.Image.CropAndResize) {
 		r.Fail("batch_size", "needs image_config.crop_and_resize: a batch stacks images of one bucket")
 	} else if !r.Failed() && cfg.BatchSize > 0 && cfg.Image.PreEncodeImages {
@@ -138,6 +175,10 @@ func readImageConfig(r *confread.Reader, o *confread.Object) *ImageConfig {
 		MinAspectRatio:    DefaultMinAspectRatio,
 		MaxAspectRatio:    DefaultMaxAspectRatio,
 		MaxPixels:         DefaultMaxPixels,
+		ImageToRGB8:       true,
+		EncodeFormat:      DefaultEncodeFormat,
+		JPEGQuality:       DefaultJPEGQuality,
+		AlphaBackground:   AlphaBackgrounds["white"],
 	}
 	r.Boolean(o, "crop_and_resize", &ic.CropAndResize)
 	r.Integer(o, "default_image_size", &ic.DefaultImageSize, 1)
@@ -148,6 +189,7 @@ func readImageConfig(r *confread.Reader, o *confread.Object) *ImageConfig {
 	maxPixels := int(ic.MaxPixels)
 	r.Integer(o, "max_pixels", &maxPixels, 1)
 	ic.MaxPixels = int64(maxPixels)
+	readOutputKeys(r, o, ic)
 	r.Finish(o)
 	if r.Failed() {
 		return ic
@@ -197,4 +239,104 @@ func ParseImageConfig(data []byte) (*ImageConfig, error) {
 		return nil, err
 	}
 	return ic, nil
+}
+
+// readOutputKeys reads image_to_rgb8, encode_format, jpeg_quality and alpha_background.
+func readOutputKeys(r *confread.Reader, o *confread.Object, ic *ImageConfig) {
+	r.Boolean(o, "image_to_rgb8", &ic.ImageToRGB8)
+	if !r.Failed() && !ic.ImageToRGB8 {
+		r.Fail(o.Key("image_to_rgb8"), "false (native modes: L, LA, RGBA, 16-bit) is not supported yet; every image is delivered as 8-bit RGB")
+	}
+	r.Str(o, "encode_format", &ic.EncodeFormat, false)
+	if !r.Failed() {
+		ic.EncodeFormat = strings.ToLower(ic.EncodeFormat)
+		if ic.EncodeFormat == "jpg" {
+			ic.EncodeFormat = "jpeg"
+		}
+		if !slices.Contains(EncodeFormats, ic.EncodeFormat) {
+			r.Fail(o.Key("encode_format"), fmt.Sprintf("must be one of %s, got %q", quoted(EncodeFormats), ic.EncodeFormat))
+		}
+	}
+	r.IntegerIn(o, "jpeg_quality", &ic.JPEGQuality, 0, 100)
+	if v, ok := r.Value(o, "alpha_background"); ok {
+		if s, isStr := v.(string); isStr && strings.EqualFold(s, "keep") {
+			ic.KeepAlpha = true
+		} else {
+			ic.AlphaBackground = readBackground(r, o.Key("alpha_background"), v)
+		}
+	}
+}
+
+// readBackground reads an alpha_background: a name of AlphaBackgrounds or an [r, g, b] triple.
+func readBackground(r *confread.Reader, key string, v any) [3]uint8 {
+	var names []string
+	for n := range AlphaBackgrounds {
+		if n != "grey" {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	switch v := v.(type) {
+	case string:
+		if bg, ok := AlphaBackgrounds[strings.ToLower(v)]; ok {
+			return bg
+		}
+		r.Fail(key, fmt.Sprintf(`must be one of %s, "keep" or an [r, g, b] triple, got %q`, quoted(names), v))
+	case []any:
+		var bg [3]uint8
+		if len(v) != 3 {
+			r.Fail(key, fmt.Sprintf("an [r, g, b] triple needs 3 values, got %d", len(v)))
+			return bg
+		}
+		for i, c := range v {
+			n, ok := c.(json.Number)
+			x, err := n.Int64()
+			if !ok || err != nil || x < 0 || x > 255 {
+				r.Fail(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("must be an integer from 0 to 255, got %v", c))
+				return bg
+			}
+			bg[i] = uint8(x)
+		}
+		return bg
+	default:
+		r.Fail(key, fmt.Sprintf(`must be one of %s, "keep" or an [r, g, b] triple, got %s`, quoted(names), confread.JSONType(v)))
+	}
+	return AlphaBackgrounds["white"]
+}
+
+func quoted(list []string) string {
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// settleSeed gives a shuffling source without a seed one: the resume state's, or a fresh random
+// one (each client its own order, as in the Rust loader; Stats and State report it, so the run can
+// be reproduced and resumed). A resume state taken with another seed than the config's is refused.
+func settleSeed(r *confread.Reader, cfg *Config) {
+	sd, ok := cfg.Source.(source.Seeded)
+	if !ok {
+		return
+	}
+	if sd.NeedsSeed() {
+		seed := rand.Int64()
+		if cfg.Resume != nil && cfg.Resume.Seed != nil {
+			seed = *cfg.Resume.Seed
+		}
+		cfg.Source = sd.WithSeed(seed)
+		return
+	}
+	if seed, shuffles := sd.ShuffleSeed(); shuffles && cfg.Resume != nil && cfg.Resume.Seed != nil && *cfg.Resume.Seed != seed {
+		r.Fail("resume_state.seed", fmt.Sprintf("the state was taken with seed %d, but source_config.seed is %d", *cfg.Resume.Seed, seed))
+	}
+}
+
+// Seed is the shuffle seed in use (drawn when the config gave none); false when the source does not shuffle.
+func (c *Config) Seed() (int64, bool) {
+	if sd, ok := c.Source.(source.Seeded); ok {
+		return sd.ShuffleSeed()
+	}
+	return 0, false
 }

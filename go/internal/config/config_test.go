@@ -140,3 +140,153 @@ func TestSourceTypeSpellings(t *testing.T) {
 		}
 	}
 }
+
+func TestOutputKeys(t *testing.T) {
+	root := t.TempDir()
+	parse := func(ic string) (*Config, error) {
+		return Parse([]byte(fmt.Sprintf(`{"source_type": "file", "source_config": {"root_path": %q}, "image_config": {%s}}`, root, ic)))
+	}
+	cfg, err := parse(``)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ic := cfg.Image; !ic.ImageToRGB8 || ic.EncodeFormat != "jpeg" || ic.JPEGQuality != 95 || ic.AlphaBackground != [3]uint8{255, 255, 255} {
+		t.Fatalf("defaults: %+v", ic)
+	}
+	for ic, want := range map[string]ImageConfig{
+		`"encode_format": "PNG", "jpeg_quality": 0`:            {EncodeFormat: "png", JPEGQuality: 0, AlphaBackground: [3]uint8{255, 255, 255}},
+		`"encode_format": "jpg", "jpeg_quality": 100`:          {EncodeFormat: "jpeg", JPEGQuality: 100, AlphaBackground: [3]uint8{255, 255, 255}},
+		`"encode_format": "webp", "alpha_background": "gray"`:  {EncodeFormat: "webp", JPEGQuality: 95, AlphaBackground: [3]uint8{128, 128, 128}},
+		`"alpha_background": [1, 2, 3], "image_to_rgb8": true`: {EncodeFormat: "jpeg", JPEGQuality: 95, AlphaBackground: [3]uint8{1, 2, 3}},
+		`"alpha_background": "Black"`:                          {EncodeFormat: "jpeg", JPEGQuality: 95, AlphaBackground: [3]uint8{0, 0, 0}},
+	} {
+		cfg, err := parse(ic)
+		if err != nil {
+			t.Fatalf("%s: %v", ic, err)
+		}
+		got := cfg.Image
+		if got.EncodeFormat != want.EncodeFormat || got.JPEGQuality != want.JPEGQuality || got.AlphaBackground != want.AlphaBackground {
+			t.Fatalf("%s: got %+v", ic, got)
+		}
+	}
+	if cfg, err := parse(`"alpha_background": "Keep"`); err != nil || !cfg.Image.KeepAlpha {
+		t.Fatalf("keep: %v", err)
+	}
+	for ic, key := range map[string]string{
+		`"encode_format": "gif"`:          "image_config.encode_format",
+		`"encode_format": 3`:              "image_config.encode_format",
+		`"jpeg_quality": 101`:             "image_config.jpeg_quality",
+		`"jpeg_quality": -1`:              "image_config.jpeg_quality",
+		`"jpeg_quality": 9.5`:             "image_config.jpeg_quality",
+		`"alpha_background": "pink"`:      "image_config.alpha_background",
+		`"alpha_background": [1, 2]`:      "image_config.alpha_background",
+		`"alpha_background": [1, 2, 256]`: "image_config.alpha_background[2]",
+		`"alpha_background": [1, "x", 3]`: "image_config.alpha_background[1]",
+		`"alpha_background": 7`:           "image_config.alpha_background",
+		`"image_to_rgb8": false`:          "image_config.image_to_rgb8",
+		`"image_to_rgb8": "yes"`:          "image_config.image_to_rgb8",
+		`"alpha_backgroun": "white"`:      "image_config.alpha_backgroun",
+	} {
+		_, err := parse(ic)
+		var ce *confread.Error
+		if !errors.As(err, &ce) || ce.Key != key {
+			t.Fatalf("%s: got %v, want an error on %s", ic, err, key)
+		}
+	}
+}
+
+// DATAGO_MAX_TASKS and DATAGO_MAX_RETRIES change the defaults of concurrency and max_retries; the
+// keys still win, and a bad value is an error naming the variable.
+func TestEnvDefaults(t *testing.T) {
+	root := t.TempDir()
+	fsCfg := fmt.Sprintf(`{"source_type": "file", "source_config": {"root_path": %q}%%s}`, root)
+	wds := filepath.Join(root, "a.tar")
+	if err := os.WriteFile(wds, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wdsCfg := fmt.Sprintf(`{"source_type": "webdataset", "source_config": {"url": %q%%s}}`, wds)
+
+	t.Setenv(EnvMaxTasks, "3")
+	t.Setenv("DATAGO_MAX_RETRIES", "7")
+	cfg, err := Parse([]byte(fmt.Sprintf(fsCfg, "")))
+	if err != nil || cfg.Concurrency != 3 {
+		t.Fatalf("DATAGO_MAX_TASKS=3: %v, %+v", err, cfg)
+	}
+	if cfg, err = Parse([]byte(fmt.Sprintf(fsCfg, `, "concurrency": 5`))); err != nil || cfg.Concurrency != 5 {
+		t.Fatalf("the key must win: %v", err)
+	}
+	if cfg, err = Parse([]byte(fmt.Sprintf(wdsCfg, ""))); err != nil || cfg.Source.(webdataset.Config).MaxRetries != 7 {
+		t.Fatalf("DATAGO_MAX_RETRIES=7: %v, %+v", err, cfg)
+	}
+	if cfg, err = Parse([]byte(fmt.Sprintf(wdsCfg, `, "max_retries": 1`))); err != nil || cfg.Source.(webdataset.Config).MaxRetries != 1 {
+		t.Fatalf("the key must win: %v", err)
+	}
+	t.Setenv(EnvMaxTasks, "0")
+	if cfg, err = Parse([]byte(fmt.Sprintf(fsCfg, ""))); err != nil || cfg.Concurrency != 1 {
+		t.Fatalf("DATAGO_MAX_TASKS=0 is serial: %v, %+v", err, cfg)
+	}
+	for name, v := range map[string]string{EnvMaxTasks: "many", "DATAGO_MAX_RETRIES": "-1"} {
+		t.Setenv(name, v)
+		_, err := Parse([]byte(fmt.Sprintf(wdsCfg, "")))
+		var ce *confread.Error
+		if !errors.As(err, &ce) || ce.Key != name {
+			t.Fatalf("%s=%s: %v", name, v, err)
+		}
+		t.Setenv(name, "1")
+	}
+}
+
+// random_sampling / shuffle without a seed draws a fresh one per client; a resume state's seed
+// is taken instead; a config seed that contradicts the state's is refused.
+func TestFreshSeedPerClient(t *testing.T) {
+	root := t.TempDir()
+	shard := filepath.Join(root, "s.tar")
+	if err := os.WriteFile(shard, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fsCfg := func(sc string) string {
+		return fmt.Sprintf(`{"source_type": "file", "source_config": {"root_path": %q%s}}`, root, sc)
+	}
+	wdsCfg := func(sc string) string {
+		return fmt.Sprintf(`{"source_type": "webdataset", "source_config": {"url": %q%s}}`, shard, sc)
+	}
+	for _, mk := range []func(string) string{fsCfg, wdsCfg} {
+		on := `, "random_sampling": true`
+		seeds := map[int64]bool{}
+		for i := 0; i < 4; i++ {
+			cfg, err := Parse([]byte(mk(on)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seed, ok := cfg.Seed()
+			if !ok {
+				t.Fatal("no seed reported")
+			}
+			seeds[seed] = true
+		}
+		if len(seeds) != 4 {
+			t.Fatalf("4 clients without a seed drew %d distinct seeds", len(seeds))
+		}
+		cfg, err := Parse([]byte(mk(on + `, "seed": 42`)))
+		if seed, _ := cfg.Seed(); err != nil || seed != 42 {
+			t.Fatalf("explicit seed: %v %d", err, seed)
+		}
+		if cfg, err = Parse([]byte(mk(``))); err != nil {
+			t.Fatal(err)
+		} else if _, ok := cfg.Seed(); ok {
+			t.Fatal("a seed reported without random sampling")
+		}
+		state := `"resume_state": {"version": 1, "epoch": 0, "done": [], "seed": 7}`
+		withState := strings.Replace(mk(on), `}}`, `}, `+state+`}`, 1)
+		if cfg, err = Parse([]byte(withState)); err != nil {
+			t.Fatal(err)
+		} else if seed, _ := cfg.Seed(); seed != 7 {
+			t.Fatalf("the state's seed is not used: %d", seed)
+		}
+		bad := strings.Replace(mk(on+`, "seed": 8`), `}}`, `}, `+state+`}`, 1)
+		var ce *confread.Error
+		if _, err = Parse([]byte(bad)); !errors.As(err, &ce) || ce.Key != "resume_state.seed" {
+			t.Fatalf("contradicting seeds: %v", err)
+		}
+	}
+}

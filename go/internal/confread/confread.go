@@ -103,6 +103,20 @@ func (r *Reader) value(o *Object, k string, required bool) (any, bool) {
 	return v, ok
 }
 
+// Alias refuses a config that sets both alias and key (two spellings of one setting); the caller
+// then reads both, the one present giving the value.
+func (r *Reader) Alias(o *Object, alias, key string) {
+	_, a := o.m[alias]
+	_, k := o.m[key]
+	if a && k {
+		r.Fail(o.Key(alias), fmt.Sprintf("is another name for %s: set one of them", o.Key(key)))
+	}
+}
+
+// Value returns the decoded value of an optional key k of o (false when absent or null, or when
+// an earlier key failed), for values of more than one JSON type that the caller checks itself.
+func (r *Reader) Value(o *Object, k string) (any, bool) { return r.value(o, k, false) }
+
 // Str reads a string; a required one must not be empty.
 func (r *Reader) Str(o *Object, k string, dst *string, required bool) {
 	v, ok := r.value(o, k, required)

@@ -82,7 +82,7 @@ func TestErrorMessagesAreTheirOwn(t *testing.T) {
 		{"truncated png", pngData[:len(pngData)/2], "png", regexp.MustCompile(`(?i)truncated|premature|not enough`)},
 		{"corrupt webp", corruptWebP(t, webp), "webp", regexp.MustCompile(`(?i)unable to|decode|bitstream|corrupt`)},
 		{"truncated webp", webp[:len(webp)/2], "webp", regexp.MustCompile(`(?i)truncated`)},
-		{"not an image", []byte("GIF89a and then nothing of interest"), "", regexp.MustCompile(`not a JPEG, PNG or WebP`)},
+		{"not an image", []byte("%PDF-1.4 and then nothing of interest"), "", regexp.MustCompile(`not a JPEG, PNG, WebP, GIF or BMP`)},
 	}
 	formats := []string{"jpeg", "png", "webp"}
 	opts := []*Options{

@@ -14,7 +14,11 @@ type Options struct {
 	Buckets       []bucket.Bucket // candidate buckets when CropAndResize and Target is nil
 	Target        *bucket.Bucket  // when non-nil (and CropAndResize): force this output size (used to align masks/extra images with a main image)
 	Mask          bool            // output one channel (8-bit greyscale), resized with nearest-neighbour so no new grey levels appear
-	PreEncode     bool            // re-encode the processed image: JPEG quality 95 when it has 3 channels, PNG otherwise
+	PreEncode     bool            // re-encode the processed image in Format
+	Format        Format          // with PreEncode; FormatAuto: JPEG when it has 3 channels, PNG otherwise
+	Quality       int             // JPEG and WebP quality, 1..100; 0 means DefaultQuality
+	Background    *[3]uint8       // what alpha is flattened onto; nil: white
+	KeepAlpha     bool            // deliver RGBA (4 channels, alpha opaque when the image has none) instead of flattening
 	MaxPixels     int64           // >0: an image whose header says width*height > MaxPixels is refused with ErrTooLarge before decoding pixels
 
 	libvipsOnly bool // tests: skip the direct libjpeg/libpng decoder, which must agree with libvips
@@ -60,6 +64,13 @@ func Process(data []byte, opts *Options) (*Image, error) {
 	if err := Init(); err != nil {
 		return nil, err
 	}
+	if f := goFormat(data); f != "" {
+		// GIF and BMP: decoded in Go (gobmp.go), then processed as PNG.
+		var err error
+		if data, err = transcode(data, f, opts.MaxPixels); err != nil {
+			return nil, err
+		}
+	}
 	forkGate.RLock()
 	defer forkGate.RUnlock()
 	// Before any decoder: declared lengths past the end refused, PNG metadata dropped, so what
@@ -88,7 +99,7 @@ func process(data []byte, opts *Options, capture bool) (*Image, error) {
 		// The whole image is delivered: one load reads the header and decodes.
 		return probeAndDecode(data, opts, capture)
 	}
-	h, err := readHeader(data, !opts.libvipsOnly, capture)
+	h, err := readHeader(data, !opts.libvipsOnly && !opts.KeepAlpha, capture)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
@@ -107,6 +118,10 @@ func process(data []byte, opts *Options, capture bool) (*Image, error) {
 		shrink:      1,
 		mask:        opts.Mask,
 		preEncode:   opts.PreEncode,
+		format:      opts.Format,
+		quality:     opts.quality(),
+		background:  opts.background(),
+		keepAlpha:   opts.KeepAlpha,
 	}
 	if opts.CropAndResize {
 		var b bucket.Bucket
@@ -161,7 +176,8 @@ func shrinkOnLoad(loader, w, h, coverW, coverH int) int {
 
 func probeAndDecode(data []byte, opts *Options, capture bool) (*Image, error) {
 	im, w, h, tooLarge, err := decode(data, plan{
-		probe: true, direct: !opts.libvipsOnly, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode,
+		probe: true, direct: !opts.libvipsOnly && !opts.KeepAlpha, keepAlpha: opts.KeepAlpha, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode,
+		format: opts.Format, quality: opts.quality(), background: opts.background(),
 	}, capture)
 	switch {
 	case tooLarge:

@@ -6,6 +6,7 @@
 #include <vips/vector.h>
 
 #include "codec.h"
+#include "encode.h"
 #include "resample.h"
 #include "vips.h"
 
@@ -120,7 +121,7 @@ dg_open(VipsObject *ctx, const void *buf, size_t len, int loader, int shrink, ch
 	default:
 		/* Other loaders (GIF, TIFF, SVG through librsvg, ImageMagick, ...) are not offered
 		 * untrusted bytes: datago serves JPEG, PNG and WebP only. */
-		snprintf(err, DG_ERR_LEN, "not a JPEG, PNG or WebP image");
+		snprintf(err, DG_ERR_LEN, "not a JPEG, PNG, WebP, GIF or BMP image");
 		r = -1;
 	}
 	return r ? NULL : t[0];
@@ -219,11 +220,13 @@ dg_source_space(VipsImage *in)
 }
 
 /* To 8-bit sRGB (3 bands) or, for masks, 8-bit greyscale (1 band), with alpha flattened onto
- * white (or dropped for masks). */
+ * p->background (image_config.alpha_background), or dropped for masks. With p->keep_alpha, 8-bit
+ * RGBA instead: the image's alpha, or an opaque one. */
 static VipsImage *
-dg_colour(VipsObject *ctx, VipsImage *in, int mask)
+dg_colour(VipsObject *ctx, VipsImage *in, int mask, const dg_params *p)
 {
-	VipsImage **t = dg_slots(ctx, 10);
+	const double *bg = p->background;
+	VipsImage **t = dg_slots(ctx, 11);
 	int cmyk = vips_image_guess_interpretation(in) == VIPS_INTERPRETATION_CMYK && in->Bands >= 4;
 	int ncolour = cmyk ? 4 : in->Bands >= 3 ? 3 : 1;
 	VipsImage *colour = in;
@@ -278,7 +281,7 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask)
 
 	if (alpha) {
 		VipsImage *joined[2];
-		VipsArrayDouble *white;
+		VipsArrayDouble *background;
 		int r;
 
 		if (alpha->BandFmt != VIPS_FORMAT_UCHAR) {
@@ -292,9 +295,11 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask)
 		joined[1] = alpha;
 		if (vips_bandjoin(joined, &t[7], 2, NULL))
 			return NULL;
-		white = vips_array_double_newv(3, 255.0, 255.0, 255.0);
-		r = vips_flatten(t[7], &t[8], "background", white, "max_alpha", 255.0, NULL);
-		vips_area_unref(VIPS_AREA(white));
+		if (p->keep_alpha)
+			return t[7];
+		background = vips_array_double_newv(3, bg[0], bg[1], bg[2]);
+		r = vips_flatten(t[7], &t[8], "background", background, "max_alpha", 255.0, NULL);
+		vips_area_unref(VIPS_AREA(background));
 		if (r)
 			return NULL;
 		colour = t[8];
@@ -303,6 +308,10 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask)
 				return NULL;
 			colour = t[9];
 		}
+	} else if (p->keep_alpha && !mask) {
+		if (vips_bandjoin_const1(colour, &t[10], 255.0, NULL))
+			return NULL;
+		colour = t[10];
 	}
 	return colour;
 }
@@ -439,6 +448,24 @@ dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p, char *err)
 	return in;
 }
 
+/* dg_resize_crop for RGBA: colours are premultiplied by their alpha while Lanczos mixes
+ * neighbours (else transparent pixels bleed their hidden colour into the edges), in float, then
+ * back to 8 bits. */
+static VipsImage *
+dg_resize_alpha(VipsObject *ctx, VipsImage *in, const dg_params *p, char *err)
+{
+	VipsImage **t = dg_slots(ctx, 3);
+
+	if (vips_premultiply(in, &t[0], "max_alpha", 255.0, NULL))
+		return NULL;
+	if (!(in = dg_resize_crop(ctx, t[0], p, err)))
+		return NULL;
+	if (vips_unpremultiply(in, &t[1], "max_alpha", 255.0, NULL) ||
+	    vips_cast(t[1], &t[2], VIPS_FORMAT_UCHAR, NULL))
+		return NULL;
+	return t[2];
+}
+
 /* Computes every pixel of in into dst (VIPS_IMAGE_SIZEOF_IMAGE(in) bytes) on the calling thread.
  * vips_image_write() would run libvips' thread pool: a handoff per image that costs more than it
  * gives when goroutines already keep every core busy, and a pool whose threads are gone in a
@@ -491,12 +518,8 @@ dg_write(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
 
 		if (!(in = dg_copy_memory(ctx, in)))
 			return -1;
-		if (in->Bands == 3)
-			r = dg_encode_jpeg(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, 95, &buf,
-					   &len, err, sizeof(err));
-		else
-			r = dg_encode_png(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
-					  &buf, &len, err, sizeof(err));
+		r = dg_encode(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
+			      p->encode_format, p->quality, &buf, &len, err, sizeof(err));
 		if (r) {
 			snprintf(out->err, sizeof(out->err), "cannot encode: %s", err);
 			return -1;
@@ -549,14 +572,17 @@ dg_decode(VipsObject *ctx, VipsImage *im, const dg_params *p, dg_output *out)
 		 * converting after the resize gives the same result on far fewer pixels. */
 		if (p->resize && !(im = dg_resize_crop(ctx, im, p, out->err)))
 			return -1;
-		if (!(im = dg_colour(ctx, im, 1)))
+		if (!(im = dg_colour(ctx, im, 1, p)))
 			return -1;
 	} else {
 		/* Colour first: alpha must be flattened and colours converted before Lanczos mixes
 		 * neighbouring pixels. */
-		if (!(im = dg_colour(ctx, im, 0)))
+		if (!(im = dg_colour(ctx, im, 0, p)))
 			return -1;
-		if (p->resize && !(im = dg_resize_crop(ctx, im, p, out->err)))
+		if (p->resize && p->keep_alpha) {
+			if (!(im = dg_resize_alpha(ctx, im, p, out->err)))
+				return -1;
+		} else if (p->resize && !(im = dg_resize_crop(ctx, im, p, out->err)))
 			return -1;
 	}
 	return dg_write(ctx, im, p, out);
@@ -607,8 +633,8 @@ dg_process_direct(const void *buf, size_t len, const dg_params *p, dg_output *ou
 	}
 	if (p->pre_encode) {
 		char err[DG_ENCODE_ERR_LEN] = "";
-		int r = dg_encode_jpeg(pixels, width, height, 95, &out->data, &out->len, err,
-				       sizeof(err));
+		int r = dg_encode(pixels, width, height, 3, p->encode_format, p->quality,
+				  &out->data, &out->len, err, sizeof(err));
 
 		free(pixels);
 		if (r)

@@ -1,5 +1,6 @@
-// Package imaging decodes encoded images (JPEG, PNG and WebP only: dg_open refuses every other
-// format, so no other libvips loader sees untrusted bytes) into 8-bit sRGB or greyscale pixels, optionally cropped and resized to an
+// Package imaging decodes encoded images (JPEG, PNG and WebP through libjpeg/libpng or libvips,
+// whose dg_open refuses every other format so no other libvips loader sees untrusted bytes; GIF
+// and BMP through Go's decoders, handed on as PNG) into 8-bit sRGB or greyscale pixels, optionally cropped and resized to an
 // aspect-ratio bucket, and hands the result over in C memory so it can cross the C ABI without
 // a copy. It is the only package of datago that calls libvips, libjpeg and libpng.
 package imaging
@@ -96,6 +97,10 @@ type plan struct {
 	resize              bool
 	crop                bucket.Plan
 	mask, preEncode     bool
+	format              Format
+	quality             int
+	background          [3]uint8
+	keepAlpha           bool
 }
 
 func cBool(b bool) C.int {
@@ -110,23 +115,27 @@ func cBool(b bool) C.int {
 // image was refused for its pixel count.
 func decode(data []byte, pl plan, capture bool) (im *Image, width, height int, tooLarge bool, err error) {
 	p := C.dg_params{
-		probe:        cBool(pl.probe),
-		direct:       cBool(pl.direct),
-		max_pixels:   C.longlong(pl.maxPixels),
-		loader:       C.int(pl.loader),
-		orientation:  C.int(pl.orientation),
-		shrink:       C.int(pl.shrink),
-		full_width:   C.int(pl.fullW),
-		full_height:  C.int(pl.fullH),
-		resize:       cBool(pl.resize),
-		cover_width:  C.int(pl.crop.CoverW),
-		cover_height: C.int(pl.crop.CoverH),
-		crop_left:    C.int(pl.crop.Left),
-		crop_top:     C.int(pl.crop.Top),
-		out_width:    C.int(pl.crop.OutW),
-		out_height:   C.int(pl.crop.OutH),
-		mask:         cBool(pl.mask),
-		pre_encode:   cBool(pl.preEncode),
+		probe:         cBool(pl.probe),
+		direct:        cBool(pl.direct),
+		max_pixels:    C.longlong(pl.maxPixels),
+		loader:        C.int(pl.loader),
+		orientation:   C.int(pl.orientation),
+		shrink:        C.int(pl.shrink),
+		full_width:    C.int(pl.fullW),
+		full_height:   C.int(pl.fullH),
+		resize:        cBool(pl.resize),
+		cover_width:   C.int(pl.crop.CoverW),
+		cover_height:  C.int(pl.crop.CoverH),
+		crop_left:     C.int(pl.crop.Left),
+		crop_top:      C.int(pl.crop.Top),
+		out_width:     C.int(pl.crop.OutW),
+		out_height:    C.int(pl.crop.OutH),
+		mask:          cBool(pl.mask),
+		pre_encode:    cBool(pl.preEncode),
+		encode_format: C.int(pl.format),
+		quality:       C.int(pl.quality),
+		background:    [3]C.double{C.double(pl.background[0]), C.double(pl.background[1]), C.double(pl.background[2])},
+		keep_alpha:    cBool(pl.keepAlpha),
 	}
 	var out C.dg_output
 	status := C.dg_process(unsafe.Pointer(&data[0]), C.size_t(len(data)), &p, &out)

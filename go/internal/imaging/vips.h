@@ -43,7 +43,11 @@ typedef struct dg_params {
 	int out_width;
 	int out_height;
 	int mask;       /* one 8-bit band, nearest-neighbour resampling */
-	int pre_encode; /* JPEG (3 bands) or PNG (1 band) instead of raw pixels */
+	int pre_encode; /* encoded bytes instead of raw pixels, written by encode.h's dg_encode */
+	int encode_format; /* DG_ENC_* (encode.h) */
+	int quality;       /* JPEG and WebP quality, 0..100 */
+	double background[3]; /* RGB that alpha is flattened onto, 0..255 */
+	int keep_alpha;       /* RGBA out (alpha_background "keep"): not flattened; never direct */
 } dg_params;
 
 typedef struct dg_output {

@@ -25,6 +25,9 @@ type State struct {
 	Version int          `json:"version"`
 	Epoch   int          `json:"epoch"` // every epoch before it is complete
 	Done    []EpochState `json:"done"`  // epochs >= Epoch with something done, ascending
+	// Seed is the shuffle seed the state was taken with (random_sampling / shuffle), so that a
+	// config without a seed resumes in the same order; nil when the source does not shuffle.
+	Seed *int64 `json:"seed,omitempty"`
 }
 
 // EpochState says that items 0..Below-1 are done, and so are the items of Extra (all >= Below).

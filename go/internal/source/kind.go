@@ -10,6 +10,15 @@ type Kind struct {
 	Parse func(r *confread.Reader, sc *confread.Object) Config
 }
 
+// Seeded is implemented by source configs with a seeded shuffle. NeedsSeed reports whether the
+// shuffle is on and the config gave no seed; the configuration then draws one (a fresh order per
+// client, as the Rust loader does) or takes the resume state's, and sets it with WithSeed.
+type Seeded interface {
+	NeedsSeed() bool
+	ShuffleSeed() (int64, bool) // the seed in use, false when the source does not shuffle
+	WithSeed(seed int64) Config
+}
+
 // Config is a parsed source_config.
 type Config interface {
 	// Open returns the source; the error is one only the running system can give (not a config mistake).

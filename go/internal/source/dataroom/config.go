@@ -2,6 +2,7 @@ package dataroom
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/datago-dev/datago/internal/cenv"
 	"github.com/datago-dev/datago/internal/confread"
@@ -50,6 +51,27 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 		{"return_latents", &dc.ReturnLatents},
 	} {
 		r.CommaList(sc, l.key, l.dst)
+	}
+	// The Rust loader's spellings of the two exclusion filters.
+	for alias, key := range map[string]string{"sources_ne": "sources__ne", "tags_ne": "tags__ne"} {
+		r.Alias(sc, alias, key)
+	}
+	r.CommaList(sc, "sources_ne", &dc.SourcesNe)
+	r.CommaList(sc, "tags_ne", &dc.TagsNe)
+	// The Rust loader's tag filters (the API's tags__all, tags__ne_all, tags__empty), and its
+	// attribute filters, "name[__cmp]:value" each (the API's attributes parameter).
+	r.CommaList(sc, "tags_all", &dc.TagsAll)
+	r.CommaList(sc, "tags_ne_all", &dc.TagsNeAll)
+	if _, ok := sc.Map()["tags_empty"]; ok {
+		empty := false
+		r.Boolean(sc, "tags_empty", &empty)
+		dc.TagsEmpty = &empty
+	}
+	r.CommaList(sc, "attributes", &dc.Attributes)
+	for i, a := range dc.Attributes {
+		if name, _, ok := strings.Cut(a, ":"); (!ok || name == "") && !r.Failed() {
+			r.Fail(fmt.Sprintf("%s[%d]", sc.Key("attributes"), i), fmt.Sprintf("must be name:value or name__cmp:value, got %q", a))
+		}
 	}
 	r.Boolean(sc, "require_images", &dc.RequireImages)
 	r.Boolean(sc, "require_embeddings", &dc.RequireEmbeddings)

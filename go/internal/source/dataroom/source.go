@@ -47,10 +47,13 @@ type Config struct {
 
 	Sources, SourcesNe               []string
 	Tags, TagsNe                     []string
+	TagsAll, TagsNeAll               []string // has every one / not every one of the tags
+	TagsEmpty                        *bool    // nil: no filter; true: no tags; false: some tags
+	Attributes                       []string // "name[__cmp]:value" filters, sent as the API's attributes
 	HasAttributes, LacksAttributes   []string
 	HasMasks, LacksMasks             []string
 	HasLatents, LacksLatents         []string
-	ReturnLatents                    []string // empty: HasLatents + HasMasks
+	ReturnLatents                    []string // downloaded: these, HasLatents and HasMasks
 	RequireImages, RequireEmbeddings bool
 	ReturnDuplicateState             bool
 	MinShortEdge, MaxShortEdge       int // unset, or >= 0
@@ -153,11 +156,11 @@ func parseAPIURL(s string) (*url.URL, error) {
 // FirstPageURL is the URL of the first page request (for tests and logs).
 func (d *Source) FirstPageURL() string { return d.pageURL.String() }
 
+// returnLatents is the union of return_latents, has_latents and has_masks, as in the Rust loader:
+// a type the listing filters on is always delivered.
 func (c *Config) returnLatents() []string {
-	if len(c.ReturnLatents) > 0 {
-		return c.ReturnLatents
-	}
-	return dedupe(append(append([]string(nil), c.HasLatents...), c.HasMasks...))
+	all := append(append([]string(nil), c.ReturnLatents...), c.HasLatents...)
+	return dedupe(append(all, c.HasMasks...))
 }
 
 func dedupe(list []string) []string {
@@ -211,6 +214,12 @@ func queryOf(cfg Config) []param {
 	list("sources__ne", cfg.SourcesNe)
 	list("tags", cfg.Tags)
 	list("tags__ne", cfg.TagsNe)
+	list("tags__all", cfg.TagsAll)
+	list("tags__ne_all", cfg.TagsNeAll)
+	if cfg.TagsEmpty != nil {
+		add("tags__empty", strconv.FormatBool(*cfg.TagsEmpty))
+	}
+	list("attributes", cfg.Attributes)
 	list("has_attributes", cfg.HasAttributes)
 	list("lacks_attributes", cfg.LacksAttributes)
 	list("has_masks", cfg.HasMasks)

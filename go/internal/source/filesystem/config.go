@@ -21,6 +21,7 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 	r.Integer(sc, "page_size", &fs.PageSize, 1)
 	r.Boolean(sc, "random_sampling", &fs.RandomSampling)
 	seed := 0
+	_, fs.SeedGiven = sc.Map()["seed"]
 	r.Integer(sc, "seed", &seed, math.MinInt)
 	fs.Seed = int64(seed)
 	r.RankAndWorld(sc, &fs.Rank, &fs.WorldSize)

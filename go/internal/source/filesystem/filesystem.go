@@ -27,6 +27,19 @@ type Config struct {
 	// anew each epoch (source.EpochSeed). Without it the listing streams in directory order.
 	RandomSampling bool
 	Seed           int64
+	SeedGiven      bool // source_config.seed was set
+}
+
+// NeedsSeed: random_sampling without a seed (source.Seeded).
+func (c Config) NeedsSeed() bool { return c.RandomSampling && !c.SeedGiven }
+
+// ShuffleSeed is the seed of random_sampling.
+func (c Config) ShuffleSeed() (int64, bool) { return c.Seed, c.RandomSampling }
+
+// WithSeed sets the seed (source.Seeded).
+func (c Config) WithSeed(seed int64) source.Config {
+	c.Seed, c.SeedGiven = seed, true
+	return c
 }
 
 // Source serves the images under a directory tree, streaming the listing: the first sample does
@@ -50,7 +63,7 @@ func (c Config) Open(common source.Common) (source.Source, error) {
 // isImageName reports whether name has an image extension datago serves, in any letter case.
 func isImageName(name string) bool {
 	switch strings.ToLower(filepath.Ext(name)) {
-	case ".jpg", ".jpeg", ".png", ".webp":
+	case ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif":
 		return true
 	}
 	return false

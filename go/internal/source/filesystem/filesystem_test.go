@@ -38,12 +38,12 @@ func list(t *testing.T, cfg Config) []string {
 
 func TestFilesystemListsImagesOnceAndFollowsLinksWithoutLooping(t *testing.T) {
 	root := t.TempDir()
-	want := []string{"a.jpg", "b.JPEG", "sub/c.png", "sub/deep/d.WebP", "sub/deep/e.PNG"}
+	want := []string{"a.jpg", "b.JPEG", "sub/c.png", "sub/deep/d.WebP", "sub/deep/e.PNG", "sub/x.gif", "y.BMP"}
 	for _, p := range want {
 		touch(t, filepath.Join(root, p))
 	}
 	touch(t, filepath.Join(root, "notes.txt"))
-	touch(t, filepath.Join(root, "sub", "x.gif"))
+	touch(t, filepath.Join(root, "notes.tiff"))
 	if err := os.MkdirAll(filepath.Join(root, "dir.jpg"), 0o755); err != nil { // a directory named like an image
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/datago-dev/datago/internal/cenv"
 	"github.com/datago-dev/datago/internal/confread"
 	"github.com/datago-dev/datago/internal/source"
 )
@@ -37,7 +38,27 @@ func ReadPolicy(r *confread.Reader, sc *confread.Object, timeout *time.Duration,
 		r.Fail(sc.Key("timeout_s"), fmt.Sprintf("must be > 0 and <= %g, got %g", MaxTimeout.Seconds(), secs))
 	}
 	*timeout = time.Duration(secs * float64(time.Second))
+	EnvDefault(r, EnvMaxRetries, retries, 0, MaxRetries)
 	r.IntegerIn(sc, "max_retries", retries, 0, MaxRetries)
+}
+
+// EnvMaxRetries, when set, replaces the default of max_retries (the Rust loader's variable).
+const EnvMaxRetries = "DATAGO_MAX_RETRIES"
+
+// EnvDefault sets *dst from the environment variable name when it is set (a default that the
+// config's own key still overrides); a value that is not an integer from min to max is a mistake
+// reported under the variable's name.
+func EnvDefault(r *confread.Reader, name string, dst *int, min, max int) {
+	v := strings.TrimSpace(cenv.Getenv(name))
+	if v == "" || r.Failed() {
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		r.Fail(name, fmt.Sprintf("(environment variable) must be an integer from %d to %d, got %q", min, max, v))
+		return
+	}
+	*dst = n
 }
 
 // Options shape the client of one source.

@@ -36,8 +36,12 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 	var patterns []string
 	r.StrOrList(sc, "url", &patterns, true)
 	r.Boolean(sc, "shuffle", &wc.Shuffle)
+	// random_sampling is the Rust loader's name for it.
+	r.Alias(sc, "random_sampling", "shuffle")
+	r.Boolean(sc, "random_sampling", &wc.Shuffle)
 	r.Integer(sc, "shuffle_buffer", &wc.ShuffleBuffer, 1)
 	seed := 0
+	_, wc.SeedGiven = sc.Map()["seed"]
 	r.Integer(sc, "seed", &seed, math.MinInt)
 	wc.Seed = int64(seed)
 	r.Integer(sc, "concurrent_downloads", &wc.ConcurrentDownloads, 1)
@@ -58,6 +62,9 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 		}
 	}
 	httpretry.ReadPolicy(r, sc, &wc.Timeout, &wc.MaxRetries)
+	r.Str(sc, "auth_token", &wc.AuthToken, false)
+	r.Str(sc, "reference_image_type", &wc.ReferenceImage, false)
+	wc.ReferenceImage = strings.ToLower(strings.TrimPrefix(wc.ReferenceImage, "."))
 	if r.Failed() {
 		return wc
 	}
@@ -130,4 +137,16 @@ func quoteList(list []string) string {
 		q[i] = fmt.Sprintf("%q", s)
 	}
 	return strings.Join(q, ", ")
+}
+
+// NeedsSeed: shuffle without a seed (source.Seeded).
+func (c Config) NeedsSeed() bool { return c.Shuffle && !c.SeedGiven }
+
+// ShuffleSeed is the seed of the shuffle.
+func (c Config) ShuffleSeed() (int64, bool) { return c.Seed, c.Shuffle }
+
+// WithSeed sets the seed (source.Seeded).
+func (c Config) WithSeed(seed int64) source.Config {
+	c.Seed, c.SeedGiven = seed, true
+	return c
 }

@@ -15,14 +15,33 @@ import (
 // newHTTPClient returns the client shared by a source's shard streams: connections are kept alive and
 // reused across shards; no transparent gzip (byte offsets must be those of the file, for Range);
 // timeouts for connecting and for the response headers. A stalled body is caught by httpStream.
-func newHTTPClient(timeout time.Duration, conns int) *http.Client {
-	return httpretry.NewClient(httpretry.Options{
+//
+// With auth, a redirect keeps the Authorization header only towards the host (and port) of the
+// request it follows from: net/http would also forward it to subdomains and other ports, and a
+// Hugging Face token must not reach the storage its downloads redirect to.
+func newHTTPClient(timeout time.Duration, conns int, auth bool) *http.Client {
+	c := httpretry.NewClient(httpretry.Options{
 		ConnectTimeout: timeout,
 		HeaderTimeout:  timeout,
 		IdlePerHost:    max(2, 2*conns),
 		Raw:            true,
 	})
+	if auth {
+		c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if len(via) >= maxRedirects {
+				return fmt.Errorf("stopped after %d redirects", maxRedirects)
+			}
+			if req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
+				req.Header.Del("Authorization")
+			}
+			return nil
+		}
+	}
+	return c
 }
+
+// maxRedirects is net/http's default limit.
+const maxRedirects = 10
 
 // httpStream reads one shard over HTTP(S) as a single stream of bytes. When a request fails (connection
 // error, timeout, HTTP 5xx, 408 or 429) it retries with exponential backoff; when the body breaks or
@@ -34,6 +53,7 @@ type httpStream struct {
 	ctx        context.Context
 	client     *http.Client
 	url        string
+	token      string // auth_token: a bearer token for the shard's own host
 	timeout    time.Duration
 	maxRetries int
 	backoff    time.Duration
@@ -165,6 +185,9 @@ func (h *httpStream) attempt() (retry bool, err error) {
 	}
 	if h.off > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", h.off))
+	}
+	if h.token != "" {
+		req.Header.Set("Authorization", "Bearer "+h.token)
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {

@@ -129,7 +129,7 @@ func testBytes(n int) []byte {
 
 func readHTTP(t *testing.T, url string, timeout time.Duration, retries int) ([]byte, *httpStream, error) {
 	t.Helper()
-	h := newHTTPStream(context.Background(), newHTTPClient(timeout, 2), url, timeout, retries, time.Millisecond)
+	h := newHTTPStream(context.Background(), newHTTPClient(timeout, 2, false), url, timeout, retries, time.Millisecond)
 	defer h.Close()
 	var out bytes.Buffer
 	_, err := io.Copy(&out, io.LimitReader(h, 1<<30))
@@ -153,7 +153,7 @@ func TestHTTPStreamResumesWithRange(t *testing.T) {
 func TestHTTPStreamEndIsFinal(t *testing.T) {
 	data := testBytes(3000)
 	s := newWDSFaultServer(t, map[string][]byte{"/a.tar": data})
-	h := newHTTPStream(context.Background(), newHTTPClient(time.Second, 2), s.URL+"/a.tar", time.Second, 2, time.Millisecond)
+	h := newHTTPStream(context.Background(), newHTTPClient(time.Second, 2, false), s.URL+"/a.tar", time.Second, 2, time.Millisecond)
 	defer h.Close()
 	got, err := io.ReadAll(h)
 	if err != nil || !bytes.Equal(got, data) {
@@ -242,7 +242,7 @@ func TestHTTPStreamStopsWhenCancelled(t *testing.T) {
 	s := newWDSFaultServer(t, map[string][]byte{"/a.tar": data})
 	s.stallAt, s.stall = 1000, 10*time.Second
 	ctx, cancel := context.WithCancel(context.Background())
-	h := newHTTPStream(ctx, newHTTPClient(time.Minute, 2), s.URL+"/a.tar", time.Minute, 5, time.Millisecond)
+	h := newHTTPStream(ctx, newHTTPClient(time.Minute, 2, false), s.URL+"/a.tar", time.Minute, 5, time.Millisecond)
 	defer h.Close()
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start := time.Now()

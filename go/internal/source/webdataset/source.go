@@ -32,13 +32,20 @@ type Config struct {
 	Shuffle             bool
 	ShuffleBuffer       int
 	Seed                int64
+	SeedGiven           bool // source_config.seed was set
 	ConcurrentDownloads int
 	Rank                int
 	WorldSize           int
 	ImageKeys           []string // lowercased suffixes, in order of preference
-	Timeout             time.Duration
-	MaxRetries          int
-	RetryBackoff        time.Duration // wait before the first retry of a shard request
+	AuthToken           string   // sent as "Authorization: Bearer" to each shard's own host only; never printed
+	// ReferenceImage (reference_image_type, the Rust loader's key) names the main image's member;
+	// the sample's other image members are then decoded too, aligned with its crop: as masks when
+	// their name says mask or seg, as additional images otherwise. Empty: ImageKeys decide, and
+	// other members are delivered as bytes.
+	ReferenceImage string
+	Timeout        time.Duration
+	MaxRetries     int
+	RetryBackoff   time.Duration // wait before the first retry of a shard request
 }
 
 // Defaults of Config, documented in README.md.
@@ -112,7 +119,7 @@ func (c Config) Open(common source.Common) (source.Source, error) { return newSo
 // newSource returns the source of a parsed cfg: every value was checked by Parse.
 func newSource(cfg Config, common source.Common) *Source {
 	return &Source{cfg: cfg, maxMember: common.MaxFileBytes, goFn: common.Go, points: faults.FromEnv(),
-		client: newHTTPClient(cfg.Timeout, cfg.ConcurrentDownloads)}
+		client: newHTTPClient(cfg.Timeout, cfg.ConcurrentDownloads, cfg.AuthToken != "")}
 }
 
 // splitByKey reports whether samples (rather than shards) are dispatched to ranks: with fewer shards
@@ -284,7 +291,9 @@ func (w *Source) openShard(ctx context.Context, shard string) (io.ReadCloser, er
 		return nil, err
 	}
 	if isHTTP {
-		return newHTTPStream(ctx, w.client, shard, w.cfg.Timeout, w.cfg.MaxRetries, w.cfg.RetryBackoff), nil
+		s := newHTTPStream(ctx, w.client, shard, w.cfg.Timeout, w.cfg.MaxRetries, w.cfg.RetryBackoff)
+		s.token = w.cfg.AuthToken
+		return s, nil
 	}
 	return os.Open(path)
 }
@@ -366,7 +375,11 @@ func (w *Source) item(shard, id string, g *Group) (source.Item, string, error) {
 		return source.Item{}, source.ReasonDuplicateMember, fmt.Errorf("two members with suffix %q", g.dupName)
 	}
 	image := ""
-	for _, k := range w.cfg.ImageKeys {
+	keys := w.cfg.ImageKeys
+	if w.cfg.ReferenceImage != "" {
+		keys = []string{w.cfg.ReferenceImage}
+	}
+	for _, k := range keys {
 		if g.member(k) != nil {
 			image = k
 			break
@@ -378,7 +391,7 @@ func (w *Source) item(shard, id string, g *Group) (source.Item, string, error) {
 			names[i] = m.Name
 		}
 		return source.Item{}, source.ReasonMissingImage, fmt.Errorf("no member with suffix %s (members: %s)",
-			strings.Join(w.cfg.ImageKeys, ", "), strings.Join(names, ", "))
+			strings.Join(keys, ", "), strings.Join(names, ", "))
 	}
 	raw := &source.Raw{Meta: map[string]any{"key": g.key, "shard": shard}}
 	for _, m := range g.members {
@@ -411,6 +424,15 @@ func (w *Source) item(shard, id string, g *Group) (source.Item, string, error) {
 				continue
 			}
 			// Valid JSON that is not an object: delivered as raw bytes, like any other member.
+		default:
+			if w.cfg.ReferenceImage != "" && isImageMember(m.Name) {
+				if isMaskMember(m.Name) {
+					raw.Masks = append(raw.Masks, m)
+				} else {
+					raw.AdditionalImages = append(raw.AdditionalImages, m)
+				}
+				continue
+			}
 		}
 		raw.Bytes = append(raw.Bytes, m)
 	}
@@ -418,4 +440,24 @@ func (w *Source) item(shard, id string, g *Group) (source.Item, string, error) {
 		return source.Item{}, source.ReasonEmpty, fmt.Errorf("member %q is empty", image)
 	}
 	return source.Item{ID: id, Path: shard, Raw: raw}, "", nil
+}
+
+// isImageMember reports whether a member's last suffix is an image format datago decodes.
+func isImageMember(name string) bool {
+	ext := name[strings.LastIndexByte(name, '.')+1:]
+	switch strings.ToLower(ext) {
+	case "jpg", "jpeg", "png", "webp", "bmp", "gif":
+		return true
+	}
+	return false
+}
+
+// isMaskMember reports whether an image member is a mask: "mask.png", "seg.png", "fg_mask.png",
+// "segmentation.png" (one channel, resized with nearest neighbour so no new levels appear).
+func isMaskMember(name string) bool {
+	base := strings.ToLower(name)
+	if i := strings.LastIndexByte(base, '.'); i >= 0 {
+		base = base[:i]
+	}
+	return strings.Contains(base, "mask") || strings.Contains(base, "seg")
 }
