@@ -22,6 +22,7 @@ import json, sys, time
 import datago
 config = json.loads(sys.argv[1])
 with datago.Client(config) as client:
+    print("ready", flush=True)
     try:
         for sample in client:
             print("sample", flush=True)
@@ -40,6 +41,7 @@ def interrupt_while_stuck(config: dict, expect_samples: int) -> None:
     )
     try:
         assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"  # SIGINT before this would hit the import
         for _ in range(expect_samples):
             assert proc.stdout.readline().strip() == "sample"
         time.sleep(0.5)  # every other sample is delivered: the client now waits on the stuck read
