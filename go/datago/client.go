@@ -29,6 +29,7 @@ type Client struct {
 	src      source.Source
 	opts     imaging.Options
 	stat     counters
+	stages   stageClocks
 	progress *resume.Tracker
 	faults   faults.Points
 
@@ -219,6 +220,7 @@ func (c *Client) Stop() {
 func (c *Client) Stats() Stats {
 	st := c.stat.snapshot()
 	st.Epoch = c.progress.State().Epoch
+	st.Stages, st.Bottleneck = c.stages.stages()
 	return st
 }
 

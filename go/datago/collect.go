@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/datago-dev/datago/internal/imaging"
 )
@@ -24,6 +25,22 @@ type collector struct {
 	totals    map[int]int64
 	buckets   map[int]map[bucketKey][]*Sample // per epoch
 	inBuckets int64                           // samples waiting in partial batches
+	blocked   time.Duration                   // waiting for room in the ready queue, since timed
+}
+
+// timed counts the work on one outcome since t0 in the collect stage, without the waits for
+// room in the ready queue.
+func (k *collector) timed(t0 time.Time) {
+	k.p.c.stages.clock[stCollect].busy.Add(int64(time.Since(t0) - k.blocked))
+	k.p.c.stages.clock[stCollect].items.Add(1)
+	k.blocked = 0
+}
+
+// send is pipeline.send, its wait counted as blocked.
+func (k *collector) send(s *Sample) bool {
+	t0 := time.Now()
+	defer func() { k.blocked += time.Since(t0) }()
+	return k.p.send(s)
 }
 
 // collect runs the collector until both its inputs are closed or the run stops.
@@ -46,11 +63,17 @@ func (p *pipeline) collect(in <-chan outcome, ends <-chan epochEnd) {
 				in = nil
 				continue
 			}
+			t0 := time.Now()
 			if p.c.cfg.Deterministic {
 				k.held[o.gseq] = o
 			} else if !k.release(o) {
 				return
 			}
+			if p.c.cfg.Deterministic && !k.releaseInOrder() {
+				return
+			}
+			k.timed(t0)
+			continue
 		case e, ok := <-ends:
 			if !ok {
 				ends = nil
@@ -130,7 +153,7 @@ func (k *collector) add(s *Sample) bool {
 	c := k.p.c
 	size := c.cfg.BatchSize
 	if size == 0 {
-		return k.p.send(s)
+		return k.send(s)
 	}
 	if s.Image == nil || s.Image.Encoded {
 		c.stat.skip(s.ID, ReasonNoBatch, fmt.Errorf("a sample without a main image cannot join a batch"))
@@ -209,6 +232,8 @@ func (k *collector) sendBatch(samples []*Sample) bool {
 		s.Image = nil // moved into stacked
 	}
 	b := &Batch{Images: stacked, Samples: samples, Sizes: sizes}
+	t0 := time.Now()
+	defer func() { k.blocked += time.Since(t0) }()
 	select {
 	case c.batches <- b:
 		return true

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/datago-dev/datago/internal/bucket"
 	"github.com/datago-dev/datago/internal/imaging"
@@ -26,7 +27,9 @@ func (p *pipeline) decode(in <-chan fetchedItem, emit func(outcome) bool) {
 		}
 		o := outcome{seqItem: f.seqItem}
 		if f.raw != nil {
+			t0 := time.Now()
 			o.sample = p.decodeOne(f)
+			p.c.stages.clock[stDecode].since(t0)
 		}
 		if o.sample == nil {
 			p.c.progress.Mark(f.epoch, f.seq) // a skipped item is done: it would be skipped again

@@ -3,6 +3,7 @@ package datago
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/datago-dev/datago/internal/source"
 )
@@ -35,7 +36,9 @@ func (p *pipeline) fetch(items <-chan seqItem, out chan<- fetchedItem) {
 		case <-p.ctx.Done(): // a fetcher stuck upstream must not keep this one waiting
 			return
 		}
+		t0 := time.Now()
 		f := fetchedItem{seqItem: it, raw: p.fetchOne(it.Item)}
+		p.c.stages.clock[stFetch].since(t0)
 		if f.raw == nil && p.ctx.Err() != nil {
 			return
 		}

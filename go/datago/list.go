@@ -1,6 +1,10 @@
 package datago
 
-import "github.com/datago-dev/datago/internal/source"
+import (
+	"time"
+
+	"github.com/datago-dev/datago/internal/source"
+)
 
 // list runs the source's listing once per epoch, numbering the items. A resumed client skips
 // the items its state says are done. Each epoch's end is sent on ends (when not nil) after the
@@ -13,7 +17,12 @@ func (p *pipeline) list(items chan<- seqItem, ends chan<- epochEnd) {
 			es.SetEpoch(epoch)
 		}
 		var seq, sent int64
+		// The list stage is busy from one emit's return to the next call (the source's own work),
+		// not while it waits for room in items.
+		clock, last := &c.stages.clock[stList], time.Now()
 		emit := func(it source.Item) bool {
+			clock.busy.Add(int64(time.Since(last)))
+			defer func() { last = time.Now() }()
 			s := seq
 			seq++
 			if c.progress.IsDone(epoch, s) {
@@ -24,6 +33,7 @@ func (p *pipeline) list(items chan<- seqItem, ends chan<- epochEnd) {
 				gseq++
 				sent++
 				c.stat.listed.Add(1)
+				clock.items.Add(1)
 				return true
 			case <-ctx.Done():
 				return false

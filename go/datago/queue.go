@@ -43,6 +43,7 @@ func receive[T delivery](c *Client, ch chan T, timeout time.Duration) (T, error)
 	}
 	var v T
 	var ok bool
+	defer c.stages.wait(time.Now())
 	switch {
 	case timeout < 0:
 		v, ok = <-ch
@@ -83,6 +84,7 @@ func receive[T delivery](c *Client, ch chan T, timeout time.Duration) (T, error)
 		return none, ErrEnd
 	}
 	v.done(c.progress)
+	c.stages.clock[stConsumer].items.Add(count)
 	if limit > 0 && n >= limit {
 		c.mu.Lock()
 		c.run.cancel() // nothing more will be served: stop producing
