@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/datago-dev/datago/internal/imaging"
 )
@@ -25,21 +24,12 @@ type collector struct {
 	totals    map[int]int64
 	buckets   map[int]map[bucketKey][]*Sample // per epoch
 	inBuckets int64                           // samples waiting in partial batches
-	blocked   time.Duration                   // waiting for room in the ready queue, since timed
 }
 
-// timed counts the work on one outcome since t0 in the collect stage, without the waits for
-// room in the ready queue.
-func (k *collector) timed(t0 time.Time) {
-	k.p.c.stages.clock[stCollect].busy.Add(int64(time.Since(t0) - k.blocked))
-	k.p.c.stages.clock[stCollect].items.Add(1)
-	k.blocked = 0
-}
-
-// send is pipeline.send, its wait counted as blocked.
+// send is pipeline.send; the collector is not busy while it waits for room in the ready queue.
 func (k *collector) send(s *Sample) bool {
-	t0 := time.Now()
-	defer func() { k.blocked += time.Since(t0) }()
+	k.p.c.stages.clock[stCollect].pause()
+	defer k.p.c.stages.clock[stCollect].resume()
 	return k.p.send(s)
 }
 
@@ -63,16 +53,19 @@ func (p *pipeline) collect(in <-chan outcome, ends <-chan epochEnd) {
 				in = nil
 				continue
 			}
-			t0 := time.Now()
+			clock := &p.c.stages.clock[stCollect]
+			clock.enter()
 			if p.c.cfg.Deterministic {
 				k.held[o.gseq] = o
 			} else if !k.release(o) {
+				clock.leave()
 				return
 			}
 			if p.c.cfg.Deterministic && !k.releaseInOrder() {
+				clock.leave()
 				return
 			}
-			k.timed(t0)
+			clock.leave()
 			continue
 		case e, ok := <-ends:
 			if !ok {
@@ -232,8 +225,8 @@ func (k *collector) sendBatch(samples []*Sample) bool {
 		s.Image = nil // moved into stacked
 	}
 	b := &Batch{Images: stacked, Samples: samples, Sizes: sizes}
-	t0 := time.Now()
-	defer func() { k.blocked += time.Since(t0) }()
+	k.p.c.stages.clock[stCollect].pause()
+	defer k.p.c.stages.clock[stCollect].resume()
 	select {
 	case c.batches <- b:
 		return true

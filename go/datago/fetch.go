@@ -3,7 +3,6 @@ package datago
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/datago-dev/datago/internal/source"
 )
@@ -36,9 +35,9 @@ func (p *pipeline) fetch(items <-chan seqItem, out chan<- fetchedItem) {
 		case <-p.ctx.Done(): // a fetcher stuck upstream must not keep this one waiting
 			return
 		}
-		t0 := time.Now()
+		p.c.stages.clock[stFetch].enter()
 		f := fetchedItem{seqItem: it, raw: p.fetchOne(it.Item)}
-		p.c.stages.clock[stFetch].since(t0)
+		p.c.stages.clock[stFetch].leave()
 		if f.raw == nil && p.ctx.Err() != nil {
 			return
 		}

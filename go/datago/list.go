@@ -1,10 +1,6 @@
 package datago
 
-import (
-	"time"
-
-	"github.com/datago-dev/datago/internal/source"
-)
+import "github.com/datago-dev/datago/internal/source"
 
 // list runs the source's listing once per epoch, numbering the items. A resumed client skips
 // the items its state says are done. Each epoch's end is sent on ends (when not nil) after the
@@ -17,29 +13,30 @@ func (p *pipeline) list(items chan<- seqItem, ends chan<- epochEnd) {
 			es.SetEpoch(epoch)
 		}
 		var seq, sent int64
-		// The list stage is busy from one emit's return to the next call (the source's own work),
-		// not while it waits for room in items.
-		clock, last := &c.stages.clock[stList], time.Now()
+		// The list stage is busy while the source works, not while emit waits for room in items.
+		clock := &c.stages.clock[stList]
 		emit := func(it source.Item) bool {
-			clock.busy.Add(int64(time.Since(last)))
-			defer func() { last = time.Now() }()
 			s := seq
 			seq++
 			if c.progress.IsDone(epoch, s) {
 				return true
 			}
+			clock.leave()
+			defer clock.enter()
 			select {
 			case items <- seqItem{Item: it, epoch: epoch, seq: s, gseq: gseq}:
 				gseq++
 				sent++
 				c.stat.listed.Add(1)
-				clock.items.Add(1)
 				return true
 			case <-ctx.Done():
 				return false
 			}
 		}
-		if err := c.src.List(ctx, emit, c.stat.skip); err != nil && ctx.Err() == nil {
+		clock.enter()
+		err := c.src.List(ctx, emit, c.stat.skip)
+		clock.pause()
+		if err != nil && ctx.Err() == nil {
 			c.fail(err)
 			return
 		}

@@ -44,7 +44,8 @@ func receive[T delivery](c *Client, ch chan T, timeout time.Duration, mark bool)
 	}
 	var v T
 	var ok bool
-	defer c.stages.wait(time.Now())
+	c.stages.waitIn()
+	defer c.stages.waitOut()
 	switch {
 	case timeout < 0:
 		v, ok = <-ch
@@ -87,7 +88,7 @@ func receive[T delivery](c *Client, ch chan T, timeout time.Duration, mark bool)
 	if mark {
 		v.done(c.progress)
 	}
-	c.stages.clock[stConsumer].items.Add(count)
+	c.stages.clock[stConsumer].state.Add(count << 32)
 	if limit > 0 && n >= limit {
 		c.mu.Lock()
 		c.run.cancel() // nothing more will be served: stop producing

@@ -6,10 +6,12 @@ import (
 	"time"
 )
 
-// Per-stage timings, always on. Each stage adds the time its workers spend on an item (two
-// monotonic clock reads per item) to an atomic counter; one sampler goroutine per run reads the
-// queues' lengths every sampleEvery and keeps a ring of snapshots, from which the recent window
-// is computed. Nothing here takes a lock on the samples' path.
+// Per-stage timings, always on. A stage's workers count themselves in and out of an item (two
+// atomic adds on the stage's own cache line; no clock read, which costs up to 250 ns on a VM), and
+// one sampler goroutine per run reads those counts and the queues' lengths every sampleEvery:
+// busy time is the number of workers inside an item at each tick times the time between ticks,
+// a sampling estimate that is exact on average and costs the pipeline nothing per sample. The
+// sampler keeps a ring of snapshots, from which the recent window is computed.
 
 const (
 	sampleEvery   = 20 * time.Millisecond
@@ -45,34 +47,44 @@ const (
 
 var queueNames = [nQueues]string{"items", "fetched", "outcomes", "ready"}
 
-// stageClock accumulates one stage's busy time and items.
+// stageClock counts one stage's workers inside an item (the low 32 bits) and its items (the
+// high ones): one atomic add per call.
 type stageClock struct {
-	busy  atomic.Int64 // nanoseconds, summed over the stage's workers
-	items atomic.Int64
+	state atomic.Int64
+	_     [56]byte // one cache line per stage: the stages' workers run on different cores
 }
 
-// since adds the time since t0 and one item.
-func (s *stageClock) since(t0 time.Time) {
-	s.busy.Add(int64(time.Since(t0)))
-	s.items.Add(1)
+// enter and leave bracket one item's work; pause and resume a wait inside it.
+func (s *stageClock) enter()  { s.state.Add(1) }
+func (s *stageClock) leave()  { s.state.Add(1<<32 - 1) }
+func (s *stageClock) pause()  { s.state.Add(-1) }
+func (s *stageClock) resume() { s.state.Add(1) }
+
+// read returns the workers inside an item and the items so far; a pause outside an item (the
+// collector's final flush) reads as no worker.
+func (s *stageClock) read() (active, items int64) {
+	v := s.state.Load() + 1<<31 // the low half as an offset count, so that a -1 does not borrow
+	return max(0, v&(1<<32-1)-1<<31), v >> 32
 }
 
 // stageSnap is the stages' counters at one instant, with the queues' occupancy summed so far.
 type stageSnap struct {
-	at    time.Duration // since the run started
-	busy  [nStages]int64
+	at    time.Duration    // since the run started
+	busy  [nStages]float64 // nanoseconds, estimated from the ticks
 	items [nStages]int64
-	fill  [nQueues]float64 // sum of len/cap over the samples taken so far
-	n     int64            // samples taken so far
+	fill  [nQueues]float64 // sum of len/cap over the ticks so far
+	n     int64            // ticks so far
+
+	waited float64 // consumer: nanoseconds with a caller waiting in Next
 }
 
 // stageClocks is a client's stage timing.
 type stageClocks struct {
 	clock [nStages]stageClock
 
-	// The consumer: time spent waiting inside Next, from its first call on.
-	firstCall atomic.Int64 // unix nanoseconds of the first Next
-	waited    atomic.Int64
+	// The consumer: callers waiting inside Next (the consumer is busy when none is), from the
+	// first call on.
+	called atomic.Bool
 
 	mu      sync.Mutex
 	workers [nStages]int
@@ -82,13 +94,15 @@ type stageClocks struct {
 	ring    []stageSnap // the last recentWindow snapshots, oldest first
 }
 
-// wait records a Next call that waited from t0 for the ready queue.
-func (s *stageClocks) wait(t0 time.Time) {
-	if s.firstCall.Load() == 0 {
-		s.firstCall.CompareAndSwap(0, t0.UnixNano())
+// waitIn and waitOut bracket a Next call's wait for the ready queue.
+func (s *stageClocks) waitIn() {
+	if !s.called.Load() {
+		s.called.Store(true)
 	}
-	s.waited.Add(int64(time.Since(t0)))
+	s.clock[stConsumer].enter()
 }
+
+func (s *stageClocks) waitOut() { s.clock[stConsumer].pause() }
 
 // queueLen reports a queue's length now.
 type queueLen func() int
@@ -97,54 +111,59 @@ type queueLen func() int
 func (s *stageClocks) sample(queues [nQueues]queueLen, done, stop <-chan struct{}) {
 	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
-	var fill [nQueues]float64
-	var n int64
+	cur := stageSnap{}
+	prev := time.Now()
+	defer func() { s.snapshot(cur) }() // the totals cover the whole run
 	for k := 1; ; k++ {
 		select {
 		case <-done:
 			return
 		case <-stop:
 			return
-		case <-t.C:
-		}
-		n++
-		for q, l := range queues {
-			if l != nil && s.caps[q] > 0 {
-				fill[q] += float64(l()) / float64(s.caps[q])
+		case now := <-t.C:
+			dt := float64(now.Sub(prev))
+			prev = now
+			cur.n++
+			for i := range s.clock {
+				n, _ := s.clock[i].read()
+				active := float64(n)
+				if i == stConsumer { // busy when nobody waits in Next
+					if !s.called.Load() {
+						continue
+					}
+					if active > 0 {
+						cur.waited += dt
+						continue
+					}
+					active = 1
+				}
+				cur.busy[i] += max(0, min(active, float64(max(s.workers[i], 1)))) * dt
 			}
-		}
-		if k%snapshotEvery == 0 {
-			s.snapshot(fill, n)
+			for q, l := range queues {
+				if l != nil && s.caps[q] > 0 {
+					cur.fill[q] += float64(l()) / float64(s.caps[q])
+				}
+			}
+			if k%snapshotEvery == 0 {
+				s.snapshot(cur)
+			}
 		}
 	}
 }
 
-func (s *stageClocks) snapshot(fill [nQueues]float64, n int64) {
-	snap := stageSnap{fill: fill, n: n}
+func (s *stageClocks) snapshot(snap stageSnap) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	snap.at = time.Since(s.start)
 	for i := range s.clock {
-		snap.busy[i] = s.clock[i].busy.Load()
-		snap.items[i] = s.clock[i].items.Load()
+		_, snap.items[i] = s.clock[i].read()
 	}
-	snap.busy[stConsumer] = s.consumerBusy(snap.at)
 	s.total = snap
 	if len(s.ring) == recentWindow {
 		copy(s.ring, s.ring[1:])
 		s.ring = s.ring[:recentWindow-1]
 	}
 	s.ring = append(s.ring, snap)
-}
-
-// consumerBusy is the consumer's time outside Next since its first call, at `at` into the run.
-func (s *stageClocks) consumerBusy(at time.Duration) int64 {
-	first := s.firstCall.Load()
-	if first == 0 {
-		return 0
-	}
-	since := s.start.Add(at).Sub(time.Unix(0, first))
-	return max(0, int64(since)-s.waited.Load())
 }
 
 // begin sets the run's shape: each stage's workers and each queue's capacity (0: absent).
@@ -185,15 +204,12 @@ func (s *stageClocks) stages() (map[string]*StageStats, string) {
 	if s.start.IsZero() {
 		return nil, BottleneckUnknown
 	}
-	now := time.Since(s.start)
-	// The run's totals use the counters now; the occupancy the sampler's sums so far.
+	// The run's totals: busy time and occupancy up to the last snapshot, items now.
 	cur := s.total
-	cur.at = now
+	now := cur.at
 	for i := range s.clock {
-		cur.busy[i] = s.clock[i].busy.Load()
-		cur.items[i] = s.clock[i].items.Load()
+		_, cur.items[i] = s.clock[i].read()
 	}
-	cur.busy[stConsumer] = s.consumerBusy(now)
 	base := stageSnap{}
 	if len(s.ring) > 0 {
 		base = s.ring[0]
@@ -226,7 +242,7 @@ func (s *stageClocks) stages() (map[string]*StageStats, string) {
 			st.Utilization = float64(cur.busy[i]) / float64(now) / float64(w)
 		}
 		if recent > 0 {
-			st.RecentUtilization = float64(last.busy[i]-base.busy[i]) / float64(recent) / float64(w)
+			st.RecentUtilization = (last.busy[i] - base.busy[i]) / float64(recent) / float64(w)
 			st.RecentItemsPerS = float64(last.items[i]-base.items[i]) / recent.Seconds()
 		}
 		if q := queueOf[i]; q >= 0 && s.caps[q] > 0 {
@@ -241,7 +257,7 @@ func (s *stageClocks) stages() (map[string]*StageStats, string) {
 			}
 		}
 		if i == stConsumer {
-			st.WaitS = float64(s.waited.Load()) / 1e9
+			st.WaitS = cur.waited / 1e9
 		}
 		out[name] = st
 	}
