@@ -175,17 +175,17 @@ func (s *stageClocks) begin(workers [nStages]int, caps [nQueues]int) {
 
 // StageStats is one stage's timing (README "Stage timings").
 type StageStats struct {
-	Workers           int     `json:"workers"`
-	Items             int64   `json:"items"`
-	BusyS             float64 `json:"busy_s"`             // summed over the workers
-	Utilization       float64 `json:"utilization"`        // busy / (elapsed x workers), over the run
-	RecentUtilization float64 `json:"recent_utilization"` // the same over the recent window
-	RecentItemsPerS   float64 `json:"recent_items_per_s"`
-	Queue             string  `json:"queue,omitempty"`   // the queue the stage feeds
-	QueueCapacity     int     `json:"queue_capacity"`    // its capacity
-	QueueFill         float64 `json:"queue_fill"`        // its mean occupancy (0..1) over the run
-	RecentQueueFill   float64 `json:"recent_queue_fill"` // the same over the recent window
-	WaitS             float64 `json:"wait_s,omitempty"`  // consumer: time spent waiting in Next
+	Workers           int      `json:"workers"`
+	Items             int64    `json:"items"`
+	BusyS             float64  `json:"busy_s"`             // summed over the workers
+	Utilization       float64  `json:"utilization"`        // busy / (elapsed x workers), over the run
+	RecentUtilization float64  `json:"recent_utilization"` // the same over the recent window
+	RecentItemsPerS   float64  `json:"recent_items_per_s"`
+	Queue             string   `json:"queue,omitempty"`   // the queue the stage feeds
+	QueueCapacity     int      `json:"queue_capacity"`    // its capacity
+	QueueFill         float64  `json:"queue_fill"`        // its mean occupancy (0..1) over the run
+	RecentQueueFill   float64  `json:"recent_queue_fill"` // the same over the recent window
+	WaitS             *float64 `json:"wait_s,omitempty"`  // consumer only: time spent waiting in Next
 }
 
 // Bottleneck verdicts.
@@ -256,7 +256,8 @@ func (s *stageClocks) stages() (map[string]*StageStats, string) {
 			}
 		}
 		if i == stConsumer {
-			st.WaitS = cur.waited / 1e9
+			waited := cur.waited / 1e9
+			st.WaitS = &waited
 		}
 		out[name] = st
 	}
