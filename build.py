@@ -143,6 +143,14 @@ def metadata_text() -> str:
     return "\n".join(lines) + "\n"
 
 
+def entry_points_text() -> str:
+    """entry_points.txt of the dist-info: the [project.scripts] console commands (pip writes them)."""
+    scripts = _project().get("scripts", {})
+    if not scripts:
+        return ""
+    return "[console_scripts]\n" + "".join(f"{name} = {target}\n" for name, target in scripts.items())
+
+
 def platform_tag() -> str:
     """The wheel platform tag of this machine, e.g. linux_x86_64 (the wheel holds a native library)."""
     return re.sub(r"[-.]", "_", sysconfig.get_platform())
@@ -204,6 +212,8 @@ def write_wheel(wheel_directory: str | os.PathLike[str]) -> str:
             entries.append((arcname, path.read_bytes(), mode))
         entries.append((f"{dist_info}/METADATA", metadata_text().encode("utf-8"), 0o644))
         entries.append((f"{dist_info}/WHEEL", _wheel_text().encode("utf-8"), 0o644))
+        if entry_points := entry_points_text():
+            entries.append((f"{dist_info}/entry_points.txt", entry_points.encode("utf-8"), 0o644))
         for arcname, data, mode in entries:
             _zip_write(zf, arcname, data, mode)
             records.append(f"{arcname},{_record_hash(data)},{len(data)}")
@@ -262,6 +272,8 @@ def prepare_metadata_for_build_wheel(
     dist_info = Path(metadata_directory) / _dist_info_name()
     dist_info.mkdir(parents=True, exist_ok=True)
     (dist_info / "METADATA").write_text(metadata_text(), encoding="utf-8")
+    if entry_points := entry_points_text():
+        (dist_info / "entry_points.txt").write_text(entry_points, encoding="utf-8")
     (dist_info / "WHEEL").write_text(_wheel_text(), encoding="utf-8")
     return dist_info.name
 

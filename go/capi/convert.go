@@ -159,36 +159,3 @@ func setBuffer(dst *C.datago_buffer, b datago.Buffer) {
 	dst.height = C.int32_t(b.Height)
 	dst.channels = C.int32_t(b.Channels)
 }
-
-func freeSample(s *C.datago_sample) {
-	C.free(unsafe.Pointer(s.id))
-	C.free(unsafe.Pointer(s.image.data))
-	if s.n_items > 0 {
-		for _, it := range unsafe.Slice(s.items, int(s.n_items)) {
-			C.free(unsafe.Pointer(it.name))
-			C.free(unsafe.Pointer(it.buf.data))
-		}
-	}
-	C.free(unsafe.Pointer(s.items))
-	C.free(unsafe.Pointer(s.meta_json))
-	C.free(unsafe.Pointer(s))
-}
-
-func freeBatch(b *C.datago_batch) {
-	n := int(b.size)
-	if b.ids != nil {
-		for _, p := range unsafe.Slice(b.ids, n) {
-			C.free(unsafe.Pointer(p))
-		}
-	}
-	if b.meta_json != nil {
-		for _, p := range unsafe.Slice(b.meta_json, n) {
-			C.free(unsafe.Pointer(p))
-		}
-	}
-	C.free(unsafe.Pointer(b.ids))
-	C.free(unsafe.Pointer(b.meta_json))
-	C.free(unsafe.Pointer(b.original_sizes))
-	C.free(unsafe.Pointer(b.images.data))
-	C.free(unsafe.Pointer(b))
-}

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DATAGO_ABI_VERSION 3
+#define DATAGO_ABI_VERSION 4
 
 /* Status codes. */
 #define DATAGO_OK 0
@@ -87,6 +87,18 @@ int32_t datago_client_start(datago_client client, char **err);
 /* Blocks up to timeout_ms (negative: forever). On DATAGO_OK, *out is a sample to free with datago_sample_free. */
 int32_t datago_client_next(datago_client client, int32_t timeout_ms, datago_sample **out, char **err);
 void datago_sample_free(datago_sample *sample);
+/* As datago_client_next, for up to max samples in one call: waits up to timeout_ms for the first,
+ * then takes those already ready without waiting. On DATAGO_OK, *n (1..max) samples are in
+ * out[0..*n-1], each to free with datago_sample_free; on another status *n is 0. An end or an
+ * error met after the first sample is reported by the next call. The resume state
+ * (datago_client_state) counts these samples as still queued until they are marked delivered:
+ * all of them by the next datago_client_next_many call, the first n by datago_client_delivered.
+ * Since ABI 4. */
+int32_t datago_client_next_many(datago_client client, int32_t timeout_ms, int32_t max, datago_sample **out,
+                                int32_t *n, char **err);
+/* Marks the first n samples (all of them when n < 0) of the last datago_client_next_many calls
+ * as delivered to the user, for the resume state. Since ABI 4. */
+int32_t datago_client_delivered(datago_client client, int32_t n, char **err);
 /* With batch_size in the config: as datago_client_next, for batches (free with datago_batch_free). */
 int32_t datago_client_next_batch(datago_client client, int32_t timeout_ms, datago_batch **out, char **err);
 void datago_batch_free(datago_batch *batch);

@@ -72,12 +72,44 @@ func datago_client_next(h C.datago_client, timeoutMs C.int32_t, out **C.datago_s
 	})
 }
 
-//export datago_sample_free
-func datago_sample_free(s *C.datago_sample) {
-	callFree(func() {
-		if s != nil {
-			freeSample(s)
+// datago_sample_free and datago_batch_free are in C (free.c): they release C memory only, and a
+// caller frees every sample, so they must not cost an entry into the Go runtime.
+
+//export datago_client_next_many
+func datago_client_next_many(h C.datago_client, timeoutMs C.int32_t, maxN C.int32_t, out **C.datago_sample,
+	n *C.int32_t, errOut **C.char) C.int32_t {
+	return call(errOut, func() error {
+		if out == nil || n == nil || maxN < 1 {
+			return misuse("out and n must not be NULL, max must be >= 1")
 		}
+		*n = 0
+		faultPoints.Hit("abi")
+		c, err := clients.get(uint64(h))
+		if err != nil {
+			return err
+		}
+		samples, err := c.NextMany(timeoutOf(timeoutMs), int(maxN))
+		if err != nil {
+			return err
+		}
+		dst := unsafe.Slice(out, int(maxN))
+		for i, s := range samples {
+			dst[i] = sampleToC(s)
+		}
+		*n = C.int32_t(len(samples))
+		return nil
+	})
+}
+
+//export datago_client_delivered
+func datago_client_delivered(h C.datago_client, n C.int32_t, errOut **C.char) C.int32_t {
+	return call(errOut, func() error {
+		c, err := clients.get(uint64(h))
+		if err != nil {
+			return err
+		}
+		c.Delivered(int(n))
+		return nil
 	})
 }
 
@@ -98,15 +130,6 @@ func datago_client_next_batch(h C.datago_client, timeoutMs C.int32_t, out **C.da
 		}
 		*out = batchToC(b)
 		return nil
-	})
-}
-
-//export datago_batch_free
-func datago_batch_free(b *C.datago_batch) {
-	callFree(func() {
-		if b != nil {
-			freeBatch(b)
-		}
 	})
 }
 

@@ -8,7 +8,8 @@
 // Panics: every export body runs inside the guard (guard.go). The first recovered panic is returned
 // as DATAGO_ERR_INTERNAL and poisons the library; every later call fails fast with that status.
 //
-// Files: exports.go holds every //export and nothing else; convert.go turns Go values (samples,
+// Files: exports.go holds every //export and nothing else; free.c the two free functions written
+// in C (datago_sample_free, datago_batch_free: no entry into Go per sample); convert.go turns Go values (samples,
 // batches, errors, JSON) into C; handles.go is the handle table; guard.go the poison state machine.
 package main
 

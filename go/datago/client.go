@@ -29,6 +29,8 @@ type Client struct {
 	src      source.Source
 	opts     imaging.Options
 	stat     counters
+	stages   stageClocks
+	held     heldMarks // samples NextMany handed over, not yet delivered to the user
 	progress *resume.Tracker
 	faults   faults.Points
 
@@ -155,7 +157,7 @@ func (c *Client) Next(timeout time.Duration) (*Sample, error) {
 	c.mu.Lock()
 	ready := c.ready
 	c.mu.Unlock()
-	return receive(c, ready, timeout)
+	return receive(c, ready, timeout, true)
 }
 
 // NextBatch is Next for a client with batch_size: the next batch of samples of one bucket. The
@@ -167,7 +169,7 @@ func (c *Client) NextBatch(timeout time.Duration) (*Batch, error) {
 	c.mu.Lock()
 	batches := c.batches
 	c.mu.Unlock()
-	b, err := receive(c, batches, timeout)
+	b, err := receive(c, batches, timeout, true)
 	if b != nil {
 		c.stat.batches.Add(1)
 	}
@@ -237,6 +239,7 @@ func (c *Client) Stats() Stats {
 	if seed, ok := c.cfg.Seed(); ok {
 		st.Seed = &seed
 	}
+	st.Stages, st.Bottleneck = c.stages.stages()
 	return st
 }
 

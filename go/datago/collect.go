@@ -26,6 +26,13 @@ type collector struct {
 	inBuckets int64                           // samples waiting in partial batches
 }
 
+// send is pipeline.send; the collector is not busy while it waits for room in the ready queue.
+func (k *collector) send(s *Sample) bool {
+	k.p.c.stages.clock[stCollect].pause()
+	defer k.p.c.stages.clock[stCollect].resume()
+	return k.p.send(s)
+}
+
 // collect runs the collector until both its inputs are closed or the run stops.
 func (p *pipeline) collect(in <-chan outcome, ends <-chan epochEnd) {
 	k := &collector{
@@ -46,11 +53,20 @@ func (p *pipeline) collect(in <-chan outcome, ends <-chan epochEnd) {
 				in = nil
 				continue
 			}
+			clock := &p.c.stages.clock[stCollect]
+			clock.enter()
 			if p.c.cfg.Deterministic {
 				k.held[o.gseq] = o
 			} else if !k.release(o) {
+				clock.leave()
 				return
 			}
+			if p.c.cfg.Deterministic && !k.releaseInOrder() {
+				clock.leave()
+				return
+			}
+			clock.leave()
+			continue
 		case e, ok := <-ends:
 			if !ok {
 				ends = nil
@@ -130,7 +146,7 @@ func (k *collector) add(s *Sample) bool {
 	c := k.p.c
 	size := c.cfg.BatchSize
 	if size == 0 {
-		return k.p.send(s)
+		return k.send(s)
 	}
 	if s.Image == nil || s.Image.Encoded {
 		c.stat.skip(s.ID, ReasonNoBatch, fmt.Errorf("a sample without a main image cannot join a batch"))
@@ -209,6 +225,8 @@ func (k *collector) sendBatch(samples []*Sample) bool {
 		s.Image = nil // moved into stacked
 	}
 	b := &Batch{Images: stacked, Samples: samples, Sizes: sizes}
+	k.p.c.stages.clock[stCollect].pause()
+	defer k.p.c.stages.clock[stCollect].resume()
 	select {
 	case c.batches <- b:
 		return true

@@ -26,7 +26,9 @@ func (p *pipeline) decode(in <-chan fetchedItem, emit func(outcome) bool) {
 		}
 		o := outcome{seqItem: f.seqItem}
 		if f.raw != nil {
+			p.c.stages.clock[stDecode].enter()
 			o.sample = p.decodeOne(f)
+			p.c.stages.clock[stDecode].leave()
 		}
 		if o.sample == nil {
 			p.c.progress.Mark(f.epoch, f.seq) // a skipped item is done: it would be skipped again

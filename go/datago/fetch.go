@@ -35,7 +35,9 @@ func (p *pipeline) fetch(items <-chan seqItem, out chan<- fetchedItem) {
 		case <-p.ctx.Done(): // a fetcher stuck upstream must not keep this one waiting
 			return
 		}
+		p.c.stages.clock[stFetch].enter()
 		f := fetchedItem{seqItem: it, raw: p.fetchOne(it.Item)}
+		p.c.stages.clock[stFetch].leave()
 		if f.raw == nil && p.ctx.Err() != nil {
 			return
 		}

@@ -13,12 +13,16 @@ func (p *pipeline) list(items chan<- seqItem, ends chan<- epochEnd) {
 			es.SetEpoch(epoch)
 		}
 		var seq, sent int64
+		// The list stage is busy while the source works, not while emit waits for room in items.
+		clock := &c.stages.clock[stList]
 		emit := func(it source.Item) bool {
 			s := seq
 			seq++
 			if c.progress.IsDone(epoch, s) {
 				return true
 			}
+			clock.leave()
+			defer clock.enter()
 			select {
 			case items <- seqItem{Item: it, epoch: epoch, seq: s, gseq: gseq}:
 				gseq++
@@ -29,7 +33,10 @@ func (p *pipeline) list(items chan<- seqItem, ends chan<- epochEnd) {
 				return false
 			}
 		}
-		if err := c.src.List(ctx, emit, c.stat.skip); err != nil && ctx.Err() == nil {
+		clock.enter()
+		err := c.src.List(ctx, emit, c.stat.skip)
+		clock.pause()
+		if err != nil && ctx.Err() == nil {
 			c.fail(err)
 			return
 		}

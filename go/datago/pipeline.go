@@ -30,6 +30,7 @@ type pipeline struct {
 	wg     sync.WaitGroup // every goroutine of the run
 	alive  atomic.Int64   // how many of them are running
 	ended  chan struct{}  // closed once every goroutine of the run has returned
+	closed chan struct{}  // closed with the ready queue: the stage sampler's end
 }
 
 // seqItem is a listed item with its place: epoch, position in the epoch's listing (seq) and in
@@ -63,7 +64,8 @@ type epochEnd struct {
 
 func newPipeline(c *Client) *pipeline {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &pipeline{c: c, ctx: ctx, cancel: cancel, faults: c.faults, ended: make(chan struct{})}
+	return &pipeline{c: c, ctx: ctx, cancel: cancel, faults: c.faults, ended: make(chan struct{}),
+		closed: make(chan struct{})}
 }
 
 // start wires the stages and returns at once.
@@ -112,12 +114,14 @@ func (p *pipeline) wire() {
 
 	if !collecting {
 		ready := p.c.ready
+		p.timeStages(items, fetched, nil, 0)
 		p.pool("decoder", cfg.Concurrency, func() {
 			p.decode(fetched, func(o outcome) bool { return o.sample == nil || p.send(o.sample) })
-		}, func() { close(ready) })
+		}, func() { close(ready); close(p.closed) })
 		return
 	}
 	outcomes := make(chan outcome, cfg.Concurrency)
+	p.timeStages(items, fetched, outcomes, 1)
 	p.pool("decoder", cfg.Concurrency, func() {
 		p.decode(fetched, func(o outcome) bool {
 			select {
@@ -138,7 +142,24 @@ func (p *pipeline) wire() {
 		} else {
 			close(p.c.ready)
 		}
+		close(p.closed)
 	})
+}
+
+// timeStages sets the stage clocks' shape for this run and starts their sampler.
+func (p *pipeline) timeStages(items chan seqItem, fetched chan fetchedItem, outcomes chan outcome, collectors int) {
+	c := p.c
+	caps := [nQueues]int{qItems: cap(items), qFetched: cap(fetched), qOutcomes: cap(outcomes)}
+	lens := [nQueues]queueLen{qItems: func() int { return len(items) }, qFetched: func() int { return len(fetched) },
+		qOutcomes: func() int { return len(outcomes) }}
+	if c.batches != nil {
+		caps[qReady], lens[qReady] = cap(c.batches), func() int { return len(c.batches) }
+	} else {
+		caps[qReady], lens[qReady] = cap(c.ready), func() int { return len(c.ready) }
+	}
+	c.stages.begin([nStages]int{stList: 1, stFetch: c.fetchers(), stDecode: c.cfg.Concurrency,
+		stCollect: collectors, stConsumer: 1}, caps)
+	p.spawn("stage sampler", func() { c.stages.sample(lens, p.closed, p.ctx.Done()) })
 }
 
 // spawn runs fn in a goroutine of the run, then each of after (closing what fn sent on). A panic

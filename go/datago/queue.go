@@ -25,8 +25,9 @@ func (b *Batch) done(p *resume.Tracker) {
 
 // receive takes the next delivery from the ready queue ch, waiting up to timeout (negative:
 // forever, 0: not at all). The limit counts samples: what reaches it is delivered whole, and
-// stops the pipeline.
-func receive[T delivery](c *Client, ch chan T, timeout time.Duration) (T, error) {
+// stops the pipeline. With mark false the delivery is not marked in the resume state (the
+// caller holds it: NextMany).
+func receive[T delivery](c *Client, ch chan T, timeout time.Duration, mark bool) (T, error) {
 	var none T
 	c.mu.Lock()
 	st := c.state
@@ -43,6 +44,8 @@ func receive[T delivery](c *Client, ch chan T, timeout time.Duration) (T, error)
 	}
 	var v T
 	var ok bool
+	c.stages.waitIn()
+	defer c.stages.waitOut()
 	switch {
 	case timeout < 0:
 		v, ok = <-ch
@@ -82,7 +85,10 @@ func receive[T delivery](c *Client, ch chan T, timeout time.Duration) (T, error)
 		v.Free()
 		return none, ErrEnd
 	}
-	v.done(c.progress)
+	if mark {
+		v.done(c.progress)
+	}
+	c.stages.clock[stConsumer].state.Add(count << 32)
 	if limit > 0 && n >= limit {
 		c.mu.Lock()
 		c.run.cancel() // nothing more will be served: stop producing

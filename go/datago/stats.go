@@ -19,20 +19,22 @@ type SkipReport struct {
 
 // Stats is a snapshot of a client's counters.
 type Stats struct {
-	Listed         int64            `json:"listed"`
-	Served         int64            `json:"served"`
-	Skipped        map[string]int64 `json:"skipped"`
-	SkippedTotal   int64            `json:"skipped_total"`
-	BytesRead      int64            `json:"bytes_read"`
-	ReportsDropped int64            `json:"reports_dropped"`
-	Batches        int64            `json:"batches"`        // with batch_size: batches served (their samples count in served)
-	DroppedLast    int64            `json:"dropped_last"`   // with drop_last: samples of partial batches dropped
-	BatchHeldMax   int64            `json:"batch_held_max"` // most samples ever waiting in partial batches
-	Epoch          int              `json:"epoch"`          // the first epoch not yet complete
-	ElapsedS       float64          `json:"elapsed_s"`
-	Goroutines     int              `json:"goroutines"`     // the whole process's, every client together: for leak checks
-	Abandoned      int64            `json:"abandoned"`      // goroutines Stop left blocked in a read (see StopGrace)
-	Seed           *int64           `json:"seed,omitempty"` // the shuffle seed in use (drawn when the config gave none)
+	Listed         int64                  `json:"listed"`
+	Served         int64                  `json:"served"`
+	Skipped        map[string]int64       `json:"skipped"`
+	SkippedTotal   int64                  `json:"skipped_total"`
+	BytesRead      int64                  `json:"bytes_read"`
+	ReportsDropped int64                  `json:"reports_dropped"`
+	Batches        int64                  `json:"batches"`        // with batch_size: batches served (their samples count in served)
+	DroppedLast    int64                  `json:"dropped_last"`   // with drop_last: samples of partial batches dropped
+	BatchHeldMax   int64                  `json:"batch_held_max"` // most samples ever waiting in partial batches
+	Epoch          int                    `json:"epoch"`          // the first epoch not yet complete
+	ElapsedS       float64                `json:"elapsed_s"`
+	Goroutines     int                    `json:"goroutines"`     // the whole process's, every client together: for leak checks
+	Abandoned      int64                  `json:"abandoned"`      // goroutines Stop left blocked in a read (see StopGrace)
+	Seed           *int64                 `json:"seed,omitempty"` // the shuffle seed in use (drawn when the config gave none)
+	Stages         map[string]*StageStats `json:"stages"`         // per-stage timings (README "Stage timings")
+	Bottleneck     string                 `json:"bottleneck"`     // source, decode, consumer, balanced; "" too early to tell
 }
 
 type counters struct {

@@ -67,10 +67,12 @@ __all__ = [
     "check_buffer",
     "check_pid",
     "client_batch_size",
+    "client_delivered",
     "client_free",
     "client_new",
     "client_next",
     "client_next_batch",
+    "client_next_many",
     "client_skips",
     "client_start",
     "client_state",
@@ -82,6 +84,7 @@ __all__ = [
     "library_path",
     "library_version",
     "loaded",
+    "next_many_buffers",
     "parse_header",
     "string",
 ]
@@ -378,6 +381,33 @@ def client_next(handle: int, timeout_ms: int) -> tuple[int, Any]:
     if status != DATAGO_OK:
         return status, None
     return status, _owned(out[0], get_lib().datago_sample_free)
+
+
+def client_next_many(handle: int, timeout_ms: int, out: Any, count: Any) -> tuple[int, list[Any]]:
+    """(DATAGO_OK, up to ``len(out)`` samples, owned), or (DATAGO_END or DATAGO_TIMEOUT, []).
+
+    ``out`` (``datago_sample *[k]``) and ``count`` (``int32_t *``) are the caller's, reused from one
+    call to the next (``next_many_buffers``): one library call and no cffi allocation per sample.
+    """
+    lib = get_lib()
+    err = ffi.new("char **")
+    status = check(lib.datago_client_next_many(handle, timeout_ms, len(out), out, count, err), err, "datago")
+    if status != DATAGO_OK:
+        return status, []
+    # datago_sample_free is plain C (go/capi/free.c): safe in a forked child too, unlike _owned's
+    # calls into Go, so no per-sample closure is needed.
+    free = lib.datago_sample_free
+    return status, [ffi.gc(out[k], free) for k in range(count[0])]
+
+
+def client_delivered(handle: int, n: int) -> None:
+    """Mark the first ``n`` samples of the last client_next_many calls delivered (resume state)."""
+    _call("client_delivered", handle, n, context="datago_client_delivered")
+
+
+def next_many_buffers(k: int) -> tuple[Any, Any]:
+    """The ``out`` and ``count`` arguments of :func:`client_next_many`, for up to ``k`` samples."""
+    return ffi.new("datago_sample *[]", k), ffi.new("int32_t *")
 
 
 def client_next_batch(handle: int, timeout_ms: int) -> tuple[int, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import os
@@ -27,6 +28,10 @@ logger = logging.getLogger("datago")
 _SLICE_MS = 100
 # Skip reports are drained (and logged) every this many samples, on END/TIMEOUT, and in stats().
 _DRAIN_EVERY = 64
+# Samples taken from the ready queue per library call (datago_client_next_many), when that many are
+# ready: the call into the Go runtime is the largest per-sample cost of small samples. The ones not
+# yet returned wait in the client, counted in README's memory bound.
+_TAKE_MANY = 8
 
 
 def _default_source(config: Mapping[str, Any] | str) -> str | None:
@@ -62,6 +67,10 @@ class Client:
         self._final_stats: dict[str, Any] | None = None  # kept by close() so stats() works after it
         self._final_state: dict[str, Any] | None = None
         self._skips = SkipLog()
+        self._pending: collections.deque[Any] = collections.deque()  # taken, not yet returned
+        self._many = _lib.next_many_buffers(_TAKE_MANY)
+        self._many_lock = threading.Lock()
+        self._held = 0  # samples of the last client_next_many calls not yet marked delivered
         self._handle = _lib.client_new(text)
         self._finalizer = weakref.finalize(self, _lib.client_free, self._handle, self._pid)
         # With batch_size the client delivers Batch objects: the library says which.
@@ -109,6 +118,9 @@ class Client:
                 return
             self._stopped = True
             _lib.client_stop(self._handle)
+        with self._many_lock:  # taken from the queue but never returned: freed, and made again on resume
+            self._held -= len(self._pending)
+            self._pending.clear()
         self._drain_errors()
 
     def close(self) -> None:
@@ -155,8 +167,30 @@ class Client:
         """
         if self._batch_size:
             raise DatagoError("batch_size is set: this client delivers batches (get_batch, or iterate)")
-        owner = self._next(_lib.client_next, timeout)
+        if self._pending:
+            self._usable()
+            try:
+                owner = self._pending.popleft()
+            except IndexError:  # another thread took the last one
+                pass
+            else:
+                if next(self._served) % _DRAIN_EVERY == 0:
+                    self._drain_errors()
+                return Sample(owner, self._source)
+        owner = self._next(self._take_many, timeout)
         return None if owner is None else Sample(owner, self._source)
+
+    def _take_many(self, handle: int, timeout_ms: int) -> tuple[int, Any]:
+        """client_next for several samples: the first is returned, the others wait in _pending."""
+        with self._many_lock:  # the out buffers are shared by the client's threads
+            if self._pending:  # another thread took some while this one waited for the lock
+                return _lib.DATAGO_OK, self._pending.popleft()
+            status, owners = _lib.client_next_many(handle, timeout_ms, *self._many)
+            if status != _lib.DATAGO_OK:
+                return status, None
+            self._held = len(owners)  # the call marked the previous ones delivered
+            self._pending.extend(owners[1:])
+        return status, owners[0]
 
     def get_batch(self, timeout: float | None = None) -> Batch | None:
         """With ``batch_size`` in the config: the next :class:`~datago.Batch`, as :meth:`get_sample`."""
@@ -212,7 +246,12 @@ class Client:
         if self._closed and self._final_state is not None and os.getpid() == self._pid:
             return dict(self._final_state)
         self._usable()
-        return _lib.client_state(self._handle)
+        with self._many_lock:  # the samples handed out since the last take are delivered
+            handed = self._held - len(self._pending)
+            if handed > 0:
+                _lib.client_delivered(self._handle, handed)
+                self._held -= handed
+            return _lib.client_state(self._handle)
 
     # -- statistics and skip reports --------------------------------------------------------------
 

@@ -28,7 +28,9 @@ Loaders, each run in its own process (page cache warmed first by reading every f
   datago-pil   datago taking ``sample.image`` (a PIL image, a copy) instead of ``sample.array``; case A
   datago-c1    datago with concurrency 1; case A
   cli          the Go CLI (``go build ./cmd/datago`` into the cache) on the same JSON config, ``-quiet``;
-               its printed samples/s (it times Start() to the last sample); A, B, C, H
+               its printed samples/s (it times Start() to the last sample); A, B, C, H. Its CPU per
+               sample on H, against ``go test -bench BenchmarkStageHooks`` (what the always-on stage
+               timings cost a sample), is the stage timings' share (issue 17's target: at most 1%)
 
 The timed span of a run goes from creating the client/pool/DataLoader to the last array received in the
 consumer process, so it includes the loader's startup but not the interpreter and import time.
@@ -698,6 +700,25 @@ def build_cli(cache: Path) -> tuple[Path | None, str, str]:
     return out, version.removeprefix("go version go"), ""
 
 
+def stage_hooks_ns() -> float | None:
+    """The stage timings' cost per sample on the samples' path, in ns: the median of 5 runs of
+    ``go test -bench BenchmarkStageHooks ./datago`` (go/datago/stages_test.go). Divided by the CLI's
+    CPU per sample on case H (the cheapest sample), it is the timings' share of the work."""
+    go = shutil.which(os.environ.get("GO", "go"))
+    if go is None:
+        return None
+    command = [go, "test", "-run", "^$", "-bench", "^BenchmarkStageHooks$", "-count", "5", "./datago"]
+    try:
+        out = subprocess.run(
+            command, cwd=REPO_ROOT / "go", check=True, capture_output=True, text=True, timeout=600
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"bench: {' '.join(command)} failed: {exc}", file=sys.stderr)
+        return None
+    values = [float(line.split()[2]) for line in out.splitlines() if line.startswith("BenchmarkStageHooks")]
+    return statistics.median(values) if values else None
+
+
 def _busy_seconds() -> float:
     """CPU time spent busy by the whole machine since boot (/proc/stat: all but idle and iowait)."""
     try:
@@ -753,7 +774,8 @@ _CLI_LAUNCHER = (
     "pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)\n"
     "_, status, usage = os.wait4(pid, 0)\n"
     "print(sys.argv[1] + json.dumps({'wall_s': time.perf_counter() - started, "
-    "'exit': os.waitstatus_to_exitcode(status), 'maxrss_kb': usage.ru_maxrss}), flush=True)\n"
+    "'exit': os.waitstatus_to_exitcode(status), 'maxrss_kb': usage.ru_maxrss, "
+    "'cpu_s': usage.ru_utime + usage.ru_stime}), flush=True)\n"
 )
 
 
@@ -818,6 +840,7 @@ def run_cli(cli: Path, config_path: Path, timeout: float) -> RunResult:
     # One process: its ru_maxrss stands for the tree and PSS figures too (PSS <= RSS).
     result.rss_self_mb = result.rss_tree_peak_mb = result.pss_tree_peak_mb = launcher["maxrss_kb"] / 1024
     result.stats = {"wall_s": round(launcher["wall_s"], 3), "skipped": fields.get("skipped"), **fields}
+    result.stats["cpu_s"] = launcher.get("cpu_s", 0.0)
     return result
 
 
@@ -841,6 +864,9 @@ def summarise(runs: list[RunResult], expected: int) -> dict[str, Any]:
             rss_tree_peak_mb=max(r.rss_tree_peak_mb for r in good),
             pss_tree_peak_mb=max(r.pss_tree_peak_mb for r in good),
         )
+    cpu = [r.stats["cpu_s"] / r.images for r in good if r.stats.get("cpu_s") and r.images]
+    if cpu:  # the CLI's: CPU seconds of the whole process per sample
+        summary["cpu_us_per_sample"] = statistics.median(cpu) * 1e6
     loads = [r.external_load for r in runs if r.external_load is not None]
     if loads:
         summary["external_load_median"] = statistics.median(loads)
@@ -1198,6 +1224,20 @@ def target_rows(results: dict[str, Any]) -> list[list[str]]:
         else "-",
     )
     ratio(a, "A: concurrency 2 ≥ 1.8x concurrency 1", "datago", "datago-c1", 1.8, "4")
+    # Issue 17: the handoff at the CLI's speed, and stage timings cheap enough to be always on.
+    for case_, threshold in ((a, 0.95), (b, 0.95), (c, 0.95), (h, 0.85)):
+        if case_ is not None:
+            ratio(case_, f"{case_['key']}: Python ≥ {threshold}x Go CLI", "datago", "cli", threshold, "17")
+    hooks = results.get("stage_hooks_ns")
+    cli_cpu = (h or {}).get("loaders", {}).get("cli", {}).get("cpu_us_per_sample")
+    share = hooks / (cli_cpu * 1000) if hooks and cli_cpu else None
+    add(
+        "17",
+        "stage timings ≤ 1% of a sample's CPU (H, the cheapest sample)",
+        None if share is None else -share,
+        -0.01,
+        f"{hooks:.0f} ns / {cli_cpu:.1f} us = {100 * share:.2f}%" if share is not None else "-",
+    )
     handoff = median_of(h, "datago")
     add(
         "5",
@@ -1230,7 +1270,7 @@ def target_rows(results: dict[str, Any]) -> list[list[str]]:
 
 def targets_summary(rows: list[list[str]]) -> str:
     parts = []
-    for number in "1234567":
+    for number in ["1", "2", "3", "4", "5", "6", "7", "17"]:
         marks = [r[3] for r in rows if r[0] == number and "stretch" not in r[1]]
         if not marks or all(m == "not measured" for m in marks):
             mark = "not measured"
@@ -1516,6 +1556,7 @@ def setup_loaders(
             print(f"bench: {why}", file=sys.stderr)
         else:
             results["machine"]["versions"]["go"] = go_version
+            results["stage_hooks_ns"] = stage_hooks_ns()
         env["cli"] = cli
     return env
 
