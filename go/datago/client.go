@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/datago-dev/datago/internal/config"
 	"github.com/datago-dev/datago/internal/faults"
 	"github.com/datago-dev/datago/internal/imaging"
 	"github.com/datago-dev/datago/internal/resume"
@@ -31,6 +32,7 @@ type Client struct {
 	stat     counters
 	progress *resume.Tracker
 	faults   faults.Points
+	planned  *planned // equal_steps: the catalog and this share's plan
 
 	mu      sync.Mutex
 	state   lifecycle
@@ -88,8 +90,23 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 			}
 		}
 	}
-	c := &Client{cfg: cfg, src: src, opts: imaging.Options{MaxPixels: DefaultMaxPixels},
-		progress: resume.NewTracker(cfg.Resume), faults: faults.FromEnv()}
+	c := &Client{cfg: cfg, src: src, opts: imaging.Options{MaxPixels: DefaultMaxPixels}, faults: faults.FromEnv()}
+	if cfg.EqualSteps != config.EqualStepsOff {
+		pl, st, err := newPlanned(c)
+		if err != nil {
+			return nil, err
+		}
+		c.planned, c.progress = pl, resume.NewTracker(st)
+		var prior []resume.PriorEpoch
+		if st != nil {
+			prior = st.Prior
+		}
+		c.progress.Planned(pl.info, pl.world, pl.share, prior)
+	} else if cfg.Resume != nil && cfg.Resume.Version != resume.Version {
+		return nil, &ConfigError{Key: "resume_state", Msg: "is a planned state (taken with equal_steps): this configuration has equal_steps \"off\""}
+	} else {
+		c.progress = resume.NewTracker(cfg.Resume)
+	}
 	if ic := cfg.Image; ic != nil {
 		c.opts = imaging.Options{
 			CropAndResize: ic.CropAndResize,

@@ -28,15 +28,38 @@ func (p *pipeline) decode(in <-chan fetchedItem, emit func(outcome) bool) {
 		if f.raw != nil {
 			o.sample = p.decodeOne(f)
 		}
+		if o.sample == nil && p.c.planned != nil {
+			o.sample = p.substitute(f)
+		}
 		if o.sample == nil {
 			p.c.progress.Mark(f.epoch, f.seq) // a skipped item is done: it would be skipped again
 		} else {
-			o.sample.epoch, o.sample.seq = f.epoch, f.seq
+			o.sample.epoch, o.sample.seq, o.sample.pad = f.epoch, f.seq, f.pad
 		}
 		if !emit(o) {
 			return
 		}
 	}
+}
+
+// substitute makes, in a planned run, a sample for the slot of the bad item f from another of the
+// share's own items, so that every share still delivers the same number of samples.
+func (p *pipeline) substitute(f fetchedItem) *Sample {
+	for k := 1; k <= maxSubstitutes && p.ctx.Err() == nil; k++ {
+		it, ok := p.c.planned.substitute(f.epoch, f.seq, k)
+		if !ok {
+			return nil
+		}
+		g := fetchedItem{seqItem: seqItem{Item: it, epoch: f.epoch, seq: f.seq, gseq: f.gseq}, raw: p.fetchOne(it)}
+		if g.raw == nil {
+			continue
+		}
+		if s := p.decodeOne(g); s != nil {
+			p.c.stat.subst.Add(1)
+			return s
+		}
+	}
+	return nil
 }
 
 // decodeOne processes one fetched item; a failure, a panic included, is counted and reported.

@@ -39,6 +39,7 @@ type seqItem struct {
 	epoch int
 	seq   int64
 	gseq  int64
+	pad   bool // a padding slot of a planned run
 }
 
 // fetchedItem is an item with its bytes, or with raw nil when fetching failed (already reported).

@@ -28,6 +28,9 @@ type Stats struct {
 	Batches        int64            `json:"batches"`        // with batch_size: batches served (their samples count in served)
 	DroppedLast    int64            `json:"dropped_last"`   // with drop_last: samples of partial batches dropped
 	BatchHeldMax   int64            `json:"batch_held_max"` // most samples ever waiting in partial batches
+	Padded         int64            `json:"padded"`         // equal_steps pad: padding samples delivered (repeats of the share's own items)
+	Excess         int64            `json:"excess"`         // equal_steps drop: items of this share left out of their epoch
+	Substituted    int64            `json:"substituted"`    // equal_steps: bad items replaced by another of the share's own
 	Epoch          int              `json:"epoch"`          // the first epoch not yet complete
 	ElapsedS       float64          `json:"elapsed_s"`
 	Goroutines     int              `json:"goroutines"` // the whole process's, every client together: for leak checks
@@ -38,6 +41,7 @@ type counters struct {
 	listed, served, bytesRead atomic.Int64
 	batches, droppedLast      atomic.Int64
 	batchHeldMax              atomic.Int64
+	padded, excess, subst     atomic.Int64
 	abandoned                 atomic.Int64
 	started                   atomic.Int64 // unix nanoseconds
 
@@ -83,6 +87,9 @@ func (c *counters) snapshot() Stats {
 		Batches:      c.batches.Load(),
 		DroppedLast:  c.droppedLast.Load(),
 		BatchHeldMax: c.batchHeldMax.Load(),
+		Padded:       c.padded.Load(),
+		Excess:       c.excess.Load(),
+		Substituted:  c.subst.Load(),
 		Abandoned:    c.abandoned.Load(),
 		Skipped:      map[string]int64{},
 		Goroutines:   runtime.NumGoroutine(),

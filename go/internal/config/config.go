@@ -34,7 +34,17 @@ type Config struct {
 	BatchSize     int // 0: samples, not batches
 	DropLast      bool
 	Resume        *resume.State
+	// EqualSteps is equal_steps: "off", or "pad" / "drop", a planned run where every share gets the
+	// same number of samples per epoch and the resume state is valid across topologies (package plan).
+	EqualSteps string
 }
+
+// The values of equal_steps.
+const (
+	EqualStepsOff  = "off"
+	EqualStepsPad  = "pad"
+	EqualStepsDrop = "drop"
+)
 
 // ImageConfig controls the processing applied to every image.
 type ImageConfig struct {
@@ -117,6 +127,15 @@ func readConfig(r *confread.Reader, top *confread.Object) *Config {
 	r.Boolean(top, "deterministic", &cfg.Deterministic)
 	r.IntegerIn(top, "batch_size", &cfg.BatchSize, 0, MaxBufferSize)
 	r.Boolean(top, "drop_last", &cfg.DropLast)
+	cfg.EqualSteps = EqualStepsOff
+	r.Str(top, "equal_steps", &cfg.EqualSteps, false)
+	switch cfg.EqualSteps {
+	case EqualStepsOff, EqualStepsPad, EqualStepsDrop:
+	default:
+		if !r.Failed() {
+			r.Fail("equal_steps", fmt.Sprintf("must be %q, %q or %q, got %q", EqualStepsOff, EqualStepsPad, EqualStepsDrop, cfg.EqualSteps))
+		}
+	}
 	if o := r.Obj(top, "resume_state", false); o != nil && !r.Failed() {
 		var err *confread.Error
 		cfg.Resume, err = resume.Parse(o.Map())
@@ -127,6 +146,9 @@ func readConfig(r *confread.Reader, top *confread.Object) *Config {
 		r.Fail("batch_size", "needs image_config.crop_and_resize: a batch stacks images of one bucket")
 	} else if !r.Failed() && cfg.BatchSize > 0 && cfg.Image.PreEncodeImages {
 		r.Fail("batch_size", "cannot stack encoded images (image_config.pre_encode_images)")
+	} else if !r.Failed() && cfg.BatchSize > 0 && cfg.EqualSteps != EqualStepsOff {
+		// Equal batch counts need every item's bucket before decoding (a header pass): not built yet.
+		r.Fail("equal_steps", "is not supported with batch_size yet: equal steps apply to samples")
 	}
 	return cfg
 }
