@@ -114,6 +114,35 @@ def distributed_rank() -> tuple[int, int] | None:
     return pair
 
 
+def _distributed_world() -> int:
+    """torch.distributed's world size when it is initialised, else 1."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_world_size())
+    return 1
+
+
+def _plannable(config: Mapping[str, Any]) -> bool:
+    """Whether equal_steps can apply to ``config``: a filesystem source, samples rather than batches
+    (equal batch counts are not built yet)."""
+    filesystem = str(config.get("source_type", "")).lower() in ("filesystem", "file")
+    return filesystem and not config.get("batch_size")
+
+
+def _gather(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Every rank's planned state (a collective call): a set of parts any topology can resume from."""
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, dict(state))
+    parts: dict[str, Any] = {}  # by their JSON text: a set loaded on every rank and not iterated yet
+    for item in gathered:
+        for part in item.get("parts", [item]) if item else []:
+            parts.setdefault(json.dumps(part, sort_keys=True), part)
+    return {"version": 2, "parts": list(parts.values())}
+
+
 def _config_dict(config: Mapping[str, Any] | str) -> dict[str, Any]:
     """A private deep copy of ``config`` (a dict or its JSON text), with its source_config."""
     parsed = _config.to_dict(config)
@@ -140,12 +169,21 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
     ``rank * num_workers + worker_id``: the (rank, worker) pairs together see every sample once.
     ``limit``, ``batch_size`` and ``drop_last`` then apply per worker.
 
+    Equal steps: under ``torch.distributed`` with more than one process, a filesystem configuration
+    without ``equal_steps`` gets ``equal_steps: "pad"``, so that every rank yields the same number of
+    samples per epoch (README "Cluster training"); set ``"off"`` to keep the plain per-rank split.
+
     Resuming: with ``num_workers=0``, :meth:`state_dict` is the running client's state (the samples or
     batches yielded so far; after a complete pass, the final state), and after :meth:`load_state_dict`
     (or ``state=``) the next ``__iter__`` resumes from it, so the samples before and after are exactly
-    the pass's. Each ``__iter__`` without a state loaded starts from the beginning. With
-    ``num_workers > 0`` the workers' clients live in other processes: :meth:`state_dict` then raises
-    ``RuntimeError``, and so does iterating in workers with a state loaded.
+    the pass's. Each ``__iter__`` without a state loaded starts from the beginning. With ``equal_steps``
+    under ``torch.distributed``, :meth:`state_dict` is a collective: every rank calls it (as
+    ``torch.distributed.checkpoint`` does) and gets the states of all the ranks, which any topology
+    (another world size, another ``num_workers``) can resume from. In a ``DataLoader`` worker,
+    :meth:`state_dict` is that worker's state, which is what
+    ``torchdata.stateful_dataloader.StatefulDataLoader`` saves and gives back to each worker. With a
+    plain ``DataLoader(num_workers > 0)`` the main process cannot see the workers' clients:
+    :meth:`state_dict` then raises ``RuntimeError``.
     """
 
     def __init__(
@@ -158,6 +196,7 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         self.config = _config_dict(config)
         self.channels_first = channels_first
         self._state: dict[str, Any] | None = dict(state) if state is not None else None
+        self._state_pid = os.getpid()  # the process that loaded _state
         self._client: datago.Client | None = None
         self._last_state: dict[str, Any] | None = None
         self._state_error: str | None = None
@@ -165,13 +204,15 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         # state_dict() would not describe what was delivered.
         self._worker_flag: Any = multiprocessing.sharedctypes.RawValue("b", 0)
         # (rank, world_size) found in the parent when this object is pickled for a spawned worker, where
-        # torch.distributed is not initialised.
+        # torch.distributed is not initialised, and whether it was.
         self._parent_rank: tuple[int, int] | None = None
+        self._parent_dist = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_client"] = None
         state["_parent_rank"] = distributed_rank()
+        state["_parent_dist"] = _distributed_world() > 1
         # Shared ctypes may only travel to a process being started (a DataLoader worker); a plain pickle
         # or deepcopy gets its own flag.
         if multiprocessing.context.get_spawning_popen() is None:
@@ -200,15 +241,22 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         """The configuration of the client ``__iter__`` creates in this process."""
         config = json.loads(json.dumps(self.config))
         config["source_config"]["rank"], config["source_config"]["world_size"] = self.shard()
+        distributed = _distributed_world() > 1 or (get_worker_info() is not None and self._parent_dist)
+        if "equal_steps" not in config and distributed and _plannable(config):
+            config["equal_steps"] = "pad"  # DDP needs the same number of steps on every rank
         return config
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         if info is not None:
-            if self._state is not None:
+            # A worker may resume from its own state (StatefulDataLoader loads it in the worker), or from
+            # a planned state, from which every share finds its own part; a plain state loaded in the
+            # main process is one client's and cannot be every worker's.
+            planned = self._state is not None and self._state.get("version") == 2
+            if self._state is not None and not planned and self._state_pid != os.getpid():
                 raise RuntimeError(
-                    "DatagoIterableDataset: resuming from a state is only supported with num_workers=0 "
-                    "(each DataLoader worker runs its own client)"
+                    "DatagoIterableDataset: a state taken without equal_steps resumes with num_workers=0 "
+                    "(or through torchdata's StatefulDataLoader, which gives each worker its own state)"
                 )
             self._worker_flag.value = 1
         else:
@@ -239,15 +287,23 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
 
     def state_dict(self) -> dict[str, Any]:
         """The resume state of this process's iteration (see the class docstring); before any, the
-        state loaded (or ``{}``, meaning the beginning). Raises RuntimeError when DataLoader workers
-        did the iterating."""
-        if get_worker_info() is not None:
-            raise RuntimeError("DatagoIterableDataset.state_dict() cannot be called in a DataLoader worker")
-        if self._worker_flag.value:
+        state loaded (or ``{}``, meaning the beginning). Under ``torch.distributed``, a planned state
+        (``equal_steps``) is gathered from every rank: ``{"version": 2, "parts": [...]}``, the same on
+        every rank. Raises RuntimeError when plain DataLoader workers did the iterating."""
+        if get_worker_info() is None and self._worker_flag.value:
             raise RuntimeError(
-                "DatagoIterableDataset.state_dict() is only supported with DataLoader(num_workers=0): "
-                "this dataset was iterated in worker processes, whose clients the main process cannot see"
+                "DatagoIterableDataset.state_dict() is only supported with DataLoader(num_workers=0) or "
+                "torchdata's StatefulDataLoader: this dataset was iterated in worker processes, whose "
+                "clients the main process cannot see"
             )
+        state = self._own_state()
+        # Every rank takes the same decision (from the configuration), so that all join the collective.
+        planned = self.client_config().get("equal_steps", "off") != "off"
+        if get_worker_info() is None and _distributed_world() > 1 and planned:
+            return _gather(state)
+        return state
+
+    def _own_state(self) -> dict[str, Any]:
         if self._state_error is not None:
             raise RuntimeError(f"the last iteration failed, it left no resume state: {self._state_error}")
         if self._client is not None:
@@ -260,6 +316,7 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         """Resume from ``state`` (from :meth:`state_dict`) at the next ``__iter__``; ``{}`` means the
         beginning."""
         self._state = dict(state) if state else None
+        self._state_pid = os.getpid()
         self._last_state, self._state_error = None, None
 
 

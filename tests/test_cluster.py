@@ -1,0 +1,353 @@
+"""Cluster training (README "Cluster training"): equal steps on every rank, elastic exact resume across
+topologies, states that cannot belong refused, StatefulDataLoader workers; real files, real clients, real
+torchrun jobs on gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import datago
+from support.images import photo, save
+from support.process import PYTHON_DIR
+
+HERE = Path(__file__).resolve().parent
+COUNT = 61  # a prime: no world size divides it, and the hash split is uneven (asserted)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """COUNT small PNGs in three folders; (root, their ids sorted)."""
+    root = tmp_path_factory.mktemp("cluster") / "images"
+    paths = [
+        save(root / f"d{i % 3}" / f"p{i * 7919 % 1000:03d}.png", photo(16, 12, seed=i), "PNG")
+        for i in range(COUNT)
+    ]
+    return root, sorted(str(p) for p in paths)
+
+
+def cfg(root: Path, rank: int = 0, world: int = 1, **top: Any) -> dict[str, Any]:
+    return {
+        "source_type": "filesystem",
+        "source_config": {
+            "root_path": str(root),
+            "rank": rank,
+            "world_size": world,
+            "random_sampling": True,
+            "seed": 5,
+        },
+        "concurrency": 2,
+        "samples_buffer_size": 8,
+        **top,
+    }
+
+
+def run(
+    root: Path, world: int, state: dict[str, Any] | None = None, stop: int | None = None, **top: Any
+) -> tuple[list[list[str]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """One client per share of ``world``: the ids each delivered (at most ``stop``), states, stats."""
+    ids, states, stats = [], [], []
+    for share in range(world):
+        got: list[str] = []
+        with datago.Client(cfg(root, share, world, **top), state=state) as client:
+            for sample in client:
+                got.append(sample.id)
+                if stop is not None and len(got) == stop:
+                    break
+            states.append(json.loads(json.dumps(client.state_dict())))
+            stats.append(client.stats())
+        ids.append(got)
+    return ids, states, stats
+
+
+def gathered(states: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"version": 2, "parts": states}
+
+
+# --------------------------------------------------------------------------------------- equal steps
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_equal_steps(folder: tuple[Path, list[str]], world: int) -> None:
+    root, files = folder
+    plain, _, _ = run(root, world)
+    counts = [len(ids) for ids in plain]
+    assert len(set(counts)) > 1, f"the hash split should be uneven here: {counts}"
+    padded, _, pad_stats = run(root, world, equal_steps="pad")
+    assert [len(ids) for ids in padded] == [max(counts)] * world
+    assert sorted({i for ids in padded for i in ids}) == files
+    for ids, plain_ids, st in zip(padded, plain, pad_stats, strict=True):
+        assert set(ids) == set(plain_ids), "pad repeats the rank's own samples, and only those"
+        assert st["padded"] == max(counts) - len(plain_ids) == len(ids) - len(set(ids))
+    dropped, _, drop_stats = run(root, world, equal_steps="drop")
+    assert [len(ids) for ids in dropped] == [min(counts)] * world
+    flat = [i for ids in dropped for i in ids]
+    assert len(flat) == len(set(flat)), "drop delivers each sample at most once"
+    assert sum(st["excess"] for st in drop_stats) == COUNT - len(flat)
+
+
+def test_bad_files_are_replaced_so_steps_stay_equal(tmp_path: Path, folder: tuple[Path, list[str]]) -> None:
+    root, _ = folder
+    copy = tmp_path / "images"
+    for path in root.rglob("*.png"):
+        (copy / path.parent.name).mkdir(parents=True, exist_ok=True)
+        (copy / path.parent.name / path.name).write_bytes(path.read_bytes())
+    bad = sorted(copy.rglob("*.png"))[:5]
+    for path in bad:
+        path.write_bytes(b"not a png")
+    ids, _, stats = run(copy, 3, equal_steps="pad")
+    assert len({len(x) for x in ids}) == 1
+    assert not {str(p) for p in bad} & {i for x in ids for i in x}
+    # Every bad slot (padding may repeat a bad file) was skipped, reported and filled by a substitute.
+    skipped = sum(st["skipped"].get("decode_error", 0) for st in stats)
+    assert skipped >= 5 and sum(st["substituted"] for st in stats) == skipped
+
+
+# ---------------------------------------------------------------------------------- elastic resume
+
+
+@pytest.mark.parametrize("policy", ["pad", "drop"])
+@pytest.mark.parametrize(("before", "after"), [(4, 2), (2, 3), (1, 4), (2, 1), (2, 4), (4, 3)])
+def test_elastic_resume(folder: tuple[Path, list[str]], policy: str, before: int, after: int) -> None:
+    """Checkpoints mid-epoch, at the epoch's end and in the second epoch, taken with ``before`` shares and
+    resumed with ``after`` (2 -> 4 is 2 ranks x 0 workers -> 2 ranks x 2 workers): over both epochs each
+    sample comes exactly twice, plus padding (pad) or minus what was left out (drop)."""
+    root, files = folder
+    # deterministic: each share's delivered slots are a prefix, so padding is never delivered before the
+    # item it repeats and the repeats are exactly the padding (out of order, a padding slot delivered
+    # first is that item's delivery: the Go property test covers it).
+    top = {"equal_steps": policy, "epochs": 2, "deterministic": True}
+    full, _, _ = run(root, before, **top)
+    per_epoch = len(full[0]) // 2
+    for stop in (3, per_epoch, per_epoch + 4):
+        first, states, first_stats = run(root, before, stop=stop, **top)
+        assert [len(x) for x in first] == [stop] * before
+        second, _, second_stats = run(root, after, state=gathered(states), **top)
+        assert len({len(x) for x in second}) == 1, "equal steps after the resume too"
+        seen = Counter(i for ids in first + second for i in ids)
+        stats = first_stats + second_stats
+        if policy == "pad":
+            assert sorted(seen) == files
+            assert all(n >= 2 for n in seen.values()), f"stop={stop}: a sample missing from an epoch"
+            assert sum(seen.values()) - 2 * COUNT == sum(st["padded"] for st in stats)
+        else:  # what drop leaves out depends on the topologies: exact counts in the test below
+            assert all(n <= 2 for n in seen.values()), f"stop={stop}: a sample twice in an epoch"
+        # The order after the resume is a function of the seed and the new topology.
+        again, _, _ = run(root, after, state=gathered(states), concurrency=1, **top)
+        once_more, _, _ = run(root, after, state=gathered(states), concurrency=1, **top)
+        assert again == once_more
+
+
+def test_elastic_resume_drop_is_exact(folder: tuple[Path, list[str]]) -> None:
+    """With drop, one epoch: delivered before + after + left out by the last topology = the epoch."""
+    root, files = folder
+    for before, after in [(4, 2), (2, 3), (3, 1)]:
+        first, states, _ = run(root, before, stop=4, equal_steps="drop")
+        second, _, stats = run(root, after, state=gathered(states), equal_steps="drop")
+        flat = [i for ids in first + second for i in ids]
+        assert len(flat) == len(set(flat))
+        assert len(flat) + sum(st["excess"] for st in stats) == COUNT
+        assert set(flat) <= set(files)
+
+
+def test_same_topology_needs_only_its_own_state(folder: tuple[Path, list[str]]) -> None:
+    root, files = folder
+    first, states, _ = run(root, 3, stop=5, equal_steps="pad")
+    # Each share resumes from its own part alone (what a per-rank checkpoint or StatefulDataLoader keeps).
+    rest = []
+    for share in range(3):
+        with datago.Client(cfg(root, share, 3, equal_steps="pad"), state=states[share]) as client:
+            rest.append([s.id for s in client])
+    full, _, _ = run(root, 3, equal_steps="pad")
+    assert [a + b for a, b in zip(first, rest, strict=True)] != [] and all(
+        sorted(a + b) == sorted(f) for a, b, f in zip(first, rest, full, strict=True)
+    )
+    with pytest.raises(datago.ConfigError, match=r"resume_state.*shares \[1 2\] are missing"):
+        datago.Client(cfg(root, 0, 2, equal_steps="pad"), state=states[0])
+    assert sorted({i for x in full for i in x}) == files
+
+
+def test_states_that_cannot_belong_are_refused(folder: tuple[Path, list[str]], tmp_path: Path) -> None:
+    root, _ = folder
+    _, states, _ = run(root, 2, stop=4, equal_steps="pad")
+    state = gathered(states)
+
+    def refused(config: dict[str, Any], bad: dict[str, Any], match: str) -> None:
+        with pytest.raises(datago.ConfigError, match=match) as info:
+            datago.Client(config, state=bad)
+        assert "resume_state" in str(info.value)
+
+    other = tmp_path / "other"
+    save(other / "a.png", photo(16, 12), "PNG")
+    refused(cfg(other, equal_steps="pad"), state, "another dataset or listing")
+    seeded = cfg(root, equal_steps="pad")
+    seeded["source_config"]["seed"] = 6
+    refused(seeded, state, "seed 5, this configuration has seed 6")
+    refused(cfg(root, equal_steps="drop"), state, 'equal_steps "pad"')
+    refused(cfg(root), state, 'equal_steps "off"')
+    edited = json.loads(json.dumps(state))
+    edited["parts"][0]["done"][0]["below"] = 30
+    refused(cfg(root, equal_steps="pad"), edited, "check.*edited or truncated")
+    truncated = json.loads(json.dumps(state))
+    del truncated["parts"][1]["plan"]
+    refused(cfg(root, equal_steps="pad"), truncated, "parts\\[1\\].*plan")
+    _, plain_states, _ = run(root, 1, stop=3)
+    refused(cfg(root, equal_steps="pad"), plain_states[0], "without equal_steps")
+    with pytest.raises(datago.ConfigError, match="equal_steps"):
+        datago.Client(cfg(root, equal_steps="sometimes"))
+
+
+def test_state_size_is_bounded(folder: tuple[Path, list[str]]) -> None:
+    """A state holds a prefix and the few slots done out of order, not a list of ids."""
+    root, _ = folder
+    _, states, _ = run(root, 4, stop=9, equal_steps="pad")
+    for st in states:
+        assert len(json.dumps(st)) < 400, st
+    resumed_from = gathered(states)
+    _, again, _ = run(root, 2, state=resumed_from, stop=2, equal_steps="pad")
+    assert all(len(json.dumps(st)) < 1200 for st in again)
+
+
+# ------------------------------------------------------------------------------------------ torchrun
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def torchrun(nproc: int, out: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PYTHON_DIR), env.get("PYTHONPATH")]))
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        f"--nproc_per_node={nproc}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={free_port()}",
+        str(HERE / "scripts" / "cluster_worker.py"),
+        f"--out={out}",
+        *args,
+    ]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def reports(out: Path, nproc: int) -> list[dict[str, Any]]:
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(nproc)]
+
+
+@pytest.mark.parametrize(("nproc", "workers"), [(2, 0), (3, 2), (4, 0)])
+def test_torchrun_equal_steps_and_allreduce(
+    folder: tuple[Path, list[str]], tmp_path: Path, nproc: int, workers: int
+) -> None:
+    """Each step ends with an all-reduce, as under DDP: with equal steps (the default under
+    torch.distributed, pad; and drop) every rank completes; with the plain split it cannot."""
+    root, files = folder
+    for policy in (None, "drop"):
+        out = tmp_path / f"{policy}"
+        args = [f"--root={root}", f"--num-workers={workers}", "--allreduce"]
+        done = torchrun(nproc, out, *args, *([f"--equal-steps={policy}"] if policy else []))
+        assert done.returncode == 0, done.stderr[-3000:]
+        got = reports(out, nproc)
+        lengths = {len(r["steps"]) for r in got}
+        assert len(lengths) == 1, lengths
+        ids = [i for r in got for step in r["steps"] for i in step]
+        if policy is None:  # pad
+            assert sorted(set(ids)) == files
+        else:
+            assert len(ids) == len(set(ids))
+
+
+def test_torchrun_hang_check_fails_without_equal_steps(
+    folder: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """The old behaviour: the rank that runs out first leaves the others in the all-reduce, which times
+    out (the job fails instead of hanging for the collective's default 30 minutes)."""
+    root, _ = folder
+    done = torchrun(3, tmp_path / "off", f"--root={root}", "--allreduce", "--equal-steps=off", "--timeout=10")
+    assert done.returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ((4, 0), (2, 0)),
+        ((2, 0), (3, 0)),
+        ((1, 0), (4, 0)),
+        ((2, 0), (1, 0)),
+        ((2, 0), (2, 2)),
+        ((3, 0), (2, 2)),
+    ],
+)
+def test_torchrun_elastic_resume(
+    folder: tuple[Path, list[str]], tmp_path: Path, before: tuple[int, int], after: tuple[int, int]
+) -> None:
+    """Checkpoints (every rank's state, gathered by state_dict) mid-epoch, at the epoch boundary and in
+    the second epoch, taken by W1 ranks x N1 workers, resumed by W2 x N2: the samples before and after
+    are each epoch's, twice over two epochs, plus the padding."""
+    root, files = folder
+    (w1, n1), (w2, n2) = before, after
+    # Steps per epoch: the largest share's count (pad), which does not depend on the seed.
+    steps_per_epoch = len(run(root, w1, equal_steps="pad")[0][0])
+    first = tmp_path / "first"
+    done = torchrun(
+        w1,
+        first,
+        f"--root={root}",
+        f"--num-workers={n1}",
+        "--epochs=2",
+        f"--checkpoints=3,{steps_per_epoch},{steps_per_epoch + 2}",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = reports(first, w1)
+    per_epoch = len(got[0]["steps"]) // 2
+    assert {len(r["steps"]) for r in got} == {2 * per_epoch}
+    assert per_epoch == steps_per_epoch
+    second = tmp_path / "second"
+    done = torchrun(
+        w2,
+        second,
+        f"--root={root}",
+        f"--num-workers={n2}",
+        "--epochs=2",
+        "--resume=" + ",".join(got[0]["states"]),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = reports(second, w2)
+    stops = [3, steps_per_epoch, steps_per_epoch + 2]
+    for k, stop in enumerate(stops):
+        before_ids = [i for r in got for step in r["steps"][:stop] for i in step]
+        after_ids = [i for r in resumed for step in r["resumed"][k] for i in step]
+        assert len({len(r["resumed"][k]) for r in resumed}) == 1, "equal steps after the resume"
+        seen = Counter(before_ids + after_ids)
+        assert sorted(seen) == files and min(seen.values()) >= 2, f"checkpoint {stop}: a sample missing"
+        # Repeats beyond the two epochs are padding: at most (largest share - own share) per share and epoch.
+        assert sum(seen.values()) - 2 * COUNT <= 2 * (w1 * max(n1, 1) + w2 * max(n2, 1)) * (COUNT // 4 + 1)
+
+
+def test_stateful_dataloader_workers(folder: tuple[Path, list[str]], tmp_path: Path) -> None:
+    """torchdata's StatefulDataLoader with 2 workers per rank checkpoints and resumes exactly."""
+    root, files = folder
+    out = tmp_path / "stateful"
+    done = torchrun(2, out, f"--root={root}", "--num-workers=2", "--stateful", "--checkpoints=1,5,14")
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = reports(out, 2)
+    for k in range(3):
+        before = [i for r in got for step in r["checkpoints"][k]["before"] for i in step]
+        after = [i for r in got for step in r["checkpoints"][k]["after"] for i in step]
+        assert len({len(r["checkpoints"][k]["before"]) + len(r["checkpoints"][k]["after"]) for r in got}) == 1
+        seen = Counter(before + after)
+        assert sorted(seen) == files, f"checkpoint {k}: a sample missing"
