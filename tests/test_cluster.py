@@ -192,7 +192,7 @@ def test_states_that_cannot_belong_are_refused(folder: tuple[Path, list[str]], t
     seeded["source_config"]["seed"] = 6
     refused(seeded, state, "seed 5, this configuration has seed 6")
     refused(cfg(root, equal_steps="drop"), state, 'equal_steps "pad"')
-    refused(cfg(root), state, 'equal_steps "off"')
+    refused(cfg(root), state, "this configuration has neither")
     edited = json.loads(json.dumps(state))
     edited["parts"][0]["done"][0]["below"] = 30
     refused(cfg(root, equal_steps="pad"), edited, "check.*edited or truncated")
@@ -351,3 +351,109 @@ def test_stateful_dataloader_workers(folder: tuple[Path, list[str]], tmp_path: P
         assert len({len(r["checkpoints"][k]["before"]) + len(r["checkpoints"][k]["after"]) for r in got}) == 1
         seen = Counter(before + after)
         assert sorted(seen) == files, f"checkpoint {k}: a sample missing"
+
+
+# ------------------------------------------------------------------------------------------- batches
+
+SHAPES = [(64, 32), (32, 64), (48, 48), (60, 40), (40, 60), (96, 40)]  # several buckets at 64 px
+
+
+@pytest.fixture(scope="module")
+def shapes_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """211 small PNGs of six aspect ratios, some with an EXIF rotation that changes their bucket."""
+    root = tmp_path_factory.mktemp("cluster-batches") / "images"
+    paths = []
+    for i in range(211):
+        w, h = SHAPES[(i * 7) % len(SHAPES)]
+        path = root / f"d{i % 4}" / f"q{i * 613 % 1000:03d}.jpg"
+        if i % 10 == 0:  # stored landscape, displayed portrait: the header pass must apply the rotation
+            from PIL import Image
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            Image.fromarray(photo(w, h, seed=i)).save(path, "JPEG", exif=exif.tobytes())
+        else:
+            save(path, photo(w, h, seed=i), "JPEG")
+        paths.append(path)
+    return root, sorted(str(p) for p in paths)
+
+
+def batch_run(
+    root: Path, world: int, state: dict[str, Any] | None = None, stop: int | None = None, **top: Any
+) -> tuple[list[list[tuple[tuple[int, ...], list[str]]]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Batches of each share: (array shape, ids) per step; states; stats."""
+    image = {"crop_and_resize": True, "default_image_size": 64, "downsampling_ratio": 16}
+    out, states, stats = [], [], []
+    for share in range(world):
+        got: list[tuple[tuple[int, ...], list[str]]] = []
+        with datago.Client(
+            cfg(root, share, world, image_config=image, batch_size=8, **top), state=state
+        ) as c:
+            for batch in c:
+                got.append((tuple(batch.array.shape), list(batch.ids)))
+                if stop is not None and len(got) == stop:
+                    break
+            states.append(json.loads(json.dumps(c.state_dict())))
+            stats.append(c.stats())
+        out.append(got)
+    return out, states, stats
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_equal_batch_steps(shapes_folder: tuple[Path, list[str]], world: int) -> None:
+    root, files = shapes_folder
+    plain, _, _ = batch_run(root, world)
+    assert len({len(b) for b in plain}) > 1, "the plain split should give uneven batch counts here"
+    for policy in ("pad", "drop"):
+        got, _, stats = batch_run(root, world, equal_steps=policy)
+        assert len({len(b) for b in got}) == 1, policy
+        ids = [i for share in got for _, batch in share for i in batch]
+        for share in got:
+            for shape, batch in share:
+                assert shape[0] == len(batch) <= 8
+        if policy == "pad":
+            assert sorted(set(ids)) == files
+            assert len(ids) - len(set(ids)) == sum(st["padded"] for st in stats)
+        else:
+            assert len(ids) == len(set(ids))
+            assert len(ids) + sum(st["excess"] for st in stats) == len(files)
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+def test_one_bucket_per_step(shapes_folder: tuple[Path, list[str]], world: int) -> None:
+    root, files = shapes_folder
+    got, _, stats = batch_run(root, world, bucket_per_step=True)
+    steps = {len(b) for b in got}
+    assert len(steps) == 1 and steps.pop() > 0
+    for k in range(len(got[0])):
+        assert len({share[k][0] for share in got}) == 1, f"step {k}: the ranks' batch shapes differ"
+    ids = [i for share in got for _, batch in share for i in batch]
+    assert len(ids) == len(set(ids)), "each sample at most once"
+    left = sum(st["excess"] for st in stats)
+    assert len(ids) + left == len(files)
+    assert left < world * len(SHAPES)  # at most world - 1 per bucket
+    for st, share in zip(stats, got, strict=True):  # the fraction of its plan's items a share left out
+        delivered = sum(len(batch) for _, batch in share)
+        assert st["left_out"] == pytest.approx(st["excess"] / (delivered + st["excess"]))
+
+
+@pytest.mark.parametrize("mode", [{"equal_steps": "pad"}, {"bucket_per_step": True}])
+def test_elastic_resume_with_batches(shapes_folder: tuple[Path, list[str]], mode: dict[str, Any]) -> None:
+    root, files = shapes_folder
+    for before, after, stop in [(4, 2, 3), (2, 3, 5), (1, 4, 7), (2, 1, 2)]:
+        first, states, first_stats = batch_run(root, before, stop=stop, deterministic=True, **mode)
+        second, _, second_stats = batch_run(root, after, state=gathered(states), deterministic=True, **mode)
+        assert len({len(b) for b in second}) == 1
+        if "bucket_per_step" in mode:
+            for k in range(len(second[0])):
+                assert len({share[k][0] for share in second}) == 1
+        seen = Counter(i for run_ in (first, second) for share in run_ for _, batch in share for i in batch)
+        if "bucket_per_step" in mode:
+            assert max(seen.values()) == 1
+            assert len(seen) + sum(st["excess"] for st in second_stats) >= len(files) - sum(
+                st["excess"] for st in first_stats
+            )
+        else:
+            assert sorted(seen) == files
+            assert sum(seen.values()) - len(seen) == sum(st["padded"] for st in first_stats + second_stats)

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/datago-dev/datago/internal/config"
 	"github.com/datago-dev/datago/internal/faults"
 	"github.com/datago-dev/datago/internal/imaging"
 	"github.com/datago-dev/datago/internal/resume"
@@ -91,7 +90,16 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 		}
 	}
 	c := &Client{cfg: cfg, src: src, opts: imaging.Options{MaxPixels: DefaultMaxPixels}, faults: faults.FromEnv()}
-	if cfg.EqualSteps != config.EqualStepsOff {
+	if ic := cfg.Image; ic != nil {
+		c.opts = imaging.Options{
+			CropAndResize: ic.CropAndResize,
+			Buckets:       ic.Buckets,
+			PreEncode:     ic.PreEncodeImages,
+			MaxPixels:     ic.MaxPixels,
+		}
+	}
+	switch {
+	case cfg.Planned():
 		pl, st, err := newPlanned(c)
 		if err != nil {
 			return nil, err
@@ -102,18 +110,10 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 			prior = st.Prior
 		}
 		c.progress.Planned(pl.info, pl.world, pl.share, prior)
-	} else if cfg.Resume != nil && cfg.Resume.Version != resume.Version {
-		return nil, &ConfigError{Key: "resume_state", Msg: "is a planned state (taken with equal_steps): this configuration has equal_steps \"off\""}
-	} else {
+	case cfg.Resume != nil && cfg.Resume.Version != resume.Version:
+		return nil, &ConfigError{Key: "resume_state", Msg: "is a planned state (taken with equal_steps or bucket_per_step): this configuration has neither"}
+	default:
 		c.progress = resume.NewTracker(cfg.Resume)
-	}
-	if ic := cfg.Image; ic != nil {
-		c.opts = imaging.Options{
-			CropAndResize: ic.CropAndResize,
-			Buckets:       ic.Buckets,
-			PreEncode:     ic.PreEncodeImages,
-			MaxPixels:     ic.MaxPixels,
-		}
 	}
 	return c, nil
 }

@@ -30,7 +30,8 @@ type Stats struct {
 	BatchHeldMax   int64            `json:"batch_held_max"` // most samples ever waiting in partial batches
 	Padded         int64            `json:"padded"`         // equal_steps pad: padding samples delivered (repeats of the share's own items)
 	Excess         int64            `json:"excess"`         // equal_steps drop: items of this share left out of their epoch
-	Substituted    int64            `json:"substituted"`    // equal_steps: bad items replaced by another of the share's own
+	Substituted    int64            `json:"substituted"`    // planned runs: bad items replaced by another of the share's own
+	LeftOut        float64          `json:"left_out"`       // planned runs: excess over the items the plans dispatched to this share
 	Epoch          int              `json:"epoch"`          // the first epoch not yet complete
 	ElapsedS       float64          `json:"elapsed_s"`
 	Goroutines     int              `json:"goroutines"` // the whole process's, every client together: for leak checks
@@ -42,6 +43,7 @@ type counters struct {
 	batches, droppedLast      atomic.Int64
 	batchHeldMax              atomic.Int64
 	padded, excess, subst     atomic.Int64
+	planned                   atomic.Int64 // items dispatched to this share by the plans of its epochs
 	abandoned                 atomic.Int64
 	started                   atomic.Int64 // unix nanoseconds
 
@@ -93,6 +95,9 @@ func (c *counters) snapshot() Stats {
 		Abandoned:    c.abandoned.Load(),
 		Skipped:      map[string]int64{},
 		Goroutines:   runtime.NumGoroutine(),
+	}
+	if n := c.planned.Load(); n > 0 {
+		s.LeftOut = float64(s.Excess) / float64(n)
 	}
 	if t := c.started.Load(); t != 0 {
 		s.ElapsedS = time.Since(time.Unix(0, t)).Seconds()

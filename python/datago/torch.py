@@ -114,20 +114,17 @@ def distributed_rank() -> tuple[int, int] | None:
     return pair
 
 
-def _distributed_world() -> int:
-    """torch.distributed's world size when it is initialised, else 1."""
+def _distributed() -> bool:
+    """Whether torch.distributed is initialised (in this process)."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        return int(dist.get_world_size())
-    return 1
+    return bool(dist.is_available() and dist.is_initialized())
 
 
 def _plannable(config: Mapping[str, Any]) -> bool:
-    """Whether equal_steps can apply to ``config``: a filesystem source, samples rather than batches
-    (equal batch counts are not built yet)."""
-    filesystem = str(config.get("source_type", "")).lower() in ("filesystem", "file")
-    return filesystem and not config.get("batch_size")
+    """Whether equal_steps can apply to ``config``: a filesystem source (the others cannot count every
+    rank's items ahead)."""
+    return str(config.get("source_type", "")).lower() in ("filesystem", "file")
 
 
 def _gather(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,7 +166,7 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
     ``rank * num_workers + worker_id``: the (rank, worker) pairs together see every sample once.
     ``limit``, ``batch_size`` and ``drop_last`` then apply per worker.
 
-    Equal steps: under ``torch.distributed`` with more than one process, a filesystem configuration
+    Equal steps: under ``torch.distributed`` (initialised, any world size), a filesystem configuration
     without ``equal_steps`` gets ``equal_steps: "pad"``, so that every rank yields the same number of
     samples per epoch (README "Cluster training"); set ``"off"`` to keep the plain per-rank split.
 
@@ -212,7 +209,7 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         state = self.__dict__.copy()
         state["_client"] = None
         state["_parent_rank"] = distributed_rank()
-        state["_parent_dist"] = _distributed_world() > 1
+        state["_parent_dist"] = _distributed()
         # Shared ctypes may only travel to a process being started (a DataLoader worker); a plain pickle
         # or deepcopy gets its own flag.
         if multiprocessing.context.get_spawning_popen() is None:
@@ -241,7 +238,7 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         """The configuration of the client ``__iter__`` creates in this process."""
         config = json.loads(json.dumps(self.config))
         config["source_config"]["rank"], config["source_config"]["world_size"] = self.shard()
-        distributed = _distributed_world() > 1 or (get_worker_info() is not None and self._parent_dist)
+        distributed = _distributed() or (get_worker_info() is not None and self._parent_dist)
         if "equal_steps" not in config and distributed and _plannable(config):
             config["equal_steps"] = "pad"  # DDP needs the same number of steps on every rank
         return config
@@ -299,7 +296,7 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         state = self._own_state()
         # Every rank takes the same decision (from the configuration), so that all join the collective.
         planned = self.client_config().get("equal_steps", "off") != "off"
-        if get_worker_info() is None and _distributed_world() > 1 and planned:
+        if get_worker_info() is None and _distributed() and planned:
             return _gather(state)
         return state
 

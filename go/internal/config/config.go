@@ -37,7 +37,13 @@ type Config struct {
 	// EqualSteps is equal_steps: "off", or "pad" / "drop", a planned run where every share gets the
 	// same number of samples per epoch and the resume state is valid across topologies (package plan).
 	EqualSteps string
+	// BucketPerStep is bucket_per_step: with batch_size, a planned run where at step k every share
+	// yields a batch of one bucket and one size (package plan, the aligned layout).
+	BucketPerStep bool
 }
+
+// Planned reports whether the run is planned (equal_steps or bucket_per_step).
+func (c *Config) Planned() bool { return c.EqualSteps != EqualStepsOff || c.BucketPerStep }
 
 // The values of equal_steps.
 const (
@@ -129,6 +135,7 @@ func readConfig(r *confread.Reader, top *confread.Object) *Config {
 	r.Boolean(top, "drop_last", &cfg.DropLast)
 	cfg.EqualSteps = EqualStepsOff
 	r.Str(top, "equal_steps", &cfg.EqualSteps, false)
+	r.Boolean(top, "bucket_per_step", &cfg.BucketPerStep)
 	switch cfg.EqualSteps {
 	case EqualStepsOff, EqualStepsPad, EqualStepsDrop:
 	default:
@@ -146,9 +153,8 @@ func readConfig(r *confread.Reader, top *confread.Object) *Config {
 		r.Fail("batch_size", "needs image_config.crop_and_resize: a batch stacks images of one bucket")
 	} else if !r.Failed() && cfg.BatchSize > 0 && cfg.Image.PreEncodeImages {
 		r.Fail("batch_size", "cannot stack encoded images (image_config.pre_encode_images)")
-	} else if !r.Failed() && cfg.BatchSize > 0 && cfg.EqualSteps != EqualStepsOff {
-		// Equal batch counts need every item's bucket before decoding (a header pass): not built yet.
-		r.Fail("equal_steps", "is not supported with batch_size yet: equal steps apply to samples")
+	} else if !r.Failed() && cfg.BucketPerStep && cfg.BatchSize == 0 {
+		r.Fail("bucket_per_step", "needs batch_size: it aligns the buckets of the ranks' batches")
 	}
 	return cfg
 }

@@ -38,9 +38,10 @@ func Order(n int, shuffle bool, seed int64, epoch int) []int32 {
 // Slots at Own and beyond are padding (items of its own share repeated); Excess items of the share
 // were left out by Drop.
 type Share struct {
-	Slots  []int32
-	Own    int // slots that are the share's own items, delivered once
-	Excess int // items dispatched to the share that Drop left out
+	Slots   []int32
+	Own     int     // slots that are the share's own items, delivered once
+	Excess  int     // items dispatched to the share that the plan left out (Drop, a bucket's remainder)
+	Batches []int32 // with batches: the lengths of the consecutive batches Slots makes
 }
 
 // Split dispatches the items of rem (catalog indices, in the epoch's order) over world shares with
@@ -94,9 +95,13 @@ type Gen struct {
 // Remaining is order without the items the generations did, in order's order: what the next
 // generation dispatches. A slot beyond a share's length is ignored (the caller validated the state).
 func Remaining(order []int32, hashes []uint64, n int, gens []Gen, policy Policy) []int32 {
+	return remaining(order, n, gens, func(rem []int32, world int) []Share { return Split(rem, hashes, world, policy) })
+}
+
+func remaining(order []int32, n int, gens []Gen, split func(rem []int32, world int) []Share) []int32 {
 	rem := order
 	for _, g := range gens {
-		shares := Split(rem, hashes, g.World, policy)
+		shares := split(rem, g.World)
 		done := make([]bool, n)
 		for _, d := range g.Done {
 			if d.Share < 0 || d.Share >= len(shares) {

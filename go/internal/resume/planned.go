@@ -193,6 +193,12 @@ func planDiff(got, want Plan) string {
 		return fmt.Sprintf("was taken with equal_steps %q, this configuration has %q", got.EqualSteps, want.EqualSteps)
 	case got.BatchSize != want.BatchSize:
 		return fmt.Sprintf("was taken with batch_size %d, this configuration has %d", got.BatchSize, want.BatchSize)
+	case got.BucketPerStep != want.BucketPerStep:
+		return fmt.Sprintf("was taken with bucket_per_step %v, this configuration has %v", got.BucketPerStep, want.BucketPerStep)
+	case got.DropLast != want.DropLast:
+		return fmt.Sprintf("was taken with drop_last %v, this configuration has %v", got.DropLast, want.DropLast)
+	case got.Buckets != want.Buckets:
+		return fmt.Sprintf("was taken with other image buckets (digest %s; now %s): image_config or the images changed", got.Buckets, want.Buckets)
 	}
 	return ""
 }

@@ -51,6 +51,10 @@ type Plan struct {
 	Shuffle    bool   `json:"shuffle"`
 	EqualSteps string `json:"equal_steps"`
 	BatchSize  int    `json:"batch_size"`
+	// With batch_size: the batch layout, and a digest of every item's bucket (image_config, the files).
+	BucketPerStep bool   `json:"bucket_per_step,omitempty"`
+	DropLast      bool   `json:"drop_last,omitempty"`
+	Buckets       string `json:"buckets,omitempty"`
 }
 
 // PriorEpoch is what earlier generations did in one epoch.

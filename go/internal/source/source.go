@@ -103,6 +103,12 @@ type Cataloged interface {
 	Shuffled() (bool, int64)
 }
 
+// Headed is implemented by sources that can read the beginning of an item cheaply (the image header
+// a planned run with batches reads to learn each item's bucket before decoding).
+type Headed interface {
+	Head(ctx context.Context, it Item, n int) ([]byte, error)
+}
+
 // EpochSeed derives the seed of an epoch from the configured one (splitmix64): epoch 0 keeps it.
 func EpochSeed(seed int64, epoch int) int64 {
 	if epoch == 0 {

@@ -209,6 +209,21 @@ func keyOf(path string) (dirKey, error) {
 	return dirKey{uint64(sys.Dev), uint64(sys.Ino)}, nil
 }
 
+// Head reads up to the first n bytes of it's file.
+func (f *Source) Head(_ context.Context, it source.Item, n int) ([]byte, error) {
+	file, err := os.Open(it.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	b := make([]byte, n)
+	k, err := io.ReadFull(file, b)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	return b[:k], err
+}
+
 // Fetch reads the file of it, refusing one larger than max_file_bytes before reading it.
 func (f *Source) Fetch(_ context.Context, it source.Item) (*source.Raw, error) {
 	file, err := os.Open(it.Path)
