@@ -457,3 +457,29 @@ def test_elastic_resume_with_batches(shapes_folder: tuple[Path, list[str]], mode
         else:
             assert sorted(seen) == files
             assert sum(seen.values()) - len(seen) == sum(st["padded"] for st in first_stats + second_stats)
+
+
+@pytest.mark.parametrize(("nproc", "workers"), [(2, 2), (3, 0), (4, 0)])
+def test_torchrun_one_bucket_per_step(
+    shapes_folder: tuple[Path, list[str]], tmp_path: Path, nproc: int, workers: int
+) -> None:
+    """Every rank records its batch shape at every step: equal across ranks, step after step, with the
+    DDP-style all-reduce completing; each sample at most once."""
+    root, files = shapes_folder
+    out = tmp_path / "aligned"
+    args = [
+        f"--root={root}",
+        f"--num-workers={workers}",
+        "--allreduce",
+        "--batch-size=8",
+        "--bucket-per-step",
+    ]
+    done = torchrun(nproc, out, *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = reports(out, nproc)
+    assert len({len(r["shapes"]) for r in got}) == 1
+    for k in range(len(got[0]["shapes"])):
+        assert len({tuple(r["shapes"][k]) for r in got}) == 1, f"step {k}: shapes differ across ranks"
+    ids = [i for r in got for step in r["steps"] for i in step]
+    assert len(ids) == len(set(ids)) and set(ids) <= set(files)
+    assert len(ids) >= len(files) - nproc * max(workers, 1) * len(SHAPES)

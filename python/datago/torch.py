@@ -196,6 +196,7 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         self._state_pid = os.getpid()  # the process that loaded _state
         self._client: datago.Client | None = None
         self._last_state: dict[str, Any] | None = None
+        self._last_stats: dict[str, Any] | None = None
         self._state_error: str | None = None
         # Set by a DataLoader worker that iterates; shared memory, so that the parent can tell that its
         # state_dict() would not describe what was delivered.
@@ -277,6 +278,7 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
                     self._client = None
                     try:
                         self._last_state = client.state_dict()
+                        self._last_stats = client.stats()
                     except datago.DatagoError as exc:  # keep the error that ended the iteration
                         self._state_error = str(exc)
             finally:
@@ -308,6 +310,14 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         if self._last_state is not None:
             return dict(self._last_state)
         return dict(self._state) if self._state is not None else {}
+
+    def stats(self) -> dict[str, Any]:
+        """This process's client's ``stats()`` (padding, excess, left_out of a planned run...): the running
+        iteration's, else the last one's; ``{}`` before any."""
+        client = self._client
+        if client is not None:
+            return client.stats()
+        return dict(self._last_stats) if self._last_stats is not None else {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from ``state`` (from :meth:`state_dict`) at the next ``__iter__``; ``{}`` means the

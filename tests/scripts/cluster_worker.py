@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--resume", default="", help="comma-separated state files")
     parser.add_argument("--stateful", action="store_true", help="torchdata's StatefulDataLoader")
     parser.add_argument("--timeout", type=float, default=60)
+    parser.add_argument("--batch-size", type=int, default=0, help="batches (crop_and_resize at 64 px)")
+    parser.add_argument("--bucket-per-step", action="store_true")
     args = parser.parse_args()
 
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=args.timeout))
@@ -65,6 +67,11 @@ def main() -> None:
     }
     if args.equal_steps:
         config["equal_steps"] = args.equal_steps
+    if args.batch_size:
+        config["batch_size"] = args.batch_size
+        config["image_config"] = {"crop_and_resize": True, "default_image_size": 64, "downsampling_ratio": 16}
+    if args.bucket_per_step:
+        config["bucket_per_step"] = True
 
     def loader(dataset: DatagoIterableDataset) -> Any:
         options: dict[str, Any] = {"batch_size": None, "num_workers": args.num_workers}
@@ -96,7 +103,7 @@ def main() -> None:
     else:
         dataset = DatagoIterableDataset(config)
         stops = sorted(int(k) for k in args.checkpoints.split(",") if k)
-        report["steps"], report["states"] = [], []
+        report["steps"], report["states"], report["shapes"] = [], [], []
         it = iter(loader(dataset))
         for stop in stops + [None]:
             while stop is None or len(report["steps"]) < stop:
@@ -105,6 +112,7 @@ def main() -> None:
                 except StopIteration:
                     break
                 report["steps"].append(item["ids"] if "ids" in item else [item["id"]])
+                report["shapes"].append(list(item["images"].shape) if "images" in item else None)
                 if args.allreduce:
                     total = torch.ones(1)
                     dist.all_reduce(total)
@@ -115,7 +123,6 @@ def main() -> None:
                     args.out.mkdir(parents=True, exist_ok=True)
                     path.write_text(json.dumps(state))
                 report["states"].append(str(path))
-        report["stats"] = None
     dist.barrier()
     dist.destroy_process_group()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -88,3 +88,38 @@ func TestResolveRefusesWhatCannotBelong(t *testing.T) {
 		t.Fatalf("v1 state in a planned run: %v", err)
 	}
 }
+
+// TestStateSizeAtAMillion: the state of a share at 1,000,000 samples per epoch is a prefix and the few
+// slots done out of order (the pipeline's in-flight window), not a list of ids: a few hundred bytes,
+// and after a topology change (8 shares -> 4) one entry per old share more.
+func TestStateSizeAtAMillion(t *testing.T) {
+	plan := Plan{Items: 1_000_000, Digest: "0123456789abcdef", Seed: 42, Shuffle: true, EqualSteps: "pad", BatchSize: 32, Buckets: "fedcba9876543210"}
+	var parts []State
+	for s := 0; s < 8; s++ {
+		tr := NewTracker(nil)
+		tr.Planned(plan, 8, s, nil)
+		for k := int64(0); k < 62_500; k++ {
+			tr.Mark(0, k)
+		}
+		for k := int64(62_501); k < 62_501+128; k += 2 { // 64 done out of order
+			tr.Mark(0, k)
+		}
+		parts = append(parts, tr.State())
+	}
+	one, _ := json.Marshal(parts[3])
+	all, _ := json.Marshal(State{Version: VersionPlanned, Parts: parts})
+	resumed, err := Resolve(&State{Version: VersionPlanned, Parts: parts}, plan, 4, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := NewTracker(resumed)
+	tr.Planned(plan, 4, 1, resumed.Prior)
+	for k := int64(0); k < 1000; k++ {
+		tr.Mark(0, k)
+	}
+	after, _ := json.Marshal(tr.State())
+	t.Logf("bytes: one share %d, 8 shares gathered %d, one share after 8 -> 4 %d", len(one), len(all), len(after))
+	if len(one) > 1200 || len(after) > 1200+8*1000 {
+		t.Fatalf("state too large: %d, %d bytes", len(one), len(after))
+	}
+}
