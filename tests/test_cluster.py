@@ -483,3 +483,13 @@ def test_torchrun_one_bucket_per_step(
     ids = [i for r in got for step in r["steps"] for i in step]
     assert len(ids) == len(set(ids)) and set(ids) <= set(files)
     assert len(ids) >= len(files) - nproc * max(workers, 1) * len(SHAPES)
+
+
+def test_sources_that_cannot_plan_are_refused(tmp_path: Path) -> None:
+    """A WebDataset source cannot count every rank's samples before reading the shards: refused."""
+    from support.shards import standard_shard, write_shard
+
+    shard = write_shard(tmp_path / "shard-0.tar", standard_shard(0, 4))
+    config = {"source_type": "webdataset", "source_config": {"url": str(shard)}, "equal_steps": "pad"}
+    with pytest.raises(datago.ConfigError, match="equal_steps: needs a source that lists every rank's items"):
+        datago.Client(config)
