@@ -279,6 +279,8 @@ def test_torchrun_hang_check_fails_without_equal_steps(
     root, _ = folder
     done = torchrun(3, tmp_path / "off", f"--root={root}", "--allreduce", "--equal-steps=off", "--timeout=10")
     assert done.returncode != 0
+    assert "Timed out waiting" in done.stderr, done.stderr[-3000:]  # gloo's collective timeout
+    assert "freed client handle" not in done.stderr, "closing at exit after the failure must be quiet"
 
 
 @pytest.mark.parametrize(
@@ -351,6 +353,17 @@ def test_stateful_dataloader_workers(folder: tuple[Path, list[str]], tmp_path: P
         assert len({len(r["checkpoints"][k]["before"]) + len(r["checkpoints"][k]["after"]) for r in got}) == 1
         seen = Counter(before + after)
         assert sorted(seen) == files, f"checkpoint {k}: a sample missing"
+    # num_workers 2 -> 0 on another world size: the workers' states, gathered from the loader states.
+    again = tmp_path / "again"
+    states = [c["state"] for c in got[0]["checkpoints"]]
+    done = torchrun(3, again, f"--root={root}", "--num-workers=0", "--resume=" + ",".join(states))
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = reports(again, 3)
+    for k in range(3):
+        before = [i for r in got for step in r["checkpoints"][k]["before"] for i in step]
+        after = [i for r in resumed for step in r["resumed"][k] for i in step]
+        assert len({len(r["resumed"][k]) for r in resumed}) == 1
+        assert sorted(Counter(before + after)) == files, f"2 x 2 -> 3 x 0, checkpoint {k}: a sample missing"
 
 
 # ------------------------------------------------------------------------------------------- batches

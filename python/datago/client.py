@@ -91,7 +91,9 @@ class Client:
         """Stop the pipeline and wait for its goroutines. Idempotent."""
         _lib.check_pid(self._pid, "this datago.Client")
         with self._lock:
-            if self._closed or self._stopped:
+            # The finalizer already freed the handle at interpreter exit (a generator that still held
+            # the client is finalised after it): nothing is left to stop.
+            if self._closed or self._stopped or not self._finalizer.alive:
                 return
             self._stopped = True
             _lib.client_stop(self._handle)
@@ -100,6 +102,9 @@ class Client:
     def close(self) -> None:
         """Stop the pipeline and release the client. Idempotent."""
         if self._closed:
+            return
+        if not self._finalizer.alive:  # freed by the finalizer at interpreter exit
+            self._closed = True
             return
         try:
             self.stop()

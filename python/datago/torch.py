@@ -40,6 +40,7 @@ __all__ = [
     "collate_samples",
     "distributed_rank",
     "sample_to_torch",
+    "state_from_loader",
 ]
 
 
@@ -138,6 +139,27 @@ def _gather(state: Mapping[str, Any]) -> dict[str, Any]:
         for part in item.get("parts", [item]) if item else []:
             parts.setdefault(json.dumps(part, sort_keys=True), part)
     return {"version": 2, "parts": list(parts.values())}
+
+
+def state_from_loader(loader_state: Mapping[str, Any]) -> dict[str, Any]:
+    """The planned states of every ``DatagoIterableDataset`` worker in a torchdata ``StatefulDataLoader``
+    state dict (``loader.state_dict()``), as one set that any topology resumes from
+    (``DatagoIterableDataset.load_state_dict``, e.g. with another ``num_workers``); under
+    ``torch.distributed`` a collective, gathering every rank's. A ``StatefulDataLoader`` resuming with
+    its own topology needs none of this: it gives each worker its own state back."""
+    found: list[Any] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key == "dataset_state" and isinstance(value, Mapping) and value.get("version") == 2:
+                    found.extend(value.get("parts", [value]))
+                else:
+                    walk(value)
+
+    walk(loader_state)
+    state = {"version": 2, "parts": found}
+    return _gather(state) if _distributed() else state
 
 
 def _config_dict(config: Mapping[str, Any] | str) -> dict[str, Any]:

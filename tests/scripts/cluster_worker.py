@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from datago.torch import DatagoIterableDataset
+from datago.torch import DatagoIterableDataset, state_from_loader
 
 
 def steps(loader: Any, allreduce: bool, stop: int | None = None) -> list[list[str]]:
@@ -96,10 +96,16 @@ def main() -> None:
             first = loader(DatagoIterableDataset(config))
             before = steps(first, args.allreduce, stop)
             state = first.state_dict()
+            # Every worker's state of every rank, for a resume on another topology (a collective).
+            path = args.out / f"state-{stop}.json"
+            parts = state_from_loader(state)
+            if rank == 0:
+                args.out.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(parts))
             second = loader(DatagoIterableDataset(config))
             second.load_state_dict(state)
             after = steps(second, args.allreduce)
-            report["checkpoints"].append({"before": before, "after": after})
+            report["checkpoints"].append({"before": before, "after": after, "state": str(path)})
     else:
         dataset = DatagoIterableDataset(config)
         stops = sorted(int(k) for k in args.checkpoints.split(",") if k)
