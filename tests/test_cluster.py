@@ -280,7 +280,6 @@ def test_torchrun_hang_check_fails_without_equal_steps(
     done = torchrun(3, tmp_path / "off", f"--root={root}", "--allreduce", "--equal-steps=off", "--timeout=10")
     assert done.returncode != 0
     assert "Timed out waiting" in done.stderr, done.stderr[-3000:]  # gloo's collective timeout
-    assert "freed client handle" not in done.stderr, "closing at exit after the failure must be quiet"
 
 
 @pytest.mark.parametrize(

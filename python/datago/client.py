@@ -91,9 +91,7 @@ class Client:
         """Stop the pipeline and wait for its goroutines. Idempotent."""
         _lib.check_pid(self._pid, "this datago.Client")
         with self._lock:
-            # The finalizer already freed the handle at interpreter exit (a generator that still held
-            # the client is finalised after it): nothing is left to stop.
-            if self._closed or self._stopped or not self._finalizer.alive:
+            if self._closed or self._stopped:
                 return
             self._stopped = True
             _lib.client_stop(self._handle)
@@ -102,9 +100,6 @@ class Client:
     def close(self) -> None:
         """Stop the pipeline and release the client. Idempotent."""
         if self._closed:
-            return
-        if not self._finalizer.alive:  # freed by the finalizer at interpreter exit
-            self._closed = True
             return
         try:
             self.stop()

@@ -179,7 +179,7 @@ def cluster_bench(base_spec: dict[str, Any], files: int, repeats: int, timeout: 
     world = 4
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in CLUSTER_MODES}
     for repeat in range(repeats):
-        for mode in CLUSTER_MODES:
+        for mode in list(CLUSTER_MODES) if repeat % 2 == 0 else list(CLUSTER_MODES)[::-1]:
             specs = [
                 {**base_spec, "loader": "cluster-rank", "mode": mode, "rank": r, "world": world}
                 for r in range(world)
