@@ -14,6 +14,9 @@ import (
 // checkPlanned checks a version 2 state: one share's state, or a set of them (Parts).
 func checkPlanned(st *State) *confread.Error {
 	if st.Parts == nil {
+		if st.Plan == nil && st.World == 0 {
+			return &confread.Error{Key: "resume_state.version", Msg: fmt.Sprintf("%d is a planned state's (equal_steps, bucket_per_step), but this state has no plan, world nor parts", VersionPlanned)}
+		}
 		return checkPart(st, "resume_state")
 	}
 	if st.Plan != nil || st.World != 0 || st.Prior != nil || st.Done != nil || st.Check != "" {
