@@ -31,6 +31,7 @@ ratio of the two datago-iterable medians); JSON in <cache>/bench_training.json.
   python tests/bench/bench_training.py                    # 2000 images, 3 repeats
   python tests/bench/bench_training.py --small 500 --repeats 3
   python tests/bench/bench_training.py --cluster              # 4 ranks: plain, equal steps, bucket per step
+  python tests/bench/bench_training.py --cluster --kind tiny  # the same over images of 10 aspect ratios
 """
 
 from __future__ import annotations
@@ -343,6 +344,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=None, help="cache directory (default .cache/bench)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per measured run")
     parser.add_argument("--cluster", action="store_true", help="the 4-rank bench (see above)")
+    parser.add_argument("--kind", default="small", help="corpus kind (corpus.py; tiny: many aspect ratios)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = set(args.loaders.split(",")) - set(LOADERS)
@@ -361,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     if probed.get("error") or probed.get("problem"):
         print(f"bench_training: datago unavailable: {probed.get('error') or probed.get('problem')}")
         return 1
-    params = corpus.Params(kind="small", count=args.small)
+    params = corpus.Params(kind=args.kind, count=args.small)
     directory = corpus.ensure_corpus(params, corpus.corpus_dir(params, cache))
     root = directory / "images"
     files = list_images(root)
