@@ -45,6 +45,8 @@ $(VENV)/.deps: pyproject.toml Makefile
 	# torch for tests/test_torch.py (datago.torch, torchrun): any build runs on the CPU; the package
 	# index's default one pulls CUDA libraries that stay unused.
 	$(PY) -m pip install -q torch
+	# torchdata: StatefulDataLoader, for tests/test_cluster.py (checkpointed DataLoader workers).
+	$(PY) -m pip install -q torchdata
 	# The package itself, from the source tree (the library is built into python/datago by make lib).
 	$(PY) -c 'import site, sys; open(site.getsitepackages()[0] + "/datago-src.pth", "w").write(sys.argv[1] + "\n")' $(CURDIR)/python
 	cd go && $(GO) mod download

@@ -33,6 +33,7 @@ type Client struct {
 	held     heldMarks // samples NextMany handed over, not yet delivered to the user
 	progress *resume.Tracker
 	faults   faults.Points
+	planned  *planned // equal_steps: the catalog and this share's plan
 
 	mu      sync.Mutex
 	state   lifecycle
@@ -90,8 +91,7 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 			}
 		}
 	}
-	c := &Client{cfg: cfg, src: src, opts: imaging.Options{MaxPixels: DefaultMaxPixels},
-		progress: resume.NewTracker(cfg.Resume), faults: faults.FromEnv()}
+	c := &Client{cfg: cfg, src: src, opts: imaging.Options{MaxPixels: DefaultMaxPixels}, faults: faults.FromEnv()}
 	if ic := cfg.Image; ic != nil {
 		c.opts = imaging.Options{
 			CropAndResize: ic.CropAndResize,
@@ -103,6 +103,23 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 			KeepAlpha:     ic.KeepAlpha,
 			MaxPixels:     ic.MaxPixels,
 		}
+	}
+	switch {
+	case cfg.Planned():
+		pl, st, err := newPlanned(c)
+		if err != nil {
+			return nil, err
+		}
+		c.planned, c.progress = pl, resume.NewTracker(st)
+		var prior []resume.PriorEpoch
+		if st != nil {
+			prior = st.Prior
+		}
+		c.progress.Planned(pl.info, pl.world, pl.share, prior)
+	case cfg.Resume != nil && cfg.Resume.Version != resume.Version:
+		return nil, &ConfigError{Key: "resume_state", Msg: "is a planned state (taken with equal_steps or bucket_per_step): this configuration has neither"}
+	default:
+		c.progress = resume.NewTracker(cfg.Resume)
 	}
 	return c, nil
 }

@@ -15,7 +15,8 @@ type bucketKey struct{ w, h, c int }
 // groups released samples by bucket into batches, and flushes an epoch's partial batches once
 // every item of the epoch has been released.
 type collector struct {
-	p *pipeline
+	p       *pipeline
+	ordered bool // release in listing order: deterministic, or planned batches (sent in plan order)
 
 	next      int64 // deterministic: the gseq to release next
 	held      map[int64]outcome
@@ -23,6 +24,7 @@ type collector struct {
 	released  map[int]int64        // per epoch
 	totals    map[int]int64
 	buckets   map[int]map[bucketKey][]*Sample // per epoch
+	planned   map[[2]int64][]*Sample          // planned batches being filled, by (epoch, batch)
 	inBuckets int64                           // samples waiting in partial batches
 }
 
@@ -37,6 +39,7 @@ func (k *collector) send(s *Sample) bool {
 func (p *pipeline) collect(in <-chan outcome, ends <-chan epochEnd) {
 	k := &collector{
 		p:        p,
+		ordered:  p.c.cfg.Deterministic || (p.c.planned != nil && p.c.cfg.BatchSize > 0),
 		held:     map[int64]outcome{},
 		ends:     map[int64][]epochEnd{},
 		released: map[int]int64{},
@@ -55,13 +58,13 @@ func (p *pipeline) collect(in <-chan outcome, ends <-chan epochEnd) {
 			}
 			clock := &p.c.stages.clock[stCollect]
 			clock.enter()
-			if p.c.cfg.Deterministic {
+			if k.ordered {
 				k.held[o.gseq] = o
 			} else if !k.release(o) {
 				clock.leave()
 				return
 			}
-			if p.c.cfg.Deterministic && !k.releaseInOrder() {
+			if k.ordered && !k.releaseInOrder() {
 				clock.leave()
 				return
 			}
@@ -72,13 +75,13 @@ func (p *pipeline) collect(in <-chan outcome, ends <-chan epochEnd) {
 				ends = nil
 				continue
 			}
-			if p.c.cfg.Deterministic {
+			if k.ordered {
 				k.ends[e.gseq] = append(k.ends[e.gseq], e)
 			} else if !k.end(e) {
 				return
 			}
 		}
-		if p.c.cfg.Deterministic && !k.releaseInOrder() {
+		if k.ordered && !k.releaseInOrder() {
 			return
 		}
 	}
@@ -119,7 +122,11 @@ func (k *collector) releaseInOrder() bool {
 // release handles one outcome in delivery order.
 func (k *collector) release(o outcome) bool {
 	k.released[o.epoch]++
-	if o.sample != nil && !k.add(o.sample) {
+	if o.sample != nil && o.batchLen > 0 { // a planned batch
+		if !k.addPlanned(o) {
+			return false
+		}
+	} else if o.sample != nil && !k.add(o.sample) {
 		return false
 	}
 	return k.maybeFlush(o.epoch)
@@ -177,6 +184,9 @@ func (k *collector) add(s *Sample) bool {
 // buckets were started, so that a deterministic run repeats its sequence of batches exactly.
 func (k *collector) flush(epoch int) bool {
 	c := k.p.c
+	if !k.flushPlanned(epoch) {
+		return false
+	}
 	byKey := k.buckets[epoch]
 	delete(k.buckets, epoch)
 	keys := make([]bucketKey, 0, len(byKey))
@@ -252,4 +262,13 @@ func (k *collector) discard() {
 	for _, byKey := range k.buckets {
 		freeBuckets(byKey)
 	}
+	freeBuckets(map[bucketKey][]*Sample{{}: flatten(k.planned)})
+}
+
+func flatten(m map[[2]int64][]*Sample) []*Sample {
+	var all []*Sample
+	for _, samples := range m {
+		all = append(all, samples...)
+	}
+	return all
 }

@@ -30,15 +30,63 @@ func (p *pipeline) decode(in <-chan fetchedItem, emit func(outcome) bool) {
 			o.sample = p.decodeOne(f)
 			p.c.stages.clock[stDecode].leave()
 		}
+		if o.sample != nil && f.batchLen > 0 && !p.inBucket(o.sample, f) {
+			o.sample.Free()
+			o.sample = nil
+		}
+		if o.sample == nil && p.c.planned != nil {
+			o.sample = p.substitute(f)
+		}
 		if o.sample == nil {
 			p.c.progress.Mark(f.epoch, f.seq) // a skipped item is done: it would be skipped again
 		} else {
-			o.sample.epoch, o.sample.seq = f.epoch, f.seq
+			o.sample.epoch, o.sample.seq, o.sample.pad = f.epoch, f.seq, f.pad
 		}
 		if !emit(o) {
 			return
 		}
 	}
+}
+
+// substitute makes, in a planned run, a sample for the slot of the bad item f from another of the
+// share's own items, so that every share still delivers the same number of samples.
+func (p *pipeline) substitute(f fetchedItem) *Sample {
+	for k := 1; k <= maxSubstitutes && p.ctx.Err() == nil; k++ {
+		it, ok := p.c.planned.substitute(f.epoch, f.seq, k)
+		if !ok {
+			return nil
+		}
+		g := fetchedItem{seqItem: seqItem{Item: it, epoch: f.epoch, seq: f.seq, gseq: f.gseq}, raw: p.fetchOne(it)}
+		if g.raw == nil {
+			continue
+		}
+		if s := p.decodeOne(g); s != nil {
+			if f.batchLen > 0 && !p.inBucket(s, g) {
+				s.Free()
+				continue
+			}
+			p.c.stat.subst.Add(1)
+			return s
+		}
+	}
+	return nil
+}
+
+// inBucket checks that a sample of a planned batch came out in the bucket its header gave (they
+// agree unless the file changed since the header pass); one that did not is skipped.
+func (p *pipeline) inBucket(s *Sample, f fetchedItem) bool {
+	b := p.c.planned.bucketOf(f.epoch, f.seq)
+	if s.Image == nil || b < 0 || int(b) >= len(p.c.opts.Buckets) {
+		p.c.stat.skip(f.ID, ReasonNoBatch, fmt.Errorf("a sample without a main image cannot join a batch"))
+		return false
+	}
+	want := p.c.opts.Buckets[b]
+	if s.Image.Width != want.Width || s.Image.Height != want.Height {
+		p.c.stat.skip(f.ID, ReasonInternal, fmt.Errorf("decoded as %dx%d, but its header gave the %dx%d bucket (did the file change?)",
+			s.Image.Width, s.Image.Height, want.Width, want.Height))
+		return false
+	}
+	return true
 }
 
 // decodeOne processes one fetched item; a failure, a panic included, is counted and reported.

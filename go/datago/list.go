@@ -7,6 +7,10 @@ import "github.com/datago-dev/datago/internal/source"
 // epoch's last item.
 func (p *pipeline) list(items chan<- seqItem, ends chan<- epochEnd) {
 	c, ctx := p.c, p.ctx
+	if c.planned != nil {
+		p.listPlanned(items, ends)
+		return
+	}
 	var gseq int64
 	for epoch := c.progress.State().Epoch; c.cfg.Epochs == 0 || epoch < c.cfg.Epochs; epoch++ {
 		if es, ok := c.src.(source.Epochs); ok {

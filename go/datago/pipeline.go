@@ -40,6 +40,9 @@ type seqItem struct {
 	epoch int
 	seq   int64
 	gseq  int64
+	pad   bool // a padding slot of a planned run
+	// batch is the slot's batch in a planned run with batches, of batchLen samples (0: none).
+	batch, batchLen int32
 }
 
 // fetchedItem is an item with its bytes, or with raw nil when fetching failed (already reported).

@@ -12,6 +12,22 @@ type delivery interface {
 	Free()
 	size() int64            // samples it holds, counted against the limit
 	done(p *resume.Tracker) // marks its samples delivered in the resume state
+	padding() int64         // how many of its samples are padding (equal_steps pad)
+}
+
+func (s *Sample) padding() int64 {
+	if s.pad {
+		return 1
+	}
+	return 0
+}
+
+func (b *Batch) padding() int64 {
+	var n int64
+	for _, s := range b.Samples {
+		n += s.padding()
+	}
+	return n
 }
 
 func (s *Sample) size() int64            { return 1 }
@@ -88,6 +104,7 @@ func receive[T delivery](c *Client, ch chan T, timeout time.Duration, mark bool)
 	if mark {
 		v.done(c.progress)
 	}
+	c.stat.padded.Add(v.padding())
 	c.stages.clock[stConsumer].state.Add(count << 32)
 	if limit > 0 && n >= limit {
 		c.mu.Lock()

@@ -21,6 +21,7 @@ type Sample struct {
 
 	epoch int   // the epoch and position in the epoch's listing, for the resume state
 	seq   int64 // (and for Catalog.Get, the position in the request)
+	pad   bool  // equal_steps pad: a padding slot (a repeat), counted in Stats.Padded when delivered
 }
 
 // SampleItem is a named extra of a sample: a mask or an additional image (Image, in C memory) or

@@ -28,6 +28,10 @@ type Stats struct {
 	Batches        int64                  `json:"batches"`        // with batch_size: batches served (their samples count in served)
 	DroppedLast    int64                  `json:"dropped_last"`   // with drop_last: samples of partial batches dropped
 	BatchHeldMax   int64                  `json:"batch_held_max"` // most samples ever waiting in partial batches
+	Padded         int64                  `json:"padded"`         // equal_steps pad: padding samples delivered (repeats of the share's own items)
+	Excess         int64                  `json:"excess"`         // equal_steps drop: items of this share left out of their epoch
+	Substituted    int64                  `json:"substituted"`    // planned runs: bad items replaced by another of the share's own
+	LeftOut        float64                `json:"left_out"`       // planned runs: excess over the items the plans dispatched to this share
 	Epoch          int                    `json:"epoch"`          // the first epoch not yet complete
 	ElapsedS       float64                `json:"elapsed_s"`
 	Goroutines     int                    `json:"goroutines"`     // the whole process's, every client together: for leak checks
@@ -41,6 +45,8 @@ type counters struct {
 	listed, served, bytesRead atomic.Int64
 	batches, droppedLast      atomic.Int64
 	batchHeldMax              atomic.Int64
+	padded, excess, subst     atomic.Int64
+	planned                   atomic.Int64 // items dispatched to this share by the plans of its epochs
 	abandoned                 atomic.Int64
 	started                   atomic.Int64 // unix nanoseconds
 
@@ -86,9 +92,15 @@ func (c *counters) snapshot() Stats {
 		Batches:      c.batches.Load(),
 		DroppedLast:  c.droppedLast.Load(),
 		BatchHeldMax: c.batchHeldMax.Load(),
+		Padded:       c.padded.Load(),
+		Excess:       c.excess.Load(),
+		Substituted:  c.subst.Load(),
 		Abandoned:    c.abandoned.Load(),
 		Skipped:      map[string]int64{},
 		Goroutines:   runtime.NumGoroutine(),
+	}
+	if n := c.planned.Load(); n > 0 {
+		s.LeftOut = float64(s.Excess) / float64(n)
 	}
 	if t := c.started.Load(); t != 0 {
 		s.ElapsedS = time.Since(time.Unix(0, t)).Seconds()

@@ -40,6 +40,7 @@ __all__ = [
     "collate_samples",
     "distributed_rank",
     "sample_to_torch",
+    "state_from_loader",
 ]
 
 
@@ -114,6 +115,53 @@ def distributed_rank() -> tuple[int, int] | None:
     return pair
 
 
+def _distributed() -> bool:
+    """Whether torch.distributed is initialised (in this process)."""
+    import torch.distributed as dist
+
+    return bool(dist.is_available() and dist.is_initialized())
+
+
+def _plannable(config: Mapping[str, Any]) -> bool:
+    """Whether equal_steps can apply to ``config``: a filesystem source (the others cannot count every
+    rank's items ahead)."""
+    return str(config.get("source_type", "")).lower() in ("filesystem", "file")
+
+
+def _gather(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Every rank's planned state (a collective call): a set of parts any topology can resume from."""
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, dict(state))
+    parts: dict[str, Any] = {}  # by their JSON text: a set loaded on every rank and not iterated yet
+    for item in gathered:
+        for part in item.get("parts", [item]) if item else []:
+            parts.setdefault(json.dumps(part, sort_keys=True), part)
+    return {"version": 2, "parts": list(parts.values())}
+
+
+def state_from_loader(loader_state: Mapping[str, Any]) -> dict[str, Any]:
+    """The planned states of every ``DatagoIterableDataset`` worker in a torchdata ``StatefulDataLoader``
+    state dict (``loader.state_dict()``), as one set that any topology resumes from
+    (``DatagoIterableDataset.load_state_dict``, e.g. with another ``num_workers``); under
+    ``torch.distributed`` a collective, gathering every rank's. A ``StatefulDataLoader`` resuming with
+    its own topology needs none of this: it gives each worker its own state back."""
+    found: list[Any] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key == "dataset_state" and isinstance(value, Mapping) and value.get("version") == 2:
+                    found.extend(value.get("parts", [value]))
+                else:
+                    walk(value)
+
+    walk(loader_state)
+    state = {"version": 2, "parts": found}
+    return _gather(state) if _distributed() else state
+
+
 def _config_dict(config: Mapping[str, Any] | str) -> dict[str, Any]:
     """A private deep copy of ``config`` (a dict or its JSON text), with its source_config."""
     parsed = _config.to_dict(config)
@@ -140,12 +188,21 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
     ``rank * num_workers + worker_id``: the (rank, worker) pairs together see every sample once.
     ``limit``, ``batch_size`` and ``drop_last`` then apply per worker.
 
+    Equal steps: under ``torch.distributed`` (initialised, any world size), a filesystem configuration
+    without ``equal_steps`` gets ``equal_steps: "pad"``, so that every rank yields the same number of
+    samples per epoch (README "Cluster training"); set ``"off"`` to keep the plain per-rank split.
+
     Resuming: with ``num_workers=0``, :meth:`state_dict` is the running client's state (the samples or
     batches yielded so far; after a complete pass, the final state), and after :meth:`load_state_dict`
     (or ``state=``) the next ``__iter__`` resumes from it, so the samples before and after are exactly
-    the pass's. Each ``__iter__`` without a state loaded starts from the beginning. With
-    ``num_workers > 0`` the workers' clients live in other processes: :meth:`state_dict` then raises
-    ``RuntimeError``, and so does iterating in workers with a state loaded.
+    the pass's. Each ``__iter__`` without a state loaded starts from the beginning. With ``equal_steps``
+    under ``torch.distributed``, :meth:`state_dict` is a collective: every rank calls it (as
+    ``torch.distributed.checkpoint`` does) and gets the states of all the ranks, which any topology
+    (another world size, another ``num_workers``) can resume from. In a ``DataLoader`` worker,
+    :meth:`state_dict` is that worker's state, which is what
+    ``torchdata.stateful_dataloader.StatefulDataLoader`` saves and gives back to each worker. With a
+    plain ``DataLoader(num_workers > 0)`` the main process cannot see the workers' clients:
+    :meth:`state_dict` then raises ``RuntimeError``.
     """
 
     def __init__(
@@ -158,20 +215,24 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         self.config = _config_dict(config)
         self.channels_first = channels_first
         self._state: dict[str, Any] | None = dict(state) if state is not None else None
+        self._state_pid = os.getpid()  # the process that loaded _state
         self._client: datago.Client | None = None
         self._last_state: dict[str, Any] | None = None
+        self._last_stats: dict[str, Any] | None = None
         self._state_error: str | None = None
         # Set by a DataLoader worker that iterates; shared memory, so that the parent can tell that its
         # state_dict() would not describe what was delivered.
         self._worker_flag: Any = multiprocessing.sharedctypes.RawValue("b", 0)
         # (rank, world_size) found in the parent when this object is pickled for a spawned worker, where
-        # torch.distributed is not initialised.
+        # torch.distributed is not initialised, and whether it was.
         self._parent_rank: tuple[int, int] | None = None
+        self._parent_dist = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_client"] = None
         state["_parent_rank"] = distributed_rank()
+        state["_parent_dist"] = _distributed()
         # Shared ctypes may only travel to a process being started (a DataLoader worker); a plain pickle
         # or deepcopy gets its own flag.
         if multiprocessing.context.get_spawning_popen() is None:
@@ -200,15 +261,22 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         """The configuration of the client ``__iter__`` creates in this process."""
         config = json.loads(json.dumps(self.config))
         config["source_config"]["rank"], config["source_config"]["world_size"] = self.shard()
+        distributed = _distributed() or (get_worker_info() is not None and self._parent_dist)
+        if "equal_steps" not in config and distributed and _plannable(config):
+            config["equal_steps"] = "pad"  # DDP needs the same number of steps on every rank
         return config
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         if info is not None:
-            if self._state is not None:
+            # A worker may resume from its own state (StatefulDataLoader loads it in the worker), or from
+            # a planned state, from which every share finds its own part; a plain state loaded in the
+            # main process is one client's and cannot be every worker's.
+            planned = self._state is not None and self._state.get("version") == 2
+            if self._state is not None and not planned and self._state_pid != os.getpid():
                 raise RuntimeError(
-                    "DatagoIterableDataset: resuming from a state is only supported with num_workers=0 "
-                    "(each DataLoader worker runs its own client)"
+                    "DatagoIterableDataset: a state taken without equal_steps resumes with num_workers=0 "
+                    "(or through torchdata's StatefulDataLoader, which gives each worker its own state)"
                 )
             self._worker_flag.value = 1
         else:
@@ -232,6 +300,7 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
                     self._client = None
                     try:
                         self._last_state = client.state_dict()
+                        self._last_stats = client.stats()
                     except datago.DatagoError as exc:  # keep the error that ended the iteration
                         self._state_error = str(exc)
             finally:
@@ -239,15 +308,23 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
 
     def state_dict(self) -> dict[str, Any]:
         """The resume state of this process's iteration (see the class docstring); before any, the
-        state loaded (or ``{}``, meaning the beginning). Raises RuntimeError when DataLoader workers
-        did the iterating."""
-        if get_worker_info() is not None:
-            raise RuntimeError("DatagoIterableDataset.state_dict() cannot be called in a DataLoader worker")
-        if self._worker_flag.value:
+        state loaded (or ``{}``, meaning the beginning). Under ``torch.distributed``, a planned state
+        (``equal_steps``) is gathered from every rank: ``{"version": 2, "parts": [...]}``, the same on
+        every rank. Raises RuntimeError when plain DataLoader workers did the iterating."""
+        if get_worker_info() is None and self._worker_flag.value:
             raise RuntimeError(
-                "DatagoIterableDataset.state_dict() is only supported with DataLoader(num_workers=0): "
-                "this dataset was iterated in worker processes, whose clients the main process cannot see"
+                "DatagoIterableDataset.state_dict() is only supported with DataLoader(num_workers=0) or "
+                "torchdata's StatefulDataLoader: this dataset was iterated in worker processes, whose "
+                "clients the main process cannot see"
             )
+        state = self._own_state()
+        # Every rank takes the same decision (from the configuration), so that all join the collective.
+        planned = self.client_config().get("equal_steps", "off") != "off"
+        if get_worker_info() is None and _distributed() and planned:
+            return _gather(state)
+        return state
+
+    def _own_state(self) -> dict[str, Any]:
         if self._state_error is not None:
             raise RuntimeError(f"the last iteration failed, it left no resume state: {self._state_error}")
         if self._client is not None:
@@ -256,10 +333,19 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
             return dict(self._last_state)
         return dict(self._state) if self._state is not None else {}
 
+    def stats(self) -> dict[str, Any]:
+        """This process's client's ``stats()`` (padding, excess, left_out of a planned run...): the running
+        iteration's, else the last one's; ``{}`` before any."""
+        client = self._client
+        if client is not None:
+            return client.stats()
+        return dict(self._last_stats) if self._last_stats is not None else {}
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume from ``state`` (from :meth:`state_dict`) at the next ``__iter__``; ``{}`` means the
         beginning."""
         self._state = dict(state) if state else None
+        self._state_pid = os.getpid()
         self._last_state, self._state_error = None, None
 
 

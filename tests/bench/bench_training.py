@@ -19,11 +19,19 @@ batch in hand (startup included, interpreter and imports excluded); the consumer
 image. Every run must deliver every image once (checked). Also measured for each run: how many cores other
 processes kept busy meanwhile (bench.LoadMeter), to spot disturbed runs.
 
+``--cluster``: instead, 4 ranks on this machine (4 processes at once, each a DatagoIterableDataset with
+concurrency 1, batch_size 32, rank r of 4 in its config), in three modes: the plain per-rank split,
+``equal_steps: "pad"`` and ``bucket_per_step``. Per mode: the slowest rank's images/s (against the plain
+mode's: the target is >= 0.9x), the steps per rank, the fraction of samples left out, and the resume state's
+size (JSON bytes per rank, mid-epoch).
+
 Results: a Markdown table on stdout (ratios against torch-pil, and the cost of ``deterministic`` as the
 ratio of the two datago-iterable medians); JSON in <cache>/bench_training.json.
 
   python tests/bench/bench_training.py                    # 2000 images, 3 repeats
   python tests/bench/bench_training.py --small 500 --repeats 3
+  python tests/bench/bench_training.py --cluster              # 4 ranks: plain, equal steps, bucket per step
+  python tests/bench/bench_training.py --cluster --kind tiny  # the same over images of 10 aspect ratios
 """
 
 from __future__ import annotations
@@ -74,6 +82,8 @@ def run_loader(spec: dict[str, Any]) -> dict[str, Any]:
     from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
     loader_name = spec["loader"]
+    if loader_name == "cluster-rank":
+        return run_rank(spec)
     seen: list[str] = []
     touched = 0
     started = time.perf_counter()
@@ -126,6 +136,100 @@ def run_loader(spec: dict[str, Any]) -> dict[str, Any]:
         "ids_ok": sorted(seen) == expected,
         "torch": torch.__version__,
     }
+
+
+CLUSTER_MODES = {
+    "plain": {},
+    "equal-steps": {"equal_steps": "pad"},
+    "bucket-per-step": {"bucket_per_step": True},
+}
+
+
+def run_rank(spec: dict[str, Any]) -> dict[str, Any]:
+    """One rank of the cluster bench: its images/s, steps, left-out fraction and state sizes."""
+    from torch.utils.data import DataLoader
+
+    from datago.torch import DatagoIterableDataset
+
+    config = _datago_config(spec, batch_size=spec["batch_size"], **CLUSTER_MODES[spec["mode"]])
+    config["source_config"].update(rank=spec["rank"], world_size=spec["world"], random_sampling=True, seed=1)
+    started = time.perf_counter()
+    dataset = DatagoIterableDataset(config)
+    steps, images, state_bytes, shapes = 0, 0, 0, []
+    for batch in DataLoader(dataset, batch_size=None, num_workers=0):
+        steps += 1
+        images += batch["images"].shape[0]
+        shapes.append(list(batch["images"].shape))
+        if steps == 10:
+            state_bytes = len(json.dumps(dataset.state_dict()))
+    seconds = time.perf_counter() - started
+    stats = dataset.stats()
+    return {
+        "images": images,
+        "seconds": seconds,
+        "steps": steps,
+        "shapes": shapes,
+        "state_bytes_mid": state_bytes,
+        "left_out": stats.get("left_out", 0.0),
+        "excess": stats.get("excess", 0),
+    }
+
+
+def cluster_bench(base_spec: dict[str, Any], files: int, repeats: int, timeout: float) -> int:
+    """--cluster: 4 ranks at once per mode; the slowest rank sets the pace of a synchronous job."""
+    world = 4
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in CLUSTER_MODES}
+    for repeat in range(repeats):
+        for mode in list(CLUSTER_MODES) if repeat % 2 == 0 else list(CLUSTER_MODES)[::-1]:
+            specs = [
+                {**base_spec, "loader": "cluster-rank", "mode": mode, "rank": r, "world": world}
+                for r in range(world)
+            ]
+            commands = [
+                [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(s)] for s in specs
+            ]
+            procs = [
+                subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for c in commands
+            ]
+            ranks = []
+            for proc in procs:
+                out, err = proc.communicate(timeout=timeout)
+                lines = [x for x in out.splitlines() if x.startswith(RESULT_MARKER)]
+                ranks.append(json.loads(lines[-1][len(RESULT_MARKER) :]) if lines else {"error": err[-500:]})
+            if any("error" in r for r in ranks):
+                print(f"  run {repeat + 1} {mode}: {[r.get('error') for r in ranks]}")
+                return 1
+            slowest = min(r["images"] / r["seconds"] for r in ranks)
+            aligned = all(
+                len({tuple(r["shapes"][k]) for r in ranks}) == 1 for k in range(len(ranks[0]["shapes"]))
+            )
+            row = {
+                "slowest": slowest,
+                "steps": [r["steps"] for r in ranks],
+                "aligned": aligned and len({r["steps"] for r in ranks}) == 1,
+                "left_out": sum(r["excess"] for r in ranks) / files,
+                "state_bytes_mid": max(r["state_bytes_mid"] for r in ranks),
+            }
+            results[mode].append(row)
+            print(
+                f"  run {repeat + 1} {mode:16s} slowest rank {slowest:7.1f} img/s  steps {row['steps']}",
+                flush=True,
+            )
+    plain = statistics.median(r["slowest"] for r in results["plain"])
+    print()
+    print(
+        "| mode | slowest rank img/s | vs plain | steps per rank | same shape every step | left out "
+        "| state bytes/rank |"
+    )
+    print("| --- | ---: | ---: | --- | --- | ---: | ---: |")
+    for mode, rows in results.items():
+        rate = statistics.median(r["slowest"] for r in rows)
+        print(
+            f"| {mode} | {rate:.1f} | {rate / plain:.2f}x | {rows[-1]['steps']} | {rows[-1]['aligned']} "
+            f"| {100 * rows[-1]['left_out']:.2f}% | {rows[-1]['state_bytes_mid']} |"
+        )
+    return 0
 
 
 def child_main(spec_json: str) -> int:
@@ -239,6 +343,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--loaders", default=",".join(LOADERS), help="comma-separated subset")
     parser.add_argument("--cache", type=Path, default=None, help="cache directory (default .cache/bench)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed per measured run")
+    parser.add_argument("--cluster", action="store_true", help="the 4-rank bench (see above)")
+    parser.add_argument("--kind", default="small", help="corpus kind (corpus.py; tiny: many aspect ratios)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = set(args.loaders.split(",")) - set(LOADERS)
@@ -257,13 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     if probed.get("error") or probed.get("problem"):
         print(f"bench_training: datago unavailable: {probed.get('error') or probed.get('problem')}")
         return 1
-    params = corpus.Params(kind="small", count=args.small)
+    params = corpus.Params(kind=args.kind, count=args.small)
     directory = corpus.ensure_corpus(params, corpus.corpus_dir(params, cache))
     root = directory / "images"
     files = list_images(root)
     size, seconds = warm_page_cache(files)
     print(f"corpus {root}: {len(files)} files, {size / 1e6:.1f} MB read in {seconds:.2f} s (page cache warm)")
     loaders = [name for name in LOADERS if name in args.loaders.split(",")]
+    if args.cluster:
+        spec = {"root": str(root), "batch_size": args.batch_size, "concurrency": 1}
+        return cluster_bench(spec, len(files), args.repeats, args.timeout)
     base_spec = {
         "root": str(root),
         "buckets": probed["buckets"],

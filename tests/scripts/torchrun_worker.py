@@ -40,6 +40,7 @@ def main() -> None:
         "source_config": {"root_path": args.root},  # no rank, no world_size
         "image_config": {"crop_and_resize": True, "default_image_size": 64, "downsampling_ratio": 16},
         "concurrency": 1,  # 2 ranks x 2 workers on 2 cores
+        "equal_steps": "off",  # the plain hash split, exactly once (tests/test_cluster.py covers the others)
     }
     dataset = DatagoIterableDataset(config)
     report: dict[str, Any] = {"rank": rank, "shard": list(dataset.shard()), "runs": {}}

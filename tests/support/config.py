@@ -18,6 +18,7 @@ TOP_LEVEL_KEYS = frozenset(
         "batch_size",
         "drop_last",
         "resume_state",
+        "equal_steps",
     }
 )
 

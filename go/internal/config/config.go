@@ -39,7 +39,23 @@ type Config struct {
 	BatchSize     int // 0: samples, not batches
 	DropLast      bool
 	Resume        *resume.State
+	// EqualSteps is equal_steps: "off", or "pad" / "drop", a planned run where every share gets the
+	// same number of samples per epoch and the resume state is valid across topologies (package plan).
+	EqualSteps string
+	// BucketPerStep is bucket_per_step: with batch_size, a planned run where at step k every share
+	// yields a batch of one bucket and one size (package plan, the aligned layout).
+	BucketPerStep bool
 }
+
+// Planned reports whether the run is planned (equal_steps or bucket_per_step).
+func (c *Config) Planned() bool { return c.EqualSteps != EqualStepsOff || c.BucketPerStep }
+
+// The values of equal_steps.
+const (
+	EqualStepsOff  = "off"
+	EqualStepsPad  = "pad"
+	EqualStepsDrop = "drop"
+)
 
 // ImageConfig controls the processing applied to every image.
 type ImageConfig struct {
@@ -151,6 +167,16 @@ func readConfig(r *confread.Reader, top *confread.Object) *Config {
 	r.Boolean(top, "deterministic", &cfg.Deterministic)
 	r.IntegerIn(top, "batch_size", &cfg.BatchSize, 0, MaxBufferSize)
 	r.Boolean(top, "drop_last", &cfg.DropLast)
+	cfg.EqualSteps = EqualStepsOff
+	r.Str(top, "equal_steps", &cfg.EqualSteps, false)
+	r.Boolean(top, "bucket_per_step", &cfg.BucketPerStep)
+	switch cfg.EqualSteps {
+	case EqualStepsOff, EqualStepsPad, EqualStepsDrop:
+	default:
+		if !r.Failed() {
+			r.Fail("equal_steps", fmt.Sprintf("must be %q, %q or %q, got %q", EqualStepsOff, EqualStepsPad, EqualStepsDrop, cfg.EqualSteps))
+		}
+	}
 	if o := r.Obj(top, "resume_state", false); o != nil && !r.Failed() {
 		var err *confread.Error
 		cfg.Resume, err = resume.Parse(o.Map())
@@ -164,6 +190,8 @@ func readConfig(r *confread.Reader, top *confread.Object) *Config {
 		r.Fail("batch_size", "needs image_config.crop_and_resize: a batch stacks images of one bucket")
 	} else if !r.Failed() && cfg.BatchSize > 0 && cfg.Image.PreEncodeImages {
 		r.Fail("batch_size", "cannot stack encoded images (image_config.pre_encode_images)")
+	} else if !r.Failed() && cfg.BucketPerStep && cfg.BatchSize == 0 {
+		r.Fail("bucket_per_step", "needs batch_size: it aligns the buckets of the ranks' batches")
 	}
 	return cfg
 }

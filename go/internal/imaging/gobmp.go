@@ -28,24 +28,31 @@ func goFormat(data []byte) string {
 	return ""
 }
 
+// goHeader is Header for GIF and BMP.
+func goHeader(data []byte, format string) (width, height int, err error) {
+	var cfg image.Config
+	if format == "gif" {
+		cfg, err = gif.DecodeConfig(bytes.NewReader(data))
+	} else {
+		cfg, err = bmp.DecodeConfig(bytes.NewReader(data))
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %s: %v", ErrDecode, format, err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return 0, 0, fmt.Errorf("%w: %s image is %dx%d", ErrDecode, format, cfg.Width, cfg.Height)
+	}
+	return cfg.Width, cfg.Height, nil
+}
+
 // transcode decodes a GIF or BMP and re-encodes it as PNG. An image with more than maxPixels
 // pixels (when > 0) is refused with ErrTooLarge from its header, before any pixel is allocated.
 func transcode(data []byte, format string, maxPixels int64) ([]byte, error) {
-	r := bytes.NewReader(data)
-	var cfg image.Config
-	var err error
-	if format == "gif" {
-		cfg, err = gif.DecodeConfig(r)
-	} else {
-		cfg, err = bmp.DecodeConfig(r)
-	}
+	width, height, err := goHeader(data, format)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrDecode, format, err)
+		return nil, err
 	}
-	w, h := int64(cfg.Width), int64(cfg.Height)
-	if w <= 0 || h <= 0 {
-		return nil, fmt.Errorf("%w: %s image is %dx%d", ErrDecode, format, w, h)
-	}
+	w, h := int64(width), int64(height)
 	if maxPixels > 0 && w*h > maxPixels {
 		return nil, fmt.Errorf("%w: %dx%d is %d pixels, more than the limit of %d", ErrTooLarge, w, h, w*h, maxPixels)
 	}
@@ -56,7 +63,7 @@ func transcode(data []byte, format string, maxPixels int64) ([]byte, error) {
 			return nil, fmt.Errorf("%w: bmp: truncated (%d bytes for a %dx%d image)", ErrDecode, len(data), w, h)
 		}
 	}
-	r.Reset(data)
+	r := bytes.NewReader(data)
 	var img image.Image
 	if format == "gif" {
 		img, err = gif.Decode(r) // the first frame

@@ -216,3 +216,36 @@ func Stack(images []*Image) (*Image, error) {
 	}
 	return out, nil
 }
+
+// Header reads the size of an encoded image after its EXIF orientation, without decoding it: the
+// size Process picks the bucket from. data may be the file's beginning only; a header that lies
+// beyond it is an error (read more).
+func Header(data []byte) (width, height int, err error) {
+	if len(data) == 0 {
+		return 0, 0, ErrEmpty
+	}
+	if err := Init(); err != nil {
+		return 0, 0, err
+	}
+	if f := goFormat(data); f != "" { // GIF and BMP carry no orientation: their header is their size
+		return goHeader(data, f)
+	}
+	forkGate.RLock()
+	defer forkGate.RUnlock()
+	errGate.RLock()
+	h, err := readHeader(data, true, false)
+	errGate.RUnlock()
+	if errors.Is(err, errPending) { // as in Process: again, alone, for its own message
+		errGate.Lock()
+		clearVipsError()
+		h, err = readHeader(data, true, true)
+		errGate.Unlock()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %w", ErrDecode, err)
+	}
+	if h.width <= 0 || h.height <= 0 {
+		return 0, 0, fmt.Errorf("%w: image is %dx%d", ErrDecode, h.width, h.height)
+	}
+	return h.width, h.height, nil
+}

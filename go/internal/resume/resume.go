@@ -13,14 +13,23 @@ import (
 	"github.com/datago-dev/datago/internal/confread"
 )
 
-// Version is the version of the resume state format.
-const Version = 1
+// Version is the version of the resume state format; VersionPlanned that of a planned state
+// (equal_steps: one share's progress, valid across topologies).
+const (
+	Version        = 1
+	VersionPlanned = 2
+)
 
 // State is what a client has done, enough to resume so that the samples delivered before and
 // after together are exactly each epoch's samples. Items are numbered per epoch in listing order
 // (seq); an item is done once it was delivered, or skipped as bad (it would be skipped again).
 // Items in flight when the state was taken (queued, in a partial batch) are not done: the resumed
 // client makes them again.
+//
+// A planned state (VersionPlanned) numbers the slots of one share's sequence instead (package plan):
+// it names the plan it belongs to, the topology (World shares, this is Share), and Prior, what the
+// generations before this topology did in the epochs still under way. Parts is a set of such states,
+// one per share (datago.torch gathers them); a client picks or merges the ones it needs (Resolve).
 type State struct {
 	Version int          `json:"version"`
 	Epoch   int          `json:"epoch"` // every epoch before it is complete
@@ -28,6 +37,47 @@ type State struct {
 	// Seed is the shuffle seed the state was taken with (random_sampling / shuffle), so that a
 	// config without a seed resumes in the same order; nil when the source does not shuffle.
 	Seed *int64 `json:"seed,omitempty"`
+
+	Plan  *Plan        `json:"plan,omitempty"`
+	World int          `json:"world,omitempty"`
+	Share int          `json:"share,omitempty"`
+	Prior []PriorEpoch `json:"prior,omitempty"`
+	Check string       `json:"check,omitempty"` // a digest of the rest: an edited state is refused
+	Parts []State      `json:"parts,omitempty"`
+}
+
+// Plan is what a planned state must agree on with the configuration that resumes it.
+type Plan struct {
+	Items      int    `json:"items"`  // catalog size
+	Digest     string `json:"digest"` // of the catalog's keys (plan.Digest)
+	Seed       int64  `json:"seed"`
+	Shuffle    bool   `json:"shuffle"`
+	EqualSteps string `json:"equal_steps"`
+	BatchSize  int    `json:"batch_size"`
+	// With batch_size: the batch layout, and a digest of every item's bucket (image_config, the files).
+	BucketPerStep bool   `json:"bucket_per_step,omitempty"`
+	DropLast      bool   `json:"drop_last,omitempty"`
+	Buckets       string `json:"buckets,omitempty"`
+}
+
+// PriorEpoch is what earlier generations did in one epoch.
+type PriorEpoch struct {
+	Epoch int        `json:"epoch"`
+	Gens  []PriorGen `json:"gens"`
+}
+
+// PriorGen is one earlier generation: its world size and what each of its shares did.
+type PriorGen struct {
+	World int         `json:"world"`
+	Done  []ShareDone `json:"done"`
+}
+
+// ShareDone is one share's done slots in a generation: all of them (Full), or a prefix and extras.
+type ShareDone struct {
+	Share int     `json:"share"`
+	Full  bool    `json:"full,omitempty"`
+	Below int64   `json:"below,omitempty"`
+	Extra []int64 `json:"extra,omitempty"`
 }
 
 // EpochState says that items 0..Below-1 are done, and so are the items of Extra (all >= Below).
@@ -49,23 +99,37 @@ func Parse(m map[string]any) (*State, *confread.Error) {
 	if err := dec.Decode(&st); err != nil {
 		return nil, &confread.Error{Key: "resume_state", Msg: "not a datago state: " + err.Error()}
 	}
-	if st.Version != Version {
-		return nil, &confread.Error{Key: "resume_state.version", Msg: fmt.Sprintf("must be %d, got %d", Version, st.Version)}
+	if st.Version == VersionPlanned {
+		if err := checkPlanned(&st); err != nil {
+			return nil, err
+		}
+		return &st, nil
 	}
+	if st.Version != Version {
+		return nil, &confread.Error{Key: "resume_state.version", Msg: fmt.Sprintf("must be %d or %d, got %d", Version, VersionPlanned, st.Version)}
+	}
+	if st.Plan != nil || st.World != 0 || st.Parts != nil || st.Prior != nil {
+		return nil, &confread.Error{Key: "resume_state.version", Msg: fmt.Sprintf("a state with plan, world, parts or prior has version %d", VersionPlanned)}
+	}
+	return &st, checkDone(&st, "resume_state")
+}
+
+// checkDone checks the epochs and done lists of st, whose keys start with key.
+func checkDone(st *State, key string) *confread.Error {
 	if st.Epoch < 0 {
-		return nil, &confread.Error{Key: "resume_state.epoch", Msg: fmt.Sprintf("must be >= 0, got %d", st.Epoch)}
+		return &confread.Error{Key: key + ".epoch", Msg: fmt.Sprintf("must be >= 0, got %d", st.Epoch)}
 	}
 	for i, e := range st.Done {
 		if e.Epoch < st.Epoch || e.Below < 0 || (i > 0 && e.Epoch <= st.Done[i-1].Epoch) {
-			return nil, &confread.Error{Key: fmt.Sprintf("resume_state.done[%d]", i), Msg: "inconsistent with the other entries"}
+			return &confread.Error{Key: fmt.Sprintf("%s.done[%d]", key, i), Msg: "inconsistent with the other entries"}
 		}
 		for _, x := range e.Extra {
 			if x < e.Below {
-				return nil, &confread.Error{Key: fmt.Sprintf("resume_state.done[%d].extra", i), Msg: fmt.Sprintf("%d is below %d", x, e.Below)}
+				return &confread.Error{Key: fmt.Sprintf("%s.done[%d].extra", key, i), Msg: fmt.Sprintf("%d is below %d", x, e.Below)}
 			}
 		}
 	}
-	return &st, nil
+	return nil
 }
 
 // epochProgress is the done set of one epoch: a prefix and the items done beyond it.
@@ -99,6 +163,30 @@ type Tracker struct {
 	mu     sync.Mutex
 	first  int // epochs before it are complete
 	epochs map[int]*epochProgress
+
+	planned *State // the plan, topology and prior of a planned state (nil: unplanned)
+}
+
+// Planned makes the tracker's states planned ones: of plan, for share of world, after prior.
+func (p *Tracker) Planned(plan Plan, world, share int, prior []PriorEpoch) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.planned = &State{Plan: &plan, World: world, Share: share, Prior: prior}
+}
+
+// Prior is what earlier generations did in epoch (nil: nothing, the epoch starts afresh).
+func (p *Tracker) Prior(epoch int) []PriorGen {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.planned == nil {
+		return nil
+	}
+	for _, pe := range p.planned.Prior {
+		if pe.Epoch == epoch {
+			return pe.Gens
+		}
+	}
+	return nil
 }
 
 // NewTracker starts from resume (nil: nothing done).
@@ -192,6 +280,15 @@ func (p *Tracker) State() State {
 		}
 		sort.Slice(es.Extra, func(i, j int) bool { return es.Extra[i] < es.Extra[j] })
 		st.Done = append(st.Done, es)
+	}
+	if pl := p.planned; pl != nil {
+		st.Version, st.Plan, st.World, st.Share = VersionPlanned, pl.Plan, pl.World, pl.Share
+		for _, pe := range pl.Prior {
+			if pe.Epoch >= st.Epoch {
+				st.Prior = append(st.Prior, pe)
+			}
+		}
+		st.Check = checksum(st)
 	}
 	return st
 }

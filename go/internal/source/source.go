@@ -92,6 +92,23 @@ type Replayable interface {
 	Unreplayable() string
 }
 
+// Cataloged is implemented by sources that can list every rank's items, which a planned run
+// (equal_steps, package plan) needs: each share computes every share's items from the catalog.
+type Cataloged interface {
+	// Catalog lists the items of every rank, sorted by key (what dispatch hashes), each once.
+	Catalog(ctx context.Context, skip func(id, reason string, err error)) (items []Item, keys []string, err error)
+	// Topology is source_config's rank and world_size.
+	Topology() (rank, world int)
+	// Shuffled reports whether each epoch is a seeded shuffle of the catalog, and its seed.
+	Shuffled() (bool, int64)
+}
+
+// Headed is implemented by sources that can read the beginning of an item cheaply (the image header
+// a planned run with batches reads to learn each item's bucket before decoding).
+type Headed interface {
+	Head(ctx context.Context, it Item, n int) ([]byte, error)
+}
+
 // EpochSeed derives the seed of an epoch from the configured one (splitmix64): epoch 0 keeps it.
 func EpochSeed(seed int64, epoch int) int64 {
 	if epoch == 0 {

@@ -78,7 +78,7 @@ func (f *Source) SetEpoch(epoch int) { f.epoch = epoch }
 // sorted, then shuffled with the epoch's seed.
 func (f *Source) List(ctx context.Context, emit func(source.Item) bool, skip func(string, string, error)) error {
 	if !f.cfg.RandomSampling {
-		return f.walk(ctx, emit, skip)
+		return f.walk(ctx, false, emit, skip)
 	}
 	all, err := f.All(ctx, skip)
 	if err != nil || ctx.Err() != nil {
@@ -97,14 +97,41 @@ func (f *Source) List(ctx context.Context, emit func(source.Item) bool, skip fun
 // All lists this rank's images, sorted by path.
 func (f *Source) All(ctx context.Context, skip func(string, string, error)) ([]source.Item, error) {
 	var all []source.Item
-	err := f.walk(ctx, func(it source.Item) bool { all = append(all, it); return true }, skip)
+	err := f.walk(ctx, false, func(it source.Item) bool { all = append(all, it); return true }, skip)
 	sort.Slice(all, func(i, j int) bool { return all[i].Path < all[j].Path })
 	return all, err
 }
 
-// walk visits the tree depth first. Symbolic links are followed, and every directory is entered at
+// Catalog lists every rank's images, sorted by their path relative to the root (the dispatch key).
+func (f *Source) Catalog(ctx context.Context, skip func(string, string, error)) ([]source.Item, []string, error) {
+	var all []source.Item
+	err := f.walk(ctx, true, func(it source.Item) bool { all = append(all, it); return true }, skip)
+	keys := make([]string, len(all))
+	for i, it := range all {
+		rel, _ := filepath.Rel(f.cfg.RootPath, it.Path)
+		keys[i] = filepath.ToSlash(rel)
+	}
+	idx := make([]int, len(all))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return keys[idx[a]] < keys[idx[b]] })
+	items, sorted := make([]source.Item, len(all)), make([]string, len(all))
+	for i, j := range idx {
+		items[i], sorted[i] = all[j], keys[j]
+	}
+	return items, sorted, err
+}
+
+// Topology is source_config's rank and world_size.
+func (f *Source) Topology() (int, int) { return f.cfg.Rank, f.cfg.WorldSize }
+
+// Shuffled is random_sampling and seed.
+func (f *Source) Shuffled() (bool, int64) { return f.cfg.RandomSampling, f.cfg.Seed }
+
+// walk visits the tree depth first, keeping this rank's images (every rank's with all). Symbolic links are followed, and every directory is entered at
 // most once (by device and inode), so symlink cycles end.
-func (f *Source) walk(ctx context.Context, emit func(source.Item) bool, skip func(string, string, error)) error {
+func (f *Source) walk(ctx context.Context, all bool, emit func(source.Item) bool, skip func(string, string, error)) error {
 	root := f.cfg.RootPath
 	seen := map[dirKey]bool{}
 	if k, err := keyOf(root); err == nil {
@@ -150,7 +177,7 @@ func (f *Source) walk(ctx context.Context, emit func(source.Item) bool, skip fun
 					}
 				case isFile && isImageName(e.Name()):
 					rel, _ := filepath.Rel(root, p)
-					if source.Rank(filepath.ToSlash(rel), f.cfg.WorldSize) != f.cfg.Rank {
+					if !all && source.Rank(filepath.ToSlash(rel), f.cfg.WorldSize) != f.cfg.Rank {
 						continue
 					}
 					if !emit(source.Item{ID: p, Path: p}) {
@@ -193,6 +220,21 @@ func keyOf(path string) (dirKey, error) {
 		return dirKey{}, fmt.Errorf("%s: no inode information", path)
 	}
 	return dirKey{uint64(sys.Dev), uint64(sys.Ino)}, nil
+}
+
+// Head reads up to the first n bytes of it's file.
+func (f *Source) Head(_ context.Context, it source.Item, n int) ([]byte, error) {
+	file, err := os.Open(it.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	b := make([]byte, n)
+	k, err := io.ReadFull(file, b)
+	if err == io.ErrUnexpectedEOF || err == io.EOF {
+		err = nil
+	}
+	return b[:k], err
 }
 
 // Fetch reads the file of it, refusing one larger than max_file_bytes before reading it.
