@@ -10,6 +10,7 @@ import (
 	"github.com/datago-dev/datago/internal/confread"
 	"github.com/datago-dev/datago/internal/source"
 	"github.com/datago-dev/datago/internal/source/httpretry"
+	"github.com/datago-dev/datago/internal/storage"
 )
 
 // Kind is "source_type": "webdataset".
@@ -58,6 +59,7 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 		}
 	}
 	httpretry.ReadPolicy(r, sc, &wc.Timeout, &wc.MaxRetries)
+	wc.Storage = storage.Parse(r, sc)
 	if r.Failed() {
 		return wc
 	}

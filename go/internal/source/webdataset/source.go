@@ -24,6 +24,7 @@ import (
 	"github.com/datago-dev/datago/internal/faults"
 	"github.com/datago-dev/datago/internal/source"
 	"github.com/datago-dev/datago/internal/source/httpretry"
+	"github.com/datago-dev/datago/internal/storage"
 )
 
 // Config is source_config for "source_type": "webdataset".
@@ -38,7 +39,8 @@ type Config struct {
 	ImageKeys           []string // lowercased suffixes, in order of preference
 	Timeout             time.Duration
 	MaxRetries          int
-	RetryBackoff        time.Duration // wait before the first retry of a shard request
+	RetryBackoff        time.Duration  // wait before the first retry of a shard request
+	Storage             storage.Config // source_config.storage, for object-store shards
 }
 
 // Defaults of Config, documented in README.md.
@@ -55,7 +57,8 @@ const (
 // defaultImageKeys are the suffixes tried, in order, for a sample's image.
 var defaultImageKeys = []string{"jpg", "jpeg", "png", "webp"}
 
-// shardLocation classifies a shard: a local file (path set) or an http(s) URL (isHTTP).
+// shardLocation classifies a shard: a local file (path set) or a remote URL (isHTTP: http(s), or an
+// object store's, which the storage layer reads).
 func shardLocation(shard string) (path string, isHTTP bool, err error) {
 	scheme, _, found := strings.Cut(shard, "://")
 	if !found || strings.ContainsAny(scheme, "/.") {
@@ -71,6 +74,11 @@ func shardLocation(shard string) (path string, isHTTP bool, err error) {
 			return "", false, fmt.Errorf("%q has no host", shard)
 		}
 		return "", true, nil
+	case "s3":
+		if err := storage.Check(shard); err != nil {
+			return "", false, err
+		}
+		return "", true, nil
 	case "file":
 		u, err := url.Parse(shard)
 		if err != nil {
@@ -81,7 +89,7 @@ func shardLocation(shard string) (path string, isHTTP bool, err error) {
 		}
 		return u.Path, false, nil
 	}
-	return "", false, fmt.Errorf("%q: unsupported scheme %q (local paths, file://, http:// and https:// are)", shard, scheme)
+	return "", false, fmt.Errorf("%q: unsupported scheme %q (local paths, file://, http://, https:// and s3:// are)", shard, scheme)
 }
 
 // Source serves the samples of WebDataset tar shards (optionally gzip-compressed), read as streams
@@ -92,6 +100,7 @@ type Source struct {
 	goFn      func(name string, fn func())
 	points    faults.Points
 	client    *http.Client
+	store     *storage.Store // nil without object-store shards
 	epoch     int
 }
 
@@ -106,13 +115,33 @@ func (w *Source) Unreplayable() string {
 	return ""
 }
 
-// Open returns the source of c.
-func (c Config) Open(common source.Common) (source.Source, error) { return newSource(c, common), nil }
+// Open returns the source of c, with its object-store prefixes (urls ending in "/") listed: the
+// shards under them, in key order, take their place.
+func (c Config) Open(common source.Common) (source.Source, error) {
+	w := newSource(c, common)
+	if w.store == nil {
+		return w, nil
+	}
+	shards, err := w.listPrefixes(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	w.cfg.Shards = shards
+	return w, nil
+}
 
 // newSource returns the source of a parsed cfg: every value was checked by Parse.
 func newSource(cfg Config, common source.Common) *Source {
-	return &Source{cfg: cfg, maxMember: common.MaxFileBytes, goFn: common.Go, points: faults.FromEnv(),
+	w := &Source{cfg: cfg, maxMember: common.MaxFileBytes, goFn: common.Go, points: faults.FromEnv(),
 		client: newHTTPClient(cfg.Timeout, cfg.ConcurrentDownloads)}
+	for _, s := range cfg.Shards {
+		if storage.Remote(s) {
+			w.store = storage.New(cfg.Storage, storage.Policy{Timeout: cfg.Timeout, MaxRetries: cfg.MaxRetries,
+				Backoff: cfg.RetryBackoff, Conns: cfg.ConcurrentDownloads})
+			break
+		}
+	}
+	return w
 }
 
 // splitByKey reports whether samples (rather than shards) are dispatched to ranks: with fewer shards
@@ -267,6 +296,9 @@ func (w *Source) openShard(ctx context.Context, shard string) (io.ReadCloser, er
 	path, isHTTP, err := shardLocation(shard)
 	if err != nil {
 		return nil, err
+	}
+	if storage.Remote(shard) {
+		return w.store.Open(ctx, shard, ""), nil
 	}
 	if isHTTP {
 		return newHTTPStream(ctx, w.client, shard, w.cfg.Timeout, w.cfg.MaxRetries, w.cfg.RetryBackoff), nil
