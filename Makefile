@@ -31,6 +31,8 @@ $(VENV)/.deps: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q cffi numpy pillow pytest ruff webdataset
+	# moto in server mode: the S3 (and IAM, STS) of tests/test_storage_s3.py, with signature checking.
+	$(PY) -m pip install -q 'moto[server]'
 	# torch for tests/test_torch.py (datago.torch, torchrun): any build runs on the CPU; the package
 	# index's default one pulls CUDA libraries that stay unused.
 	$(PY) -m pip install -q torch

@@ -24,8 +24,20 @@ import boto3
 import requests
 
 ALLOW_ALL = json.dumps(
-    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["s3:*", "sts:AssumeRole"], "Resource": "*"}],
+    }
 )
+TRUST_ANYONE = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+    }
+)
+
+
+VIRTUAL_HOST = "s3.datago.test"
 
 
 def free_port() -> int:
@@ -47,12 +59,16 @@ class Key:
 
 class S3Server:
     """moto's S3 (and IAM) on a loopback port. After start, every request must be signed with a key of an
-    IAM user: ``key`` may do anything on S3, ``denied_key`` nothing (AccessDenied)."""
+    IAM user: ``key`` may do anything on S3 and assume ``role_arn`` (which may too), ``denied_key`` nothing
+    (AccessDenied)."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, MOTO_PORT=str(self.port))
+        # VIRTUAL_HOST: the endpoint a client reaches through the proxy by name; moto serves buckets by path
+        # there and by virtual host at <bucket>.VIRTUAL_HOST.
+        self.virtual_endpoint = f"http://{VIRTUAL_HOST}:{self.port}"
+        env = dict(os.environ, MOTO_PORT=str(self.port), MOTO_S3_CUSTOM_ENDPOINTS=self.virtual_endpoint)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
@@ -78,6 +94,11 @@ class S3Server:
         iam.create_user(UserName="reader")
         iam.put_user_policy(UserName="reader", PolicyName="all", PolicyDocument=ALLOW_ALL)
         iam.create_user(UserName="nobody")
+        # A role whose temporary credentials (sts:AssumeRole, with a session token) read S3.
+        self.role_arn = iam.create_role(RoleName="reader-role", AssumeRolePolicyDocument=TRUST_ANYONE)[
+            "Role"
+        ]["Arn"]
+        iam.put_role_policy(RoleName="reader-role", PolicyName="all", PolicyDocument=ALLOW_ALL)
         keys = [iam.create_access_key(UserName=u)["AccessKey"] for u in ("reader", "nobody")]
         self.key, self.denied_key = (Key(k["AccessKeyId"], k["SecretAccessKey"]) for k in keys)
         # From here on moto checks every request's signature and the user's policy.
@@ -133,11 +154,14 @@ class FaultProxy:
     """An HTTP proxy on 127.0.0.1 in front of ``upstream``: requests pass unchanged (the signature covers the
     Host header, which the client set to the proxy's address), and the GET requests take the faults of
     ``plan`` in turn: "ok", "cut" (headers and half of the body, then the connection closes), "reset" (a TCP
-    reset instead of a response), "slowdown" (503 SlowDown), "throttle" (429 with Retry-After: 1)."""
+    reset instead of a response), "slowdown" (503 SlowDown), "throttle" (429 with Retry-After: 1). It also
+    serves as an HTTP proxy (HTTP_PROXY), which lets a client address buckets by virtual host
+    (bucket.s3.example:port) with no DNS name: every request goes to ``upstream`` with its Host header."""
 
     upstream: str
     plan: list[str] = field(default_factory=lambda: ["ok"])
     counts: dict[str, int] = field(default_factory=dict)
+    hosts: list[tuple[str, str]] = field(default_factory=list)  # (Host header, method) of every request
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -154,6 +178,7 @@ class FaultProxy:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.hosts.append((self.headers.get("Host", ""), self.command))
                 fault = proxy._next() if self.command == "GET" else "ok"
                 if fault == "reset":
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -169,8 +194,11 @@ class FaultProxy:
                     self.wfile.write(SLOWDOWN)
                     return
                 conn = http.client.HTTPConnection(*proxy._up, timeout=30)
+                path = self.path
+                if "://" in path:  # used as an HTTP proxy (HTTP_PROXY): the absolute form names the host
+                    path = "/" + path.split("://", 1)[1].partition("/")[2]
                 try:
-                    conn.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
+                    conn.request(self.command, path, body=body, headers=dict(self.headers.items()))
                     resp = conn.getresponse()
                     data = resp.read()
                 finally:

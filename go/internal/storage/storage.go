@@ -132,7 +132,7 @@ func (s *Store) backend(ctx context.Context, loc string) (blob.Backend, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.s3 == nil && s.err == nil {
-		s.s3, s.err = s3.New(ctx, s.cfg.S3, s3.Options{Timeout: s.policy.Timeout, MaxRetries: s.policy.MaxRetries, Conns: s.policy.Conns})
+		s.s3, s.err = s3.New(ctx, s.cfg.S3, s3.Options{Timeout: s.policy.Timeout, MaxRetries: s.policy.MaxRetries, Backoff: s.policy.Backoff, Conns: s.policy.Conns})
 	}
 	if s.err != nil {
 		return nil, s.err

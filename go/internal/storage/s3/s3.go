@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/datago-dev/datago/internal/source/httpretry"
 	"github.com/datago-dev/datago/internal/storage/blob"
 )
 
@@ -42,12 +43,14 @@ type Config struct {
 type Options struct {
 	Timeout    time.Duration // connecting and waiting for response headers
 	MaxRetries int           // retries of one request (5xx, throttling, connection errors)
+	Backoff    time.Duration // wait before a listing page is asked again, doubled each time
 	Conns      int           // idle connections kept per host
 }
 
 // Backend reads s3:// URLs with one SDK client.
 type Backend struct {
 	client *s3.Client
+	o      Options
 }
 
 // New builds the client. It reads configuration files and the environment but sends nothing:
@@ -95,7 +98,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Backend, error) {
 		}
 		so.UsePathStyle = cfg.PathStyle
 	})
-	return &Backend{client: client}, nil
+	return &Backend{client: client, o: o}, nil
 }
 
 // Split returns the bucket and key of an s3:// URL.
@@ -119,7 +122,7 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(blob.Object) 
 	}
 	p := s3.NewListObjectsV2Paginator(b.client, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(key)})
 	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+		page, err := b.nextPage(ctx, p)
 		if err != nil {
 			return wrap("list", prefix, err)
 		}
@@ -136,6 +139,20 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(blob.Object) 
 		}
 	}
 	return nil
+}
+
+// nextPage asks for the next page, again when the answer broke off: the SDK retries failed requests,
+// not a response body cut while it was parsed, and the paginator keeps its token until a page succeeds.
+func (b *Backend) nextPage(ctx context.Context, p *s3.ListObjectsV2Paginator) (*s3.ListObjectsV2Output, error) {
+	for attempt := 1; ; attempt++ {
+		page, err := p.NextPage(ctx)
+		if err == nil || ctx.Err() != nil || attempt > b.o.MaxRetries || !b.Retryable(wrap("list", "", err)) {
+			return page, err
+		}
+		if err := httpretry.Sleep(ctx, httpretry.Backoff(b.o.Backoff, attempt)); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // Open sends one GetObject, ranged from off and conditional on the ETag when version is set.
@@ -206,7 +223,7 @@ func wrap(op, u string, err error) error {
 			e.Message = blob.ErrChanged.Error()
 		}
 	}
-	if e.Code == "" && e.Status != 0 {
+	if e.Code == "" && e.Status >= 300 {
 		e.Code = http.StatusText(e.Status)
 	}
 	return e
