@@ -86,6 +86,7 @@ bench: lib
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/bench_webdataset.py
 	$(PY) tests/bench/bench_db.py
+	$(PY) tests/bench/bench_storage.py
 
 # Memory over a long run (1,000,000 samples by default, 20 to 60 minutes on 2 cores); fails when RSS grows
 # by 5% or more from sample 100,000 to the end, or its peak passes the bound it prints.

@@ -162,6 +162,8 @@ class FaultProxy:
     plan: list[str] = field(default_factory=lambda: ["ok"])
     counts: dict[str, int] = field(default_factory=dict)
     hosts: list[tuple[str, str]] = field(default_factory=list)  # (Host header, method) of every request
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
+    authorizations: list[bool] = field(default_factory=list)  # whether each request was signed
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -179,6 +181,8 @@ class FaultProxy:
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 proxy.hosts.append((self.headers.get("Host", ""), self.command))
+                proxy.requests.append((self.command, self.path))
+                proxy.authorizations.append("Authorization" in self.headers)
                 fault = proxy._next() if self.command == "GET" else "ok"
                 if fault == "reset":
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -1,7 +1,7 @@
 // Package storage is the object-storage layer the sources use for every location that is a URL of
-// an object store (s3:// for now): listing a prefix as a stream, and reading objects as streams that
+// an object store (s3://, hf://): listing a prefix as a stream, and reading objects as streams that
 // survive broken connections. It owns source_config.storage, the per-source overrides of the
-// providers' own configuration. One sub-package per provider (s3) holds that provider's IO; blob
+// providers' own configuration. One sub-package per provider (s3, hf) holds that provider's IO; blob
 // holds what they share.
 package storage
 
@@ -18,6 +18,7 @@ import (
 	"github.com/datago-dev/datago/internal/confread"
 	"github.com/datago-dev/datago/internal/source/httpretry"
 	"github.com/datago-dev/datago/internal/storage/blob"
+	"github.com/datago-dev/datago/internal/storage/hf"
 	"github.com/datago-dev/datago/internal/storage/s3"
 )
 
@@ -50,7 +51,7 @@ type Policy struct {
 var DefaultPolicy = Policy{Timeout: 30 * time.Second, MaxRetries: 5, Backoff: 250 * time.Millisecond, Conns: 8}
 
 // schemes are the URL schemes this package serves.
-var schemes = []string{"s3"}
+var schemes = []string{"s3", "hf"}
 
 // Remote reports whether loc is a URL this package serves.
 func Remote(loc string) bool {
@@ -68,14 +69,21 @@ func Remote(loc string) bool {
 
 // Check validates the syntax of a remote location (no IO).
 func Check(loc string) error {
-	if strings.HasPrefix(strings.ToLower(loc), "s3://") {
-		if !strings.HasPrefix(loc, "s3://") {
-			return fmt.Errorf("%q: write the scheme in lower case (s3://)", loc)
+	scheme, _, _ := strings.Cut(loc, "://")
+	switch strings.ToLower(scheme) {
+	case "s3", "hf":
+		if scheme != strings.ToLower(scheme) {
+			return fmt.Errorf("%q: write the scheme in lower case (%s://)", loc, strings.ToLower(scheme))
 		}
-		_, _, err := s3.Split(loc)
+	default:
+		return fmt.Errorf("%q: not a storage URL", loc)
+	}
+	if scheme == "hf" {
+		_, err := hf.Parse(loc)
 		return err
 	}
-	return fmt.Errorf("%q: not a storage URL", loc)
+	_, _, err := s3.Split(loc)
+	return err
 }
 
 // Parse reads source_config.storage (optional). Every key overrides what the provider's own
@@ -112,9 +120,11 @@ type Store struct {
 	cfg    Config
 	policy Policy
 
-	mu  sync.Mutex
-	s3  *s3.Backend
-	err error
+	mu    sync.Mutex
+	s3    *s3.Backend
+	err   error
+	hf    *hf.Backend
+	hfErr error
 
 	testBackend blob.Backend // tests: serves every URL
 }
@@ -131,6 +141,15 @@ func (s *Store) backend(ctx context.Context, loc string) (blob.Backend, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if strings.HasPrefix(loc, "hf://") {
+		if s.hf == nil && s.hfErr == nil {
+			s.hf, s.hfErr = hf.New(hf.Options{Timeout: s.policy.Timeout, Conns: s.policy.Conns})
+		}
+		if s.hfErr != nil {
+			return nil, s.hfErr
+		}
+		return s.hf, nil
+	}
 	if s.s3 == nil && s.err == nil {
 		s.s3, s.err = s3.New(ctx, s.cfg.S3, s3.Options{Timeout: s.policy.Timeout, MaxRetries: s.policy.MaxRetries, Backoff: s.policy.Backoff, Conns: s.policy.Conns})
 	}
@@ -154,6 +173,20 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(Object) bool) e
 func (s *Store) First(ctx context.Context, prefix string) (obj Object, ok bool, err error) {
 	err = s.List(ctx, prefix, func(o Object) bool { obj, ok = o, true; return false })
 	return obj, ok, err
+}
+
+// Probe opens the object at loc and closes it at once: the early check of a location named
+// directly (a shard), with the provider's error when it cannot be read.
+func (s *Store) Probe(ctx context.Context, loc string) error {
+	b, err := s.backend(ctx, loc)
+	if err != nil {
+		return err
+	}
+	body, _, err := b.Open(ctx, loc, 0, "")
+	if err != nil {
+		return err
+	}
+	return body.Close()
 }
 
 // Refusal reports whether err is the provider's answer that no retry or wait will change (access

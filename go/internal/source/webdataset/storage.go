@@ -2,6 +2,7 @@ package webdataset
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -16,7 +17,8 @@ func isShardName(key string) bool {
 }
 
 // listPrefixes replaces every object-store url ending in "/" by the shards under it, in key order,
-// and checks the first object-store shard named directly: wrong credentials, a missing bucket and
+// and checks the first object-store shard named directly (a missing one is not an error: it is
+// skipped when read, as a missing local shard among others is): wrong credentials, a missing bucket and
 // an empty prefix fail here, with the provider's code and message (a refusal is a *confread.Error
 // naming url, a configuration mistake), rather than as a stream of skipped shards.
 func (w *Source) listPrefixes(ctx context.Context) ([]string, error) {
@@ -30,8 +32,8 @@ func (w *Source) listPrefixes(ctx context.Context) ([]string, error) {
 		if !strings.HasSuffix(s, "/") {
 			if !checked {
 				checked = true
-				if _, _, err := w.store.First(ctx, s); err != nil {
-					return nil, urlError(err)
+				if err := w.store.Probe(ctx, s); err != nil && !errors.Is(err, storage.ErrNotFound) {
+					return nil, urlError(err) // a missing shard among others is skipped when read
 				}
 			}
 			out = append(out, s)

@@ -213,9 +213,10 @@ func wrap(op, u string, err error) error {
 		e.Code, e.Message = api.ErrorCode(), api.ErrorMessage()
 	}
 	var nsk *types.NoSuchKey
-	var nsb *types.NoSuchBucket
 	switch {
-	case errors.As(err, &nsk), errors.As(err, &nsb), e.Code == "NotFound", e.Status == http.StatusNotFound:
+	case e.Code == "NoSuchBucket":
+		// Not a missing object: a configuration mistake, refused whatever the key.
+	case errors.As(err, &nsk), e.Code == "NotFound", e.Status == http.StatusNotFound:
 		e.NotFound = true
 	case e.Code == "PreconditionFailed", e.Status == http.StatusPreconditionFailed:
 		e.Changed = true
