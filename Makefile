@@ -8,9 +8,15 @@ export PYTHONPATH := $(CURDIR)/python
 
 .PHONY: deps system-deps lib test lint go-test py-test fuzz demo bench soak wheel clean
 
-deps: system-deps $(VENV)/.deps
+# Azurite (npm), the Azure Blob Storage of tests/test_storage_azure.py, in the checkout's .cache/npm.
+AZURITE := .cache/npm/node_modules/.bin/azurite-blob
 
-# libvips (headers, pkg-config file, runtime), a C compiler for cgo, python3-venv and, when missing, Go,
+deps: system-deps $(VENV)/.deps $(AZURITE)
+
+$(AZURITE):
+	npm install --prefix .cache/npm --no-audit --no-fund --silent azurite@3.35.0
+
+# libvips (headers, pkg-config file, runtime), a C compiler for cgo, python3-venv, npm (Azurite) and, when missing, Go,
 # from Debian/Ubuntu packages when we are root.
 system-deps:
 	@missing=""; \
@@ -18,6 +24,7 @@ system-deps:
 	command -v cc >/dev/null || missing="$$missing build-essential"; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v $(GO) >/dev/null || missing="$$missing golang-go"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
@@ -33,6 +40,8 @@ $(VENV)/.deps: pyproject.toml Makefile
 	$(PY) -m pip install -q cffi numpy pillow pytest ruff webdataset
 	# moto in server mode: the S3 (and IAM, STS) of tests/test_storage_s3.py, with signature checking.
 	$(PY) -m pip install -q 'moto[server]'
+	# The Azure SDK for Python puts the test data into Azurite (tests/test_storage_azure.py).
+	$(PY) -m pip install -q azure-storage-blob
 	# torch for tests/test_torch.py (datago.torch, torchrun): any build runs on the CPU; the package
 	# index's default one pulls CUDA libraries that stay unused.
 	$(PY) -m pip install -q torch

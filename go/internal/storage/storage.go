@@ -1,7 +1,7 @@
 // Package storage is the object-storage layer the sources use for every location that is a URL of
-// an object store (s3://, hf://): listing a prefix as a stream, and reading objects as streams that
+// an object store (s3://, az://, hf://): listing a prefix as a stream, and reading objects as streams that
 // survive broken connections. It owns source_config.storage, the per-source overrides of the
-// providers' own configuration. One sub-package per provider (s3, hf) holds that provider's IO; blob
+// providers' own configuration. One sub-package per provider (s3, az, hf) holds that provider's IO; blob
 // holds what they share.
 package storage
 
@@ -17,6 +17,7 @@ import (
 
 	"github.com/datago-dev/datago/internal/confread"
 	"github.com/datago-dev/datago/internal/source/httpretry"
+	"github.com/datago-dev/datago/internal/storage/az"
 	"github.com/datago-dev/datago/internal/storage/blob"
 	"github.com/datago-dev/datago/internal/storage/hf"
 	"github.com/datago-dev/datago/internal/storage/s3"
@@ -51,7 +52,7 @@ type Policy struct {
 var DefaultPolicy = Policy{Timeout: 30 * time.Second, MaxRetries: 5, Backoff: 250 * time.Millisecond, Conns: 8}
 
 // schemes are the URL schemes this package serves.
-var schemes = []string{"s3", "hf"}
+var schemes = []string{"s3", "hf", "az"}
 
 // Remote reports whether loc is a URL this package serves.
 func Remote(loc string) bool {
@@ -71,15 +72,19 @@ func Remote(loc string) bool {
 func Check(loc string) error {
 	scheme, _, _ := strings.Cut(loc, "://")
 	switch strings.ToLower(scheme) {
-	case "s3", "hf":
+	case "s3", "hf", "az":
 		if scheme != strings.ToLower(scheme) {
 			return fmt.Errorf("%q: write the scheme in lower case (%s://)", loc, strings.ToLower(scheme))
 		}
 	default:
 		return fmt.Errorf("%q: not a storage URL", loc)
 	}
-	if scheme == "hf" {
+	switch scheme {
+	case "hf":
 		_, err := hf.Parse(loc)
+		return err
+	case "az":
+		_, _, err := az.Split(loc)
 		return err
 	}
 	_, _, err := s3.Split(loc)
@@ -125,6 +130,8 @@ type Store struct {
 	err   error
 	hf    *hf.Backend
 	hfErr error
+	az    *az.Backend
+	azErr error
 
 	testBackend blob.Backend // tests: serves every URL
 }
@@ -141,6 +148,15 @@ func (s *Store) backend(ctx context.Context, loc string) (blob.Backend, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if strings.HasPrefix(loc, "az://") {
+		if s.az == nil && s.azErr == nil {
+			s.az, s.azErr = az.New(az.Options{Timeout: s.policy.Timeout, MaxRetries: s.policy.MaxRetries, EndpointURL: s.cfg.S3.EndpointURL})
+		}
+		if s.azErr != nil {
+			return nil, s.azErr
+		}
+		return s.az, nil
+	}
 	if strings.HasPrefix(loc, "hf://") {
 		if s.hf == nil && s.hfErr == nil {
 			s.hf, s.hfErr = hf.New(hf.Options{Timeout: s.policy.Timeout, Conns: s.policy.Conns})
