@@ -11,10 +11,16 @@ export PYTHONPATH := $(CURDIR)/python
 # Azurite (npm), the Azure Blob Storage of tests/test_storage_azure.py, in the checkout's .cache/npm.
 AZURITE := .cache/npm/node_modules/.bin/azurite-blob
 
-deps: system-deps $(VENV)/.deps $(AZURITE)
+# fake-gcs-server, the Google Cloud Storage of tests/test_storage_gcs.py (v1.50.0 builds with Go 1.22).
+FAKE_GCS := .cache/bin/fake-gcs-server
+
+deps: system-deps $(VENV)/.deps $(AZURITE) $(FAKE_GCS)
 
 $(AZURITE):
 	npm install --prefix .cache/npm --no-audit --no-fund --silent azurite@3.35.0
+
+$(FAKE_GCS):
+	GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/fsouza/fake-gcs-server@v1.50.0
 
 # libvips (headers, pkg-config file, runtime), a C compiler for cgo, python3-venv, npm (Azurite) and, when missing, Go,
 # from Debian/Ubuntu packages when we are root.

@@ -1,7 +1,7 @@
 // Package storage is the object-storage layer the sources use for every location that is a URL of
-// an object store (s3://, az://, hf://): listing a prefix as a stream, and reading objects as streams that
+// an object store (s3://, gs://, az://, hf://): listing a prefix as a stream, and reading objects as streams that
 // survive broken connections. It owns source_config.storage, the per-source overrides of the
-// providers' own configuration. One sub-package per provider (s3, az, hf) holds that provider's IO; blob
+// providers' own configuration. One sub-package per provider (s3, gcs, az, hf) holds that provider's IO; blob
 // holds what they share.
 package storage
 
@@ -19,6 +19,7 @@ import (
 	"github.com/datago-dev/datago/internal/source/httpretry"
 	"github.com/datago-dev/datago/internal/storage/az"
 	"github.com/datago-dev/datago/internal/storage/blob"
+	"github.com/datago-dev/datago/internal/storage/gcs"
 	"github.com/datago-dev/datago/internal/storage/hf"
 	"github.com/datago-dev/datago/internal/storage/s3"
 )
@@ -52,7 +53,7 @@ type Policy struct {
 var DefaultPolicy = Policy{Timeout: 30 * time.Second, MaxRetries: 5, Backoff: 250 * time.Millisecond, Conns: 8}
 
 // schemes are the URL schemes this package serves.
-var schemes = []string{"s3", "hf", "az"}
+var schemes = []string{"s3", "gs", "az", "hf"}
 
 // Remote reports whether loc is a URL this package serves.
 func Remote(loc string) bool {
@@ -72,7 +73,7 @@ func Remote(loc string) bool {
 func Check(loc string) error {
 	scheme, _, _ := strings.Cut(loc, "://")
 	switch strings.ToLower(scheme) {
-	case "s3", "hf", "az":
+	case "s3", "gs", "az", "hf":
 		if scheme != strings.ToLower(scheme) {
 			return fmt.Errorf("%q: write the scheme in lower case (%s://)", loc, strings.ToLower(scheme))
 		}
@@ -85,6 +86,9 @@ func Check(loc string) error {
 		return err
 	case "az":
 		_, _, err := az.Split(loc)
+		return err
+	case "gs":
+		_, _, err := gcs.Split(loc)
 		return err
 	}
 	_, _, err := s3.Split(loc)
@@ -132,6 +136,8 @@ type Store struct {
 	hfErr error
 	az    *az.Backend
 	azErr error
+	gs    *gcs.Backend
+	gsErr error
 
 	testBackend blob.Backend // tests: serves every URL
 }
@@ -148,6 +154,16 @@ func (s *Store) backend(ctx context.Context, loc string) (blob.Backend, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if strings.HasPrefix(loc, "gs://") {
+		if s.gs == nil && s.gsErr == nil {
+			s.gs, s.gsErr = gcs.New(gcs.Options{Timeout: s.policy.Timeout, MaxRetries: s.policy.MaxRetries, Backoff: s.policy.Backoff,
+				Conns: s.policy.Conns, Anonymous: s.cfg.S3.Anonymous, Endpoint: s.cfg.S3.EndpointURL})
+		}
+		if s.gsErr != nil {
+			return nil, s.gsErr
+		}
+		return s.gs, nil
+	}
 	if strings.HasPrefix(loc, "az://") {
 		if s.az == nil && s.azErr == nil {
 			s.az, s.azErr = az.New(az.Options{Timeout: s.policy.Timeout, MaxRetries: s.policy.MaxRetries, EndpointURL: s.cfg.S3.EndpointURL})

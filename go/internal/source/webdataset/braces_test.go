@@ -64,7 +64,8 @@ func TestShardLocation(t *testing.T) {
 		{"s3://bucket/a.tar", "", true, true},
 		{"s3:///a.tar", "", false, false},
 		{"S3://bucket/a.tar", "", false, false},
-		{"gs://bucket/a.tar", "", false, false},
+		{"gs://bucket/a.tar", "", true, true},
+		{"ftp://host/a.tar", "", false, false},
 		{"file://otherhost/a.tar", "", false, false},
 	} {
 		path, isHTTP, err := shardLocation(tc.in)

@@ -75,7 +75,7 @@ func TestWebDatasetConfigErrorsNameTheKey(t *testing.T) {
 		{wds(`"url": "http://h/s-{000..009.tar"`), "source_config.url", "malformed brace pattern"},
 		{wds(`"url": ["http://h/a.tar", "http://h/{x}.tar"]`), "source_config.url[1]", "neither a list"},
 		{wds(`"url": "http://h/{0..99999999}.tar"`), "source_config.url", "more than"},
-		{wds(`"url": "gs://bucket/a.tar"`), "source_config.url", "unsupported scheme"},
+		{wds(`"url": "ftp://bucket/a.tar"`), "source_config.url", "unsupported scheme"},
 		{wds(`"url": "s3://"`), "source_config.url", "names no bucket"},
 		{wds(`"url": "s3://b/a.tar", "storage": {"endpoint_url": "localhost:9000"}`), "source_config.storage.endpoint_url", "http:// or https://"},
 		{wds(`"url": "s3://b/a.tar", "storage": {"anonymous": "yes"}`), "source_config.storage.anonymous", "boolean"},

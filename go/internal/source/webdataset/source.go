@@ -74,7 +74,7 @@ func shardLocation(shard string) (path string, isHTTP bool, err error) {
 			return "", false, fmt.Errorf("%q has no host", shard)
 		}
 		return "", true, nil
-	case "s3", "hf", "az":
+	case "s3", "gs", "az", "hf":
 		if err := storage.Check(shard); err != nil {
 			return "", false, err
 		}
@@ -89,7 +89,7 @@ func shardLocation(shard string) (path string, isHTTP bool, err error) {
 		}
 		return u.Path, false, nil
 	}
-	return "", false, fmt.Errorf("%q: unsupported scheme %q (local paths, file://, http://, https://, s3://, az:// and hf:// are)", shard, scheme)
+	return "", false, fmt.Errorf("%q: unsupported scheme %q (local paths, file://, http://, https://, s3://, gs://, az:// and hf:// are)", shard, scheme)
 }
 
 // Source serves the samples of WebDataset tar shards (optionally gzip-compressed), read as streams
