@@ -147,3 +147,26 @@ def test_wrong_key_missing_container_and_no_secret(az_env: Azurite, monkeypatch:
     monkeypatch.delenv("AZURE_STORAGE_ACCOUNT")
     with pytest.raises(datago.DatagoError, match="AZURE_STORAGE_CONNECTION_STRING"):
         datago.Client(filesystem_config("az://data/imgs"))
+
+
+def test_faults_every_sample_once(az_env: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:
+    from support.s3_server import FaultProxy
+
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
+    base = az_env.endpoint.rsplit("/", 1)[0]
+    proxy = FaultProxy(base, plan=["ok", "cut", "ok", "slowdown", "reset", "ok", "throttle", "cut"])
+    storage = {"endpoint_url": f"{proxy.endpoint}/{ACCOUNT}"}
+    try:
+        images = drain(
+            datago.Client(filesystem_config("az://data/imgs", storage=storage, concurrency=3)), timeout=120
+        )
+        shards = drain(
+            datago.Client(webdataset_config("az://data/shards/", storage=storage, max_retries=8)), timeout=120
+        )
+    finally:
+        proxy.stop()
+    assert sorted(images.ids) == image_urls() and not images.skips
+    assert len(shards.ids) == len(set(shards.ids)) == 24 and not shards.skips
+    assert proxy.counts.get("cut", 0) >= 4 and proxy.counts.get("reset", 0) >= 2, proxy.counts

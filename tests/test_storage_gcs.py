@@ -108,3 +108,25 @@ def test_missing_bucket_empty_prefix_and_deleted_object(gcs_env: FakeGCS) -> Non
             gcs_env.put("data", name, files()[name])
         assert got[0] is not None and got[1] is None and got[2] is not None
         assert [(r.id, r.reason) for r in ds.skipped()] == [(image_urls()[2], "not_found")]
+
+
+def test_faults_every_sample_once(gcs_env: FakeGCS, monkeypatch: pytest.MonkeyPatch) -> None:
+    from support.s3_server import FaultProxy
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    proxy = FaultProxy(
+        gcs_env.endpoint, plan=["ok", "cut", "ok", "slowdown", "reset", "ok", "throttle", "cut"]
+    )
+    storage = {"endpoint_url": proxy.endpoint, "anonymous": True}
+    try:
+        images = drain(
+            datago.Client(filesystem_config("gs://data/imgs", storage=storage, concurrency=3)), timeout=120
+        )
+        shards = drain(
+            datago.Client(webdataset_config("gs://data/shards/", storage=storage, max_retries=8)), timeout=120
+        )
+    finally:
+        proxy.stop()
+    assert sorted(images.ids) == image_urls() and not images.skips
+    assert len(shards.ids) == len(set(shards.ids)) == 24 and not shards.skips
+    assert proxy.counts.get("cut", 0) >= 4 and proxy.counts.get("reset", 0) >= 2, proxy.counts
