@@ -36,7 +36,7 @@ def files() -> dict[str, bytes]:
 def hub() -> Iterator[HubServer]:
     srv = HubServer(
         repos={
-            "org/public": Repo(files(), revisions=("main", "v1.0")),
+            "org/public": Repo(files(), revisions=("main", "v1.0", "refs/pr/1")),
             "org/private": Repo(files(), private=True),
         },
         page_size=10,
@@ -165,3 +165,9 @@ def test_public_repository_without_a_token(hf_env: HubServer, monkeypatch: pytes
     assert set(hf_env.hub_auth) == {""}
     with pytest.raises(datago.ConfigError, match="RepoNotFound"):
         datago.Client(filesystem_config("hf://datasets/org/private/imgs"))
+
+
+def test_a_revision_with_slashes_written_escaped(hf_env: HubServer) -> None:
+    d = drain(datago.Client(webdataset_config("hf://datasets/org/public@refs%2Fpr%2F1/shards/")))
+    assert len(d.ids) == 24 and not d.skips
+    assert all(i.startswith("hf://datasets/org/public@refs%2Fpr%2F1/shards/train-") for i in d.ids)

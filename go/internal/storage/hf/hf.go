@@ -95,7 +95,7 @@ func token() string {
 // Location is a parsed hf:// URL.
 type Location struct {
 	Repo     string // org/name
-	Revision string // "" for main
+	Revision string // "" for main; unescaped (refs/pr/1)
 	Path     string // inside the repository, without a leading "/"
 }
 
@@ -114,6 +114,10 @@ func Parse(u string) (Location, error) {
 		return Location{}, fmt.Errorf("%q names no repository (hf://datasets/<org>/<name>/<path>)", u)
 	}
 	name, rev, _ := strings.Cut(parts[1], "@")
+	// A revision with a slash (refs/pr/1) is written escaped (refs%2Fpr%2F1), as the Hub's URLs do.
+	if r, err := url.PathUnescape(rev); err == nil {
+		rev = r
+	}
 	loc := Location{Repo: parts[0] + "/" + name, Revision: rev}
 	if strings.Contains(parts[1], "@") && rev == "" {
 		return Location{}, fmt.Errorf("%q: empty revision after @", u)
@@ -135,7 +139,7 @@ func (l Location) rev() string {
 func (l Location) url(path string) string {
 	repo := l.Repo
 	if l.Revision != "" {
-		repo += "@" + l.Revision
+		repo += "@" + url.PathEscape(l.Revision)
 	}
 	return "hf://datasets/" + repo + "/" + path
 }

@@ -11,7 +11,7 @@ func TestParse(t *testing.T) {
 		"hf://datasets/org/name/":                {Repo: "org/name"},
 		"hf://datasets/org/name/a/b.tar":         {Repo: "org/name", Path: "a/b.tar"},
 		"hf://datasets/org/name@v1.0/imgs/":      {Repo: "org/name", Revision: "v1.0", Path: "imgs/"},
-		"hf://datasets/org/name@refs%2Fpr%2F1/x": {Repo: "org/name", Revision: "refs%2Fpr%2F1", Path: "x"},
+		"hf://datasets/org/name@refs%2Fpr%2F1/x": {Repo: "org/name", Revision: "refs/pr/1", Path: "x"},
 	} {
 		got, err := Parse(in)
 		if err != nil || got != want {
@@ -31,6 +31,10 @@ func TestParse(t *testing.T) {
 	}
 	loc, _ := Parse("hf://datasets/org/name@v1/imgs")
 	if u := loc.url("imgs/a.jpg"); u != "hf://datasets/org/name@v1/imgs/a.jpg" {
+		t.Errorf("url: %s", u)
+	}
+	loc, _ = Parse("hf://datasets/org/name@refs%2Fpr%2F1/imgs")
+	if u := loc.url("imgs/a.jpg"); u != "hf://datasets/org/name@refs%2Fpr%2F1/imgs/a.jpg" {
 		t.Errorf("url: %s", u)
 	}
 }
