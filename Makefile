@@ -10,7 +10,12 @@ export PYTHONPATH := $(CURDIR)/python
 
 .PHONY: deps system-deps lib test lint go-test py-test fuzz demo bench soak wheel clean
 
-deps: system-deps $(VENV)/.deps $(RUST_VENV)/.bench-ready
+# Azurite (npm), the Azure Blob Storage of tests/test_storage_azure.py, in the checkout's .cache/npm;
+# fake-gcs-server, the Google Cloud Storage of tests/test_storage_gcs.py (v1.50.0 builds with Go 1.22).
+AZURITE  := .cache/npm/node_modules/.bin/azurite-blob
+FAKE_GCS := .cache/bin/fake-gcs-server
+
+deps: system-deps $(VENV)/.deps $(RUST_VENV)/.bench-ready $(AZURITE) $(FAKE_GCS)
 
 # Photoroom's Rust loader, for the differential tests (tests/test_rust_differential.py) and the bench:
 # it installs as the module `datago` too, so it lives in a venv of its own (the bench's, whose marker
@@ -21,7 +26,13 @@ $(RUST_VENV)/.bench-ready:
 	env -u PYTHONPATH $(RUST_VENV)/bin/python -m pip install -q --disable-pip-version-check $(RUST_PKGS)
 	printf '%s' '$(RUST_PKGS)' > $@
 
-# libvips (headers, pkg-config file, runtime), a C compiler for cgo, python3-venv and, when missing, Go,
+$(AZURITE):
+	npm install --prefix .cache/npm --no-audit --no-fund --silent azurite@3.35.0
+
+$(FAKE_GCS):
+	GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/fsouza/fake-gcs-server@v1.50.0
+
+# libvips (headers, pkg-config file, runtime), a C compiler for cgo, python3-venv, npm (Azurite) and, when missing, Go,
 # from Debian/Ubuntu packages when we are root.
 system-deps:
 	@missing=""; \
@@ -29,6 +40,7 @@ system-deps:
 	command -v cc >/dev/null || missing="$$missing build-essential"; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v $(GO) >/dev/null || missing="$$missing golang-go"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
@@ -42,6 +54,10 @@ $(VENV)/.deps: pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q cffi numpy pillow pytest ruff webdataset
+	# moto in server mode: the S3 (and IAM, STS) of tests/test_storage_s3.py, with signature checking.
+	$(PY) -m pip install -q 'moto[server]'
+	# The Azure SDK for Python puts the test data into Azurite (tests/test_storage_azure.py).
+	$(PY) -m pip install -q azure-storage-blob
 	# torch for tests/test_torch.py (datago.torch, torchrun): any build runs on the CPU; the package
 	# index's default one pulls CUDA libraries that stay unused.
 	$(PY) -m pip install -q torch
@@ -97,6 +113,7 @@ bench: lib
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/bench_webdataset.py
 	$(PY) tests/bench/bench_db.py
+	$(PY) tests/bench/bench_storage.py
 
 # Memory over a long run (1,000,000 samples by default, 20 to 60 minutes on 2 cores); fails when RSS grows
 # by 5% or more from sample 100,000 to the end, or its peak passes the bound it prints.

@@ -31,6 +31,7 @@ func datago_client_new(config *C.char, out *C.datago_client, errOut **C.char) C.
 		if config == nil || out == nil {
 			return misuse("config and out must not be NULL")
 		}
+		syncEnviron()
 		c, err := datago.NewFromJSON([]byte(C.GoString(config)))
 		if err != nil {
 			return err
@@ -223,6 +224,7 @@ func datago_catalog_new(config *C.char, out *C.datago_catalog, errOut **C.char) 
 		if config == nil || out == nil {
 			return misuse("config and out must not be NULL")
 		}
+		syncEnviron()
 		cfg, err := datago.ParseConfig([]byte(C.GoString(config)))
 		if err != nil {
 			return err

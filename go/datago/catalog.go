@@ -15,6 +15,7 @@ import (
 type Catalog struct {
 	cfg   *Config
 	items []source.Item
+	src   *filesystem.Source // fetches the items (a remote root_path's objects through its store)
 	stat  counters
 }
 
@@ -26,11 +27,15 @@ func NewCatalog(cfg *Config) (*Catalog, error) {
 	}
 	fc.Rank, fc.WorldSize, fc.RandomSampling = 0, 1, false
 	k := &Catalog{cfg: cfg}
-	items, err := filesystem.New(fc, cfg.MaxFileBytes).All(context.Background(), k.stat.skip)
+	src := filesystem.New(fc, cfg.MaxFileBytes)
+	if err := src.Check(context.Background()); err != nil {
+		return nil, err // a *ConfigError for a refusal (wrong key, no such bucket, empty prefix)
+	}
+	items, err := src.All(context.Background(), k.stat.skip)
 	if err != nil {
 		return nil, err
 	}
-	k.items = items
+	k.items, k.src = items, src
 	return k, nil
 }
 
@@ -59,7 +64,7 @@ func (k *Catalog) Get(indices []int) ([]*Sample, error) {
 	}
 	cfg := *k.cfg
 	cfg.Epochs, cfg.Limit, cfg.BatchSize, cfg.Deterministic, cfg.Resume = 1, 0, 0, false, nil
-	c, err := newClient(&cfg, &listSource{items: picked, fetch: filesystem.New(filesystem.Config{}, cfg.MaxFileBytes)})
+	c, err := newClient(&cfg, &listSource{items: picked, fetch: k.src})
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,7 @@ const (
 	ReasonDecodeError     = "decode_error"       // the bytes are not an image datago can decode
 	ReasonInternal        = "internal_error"     // a bug met by one sample (a recovered panic)
 	ReasonNoBatch         = "no_image_for_batch" // a sample without a main image cannot join a batch
-	ReasonNotFound        = "not_found"          // dataroom: a file download answered 404 or 410
+	ReasonNotFound        = "not_found"          // dataroom: a file download answered 404 or 410; storage: a listed object no longer exists
 	ReasonHTTPError       = "http_error"         // dataroom: a file download answered another error status
 	ReasonBadRecord       = "bad_record"         // dataroom: a result without id, image URL, or with fields of the wrong type
 	ReasonDuplicate       = "duplicate"          // dataroom: an id the server had already returned on the previous page

@@ -7,6 +7,7 @@ import (
 
 	"github.com/datago-dev/datago/internal/confread"
 	"github.com/datago-dev/datago/internal/source"
+	"github.com/datago-dev/datago/internal/storage"
 )
 
 // DefaultPageSize is the default source_config.page_size.
@@ -25,6 +26,13 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 	r.Integer(sc, "seed", &seed, math.MinInt)
 	fs.Seed = int64(seed)
 	r.RankAndWorld(sc, &fs.Rank, &fs.WorldSize)
+	fs.Storage = storage.Parse(r, sc)
+	if !r.Failed() && storage.Remote(fs.RootPath) {
+		if err := storage.Check(fs.RootPath); err != nil {
+			r.Fail(sc.Key("root_path"), err.Error())
+		}
+		return fs
+	}
 	if !r.Failed() {
 		st, err := os.Stat(fs.RootPath)
 		switch {

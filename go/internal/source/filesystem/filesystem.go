@@ -1,5 +1,7 @@
 // Package filesystem is the "filesystem" source: the images under a directory tree, listed as a
-// stream in directory order or, with random_sampling, all at once and shuffled per epoch.
+// stream in directory order or, with random_sampling, all at once and shuffled per epoch. A
+// root_path that is an object-store URL (s3://bucket/prefix) is a prefix, listed through the
+// storage layer in key order.
 package filesystem
 
 import (
@@ -14,7 +16,9 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/datago-dev/datago/internal/confread"
 	"github.com/datago-dev/datago/internal/source"
+	"github.com/datago-dev/datago/internal/storage"
 )
 
 // Config is source_config for "source_type": "filesystem".
@@ -27,7 +31,8 @@ type Config struct {
 	// anew each epoch (source.EpochSeed). Without it the listing streams in directory order.
 	RandomSampling bool
 	Seed           int64
-	SeedGiven      bool // source_config.seed was set
+	SeedGiven      bool           // source_config.seed was set
+	Storage        storage.Config // source_config.storage, for a remote root_path
 }
 
 // NeedsSeed: random_sampling without a seed (source.Seeded).
@@ -50,14 +55,60 @@ type Source struct {
 	epoch    int
 	rootOnce sync.Once
 	realRoot string
+	store    *storage.Store // nil for a local root_path
 }
 
-// New returns the source of cfg; maxFileBytes (> 0) bounds the files it reads.
-func New(cfg Config, maxFileBytes int64) *Source { return &Source{cfg: cfg, maxBytes: maxFileBytes} }
+// New returns the source of cfg; maxFileBytes (> 0) bounds the files it reads. Nothing is
+// contacted: a remote root_path is first listed by List or Check.
+func New(cfg Config, maxFileBytes int64) *Source {
+	f := &Source{cfg: cfg, maxBytes: maxFileBytes}
+	if storage.Remote(cfg.RootPath) {
+		f.store = storage.New(cfg.Storage, storage.DefaultPolicy)
+	}
+	return f
+}
 
-// Open is New with the pipeline's limit.
+// Open is New with the pipeline's limit and, for a remote root_path, the early check of the
+// credentials, the bucket and the prefix.
 func (c Config) Open(common source.Common) (source.Source, error) {
-	return New(c, common.MaxFileBytes), nil
+	p := storage.DefaultPolicy
+	p.Conns = max(p.Conns, common.Fetchers)
+	f := New(c, common.MaxFileBytes)
+	if f.store != nil {
+		f.store = storage.New(c.Storage, p)
+		if err := f.Check(context.Background()); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// prefix is the remote root_path as a key prefix: a directory, so it ends with "/".
+func (f *Source) prefix() string {
+	p := f.cfg.RootPath
+	if !strings.HasSuffix(p, "/") && strings.Count(p, "/") > 2 {
+		p += "/"
+	}
+	return p
+}
+
+// Check lists the first object of a remote root_path: wrong credentials, a missing bucket or an
+// empty prefix fail here, with the provider's code and message, rather than as an empty stream. A
+// refusal is a *confread.Error naming root_path (a configuration mistake); other failures are not.
+func (f *Source) Check(ctx context.Context) error {
+	if f.store == nil {
+		return nil
+	}
+	_, ok, err := f.store.First(ctx, f.prefix())
+	switch {
+	case err != nil && storage.Refusal(err):
+		return &confread.Error{Key: "source_config.root_path", Msg: err.Error()}
+	case err != nil:
+		return fmt.Errorf("source_config.root_path: %w", err)
+	case !ok:
+		return &confread.Error{Key: "source_config.root_path", Msg: fmt.Sprintf("no object under %s", f.prefix())}
+	}
+	return nil
 }
 
 // isImageName reports whether name has an image extension datago serves, in any letter case.
@@ -104,6 +155,9 @@ func (f *Source) All(ctx context.Context, skip func(string, string, error)) ([]s
 
 // Catalog lists every rank's images, sorted by their path relative to the root (the dispatch key).
 func (f *Source) Catalog(ctx context.Context, skip func(string, string, error)) ([]source.Item, []string, error) {
+	if f.store != nil { // the header pass reads local files; object storage has no planned runs yet
+		return nil, nil, &confread.Error{Key: "equal_steps", Msg: "planned runs (equal_steps, bucket_per_step) read local folders only, not an object-storage root_path"}
+	}
 	var all []source.Item
 	err := f.walk(ctx, true, func(it source.Item) bool { all = append(all, it); return true }, skip)
 	keys := make([]string, len(all))
@@ -132,6 +186,9 @@ func (f *Source) Shuffled() (bool, int64) { return f.cfg.RandomSampling, f.cfg.S
 // walk visits the tree depth first, keeping this rank's images (every rank's with all). Symbolic links are followed, and every directory is entered at
 // most once (by device and inode), so symlink cycles end.
 func (f *Source) walk(ctx context.Context, all bool, emit func(source.Item) bool, skip func(string, string, error)) error {
+	if f.store != nil {
+		return f.walkRemote(ctx, all, emit)
+	}
 	root := f.cfg.RootPath
 	seen := map[dirKey]bool{}
 	if k, err := keyOf(root); err == nil {
@@ -199,6 +256,22 @@ func (f *Source) walk(ctx context.Context, all bool, emit func(source.Item) bool
 	return nil
 }
 
+// walkRemote streams the objects under the remote prefix in key order, one page at a time; ranks
+// hash the key relative to the prefix, as local files hash their path relative to the root, so a
+// tree copied to a bucket splits the same way.
+func (f *Source) walkRemote(ctx context.Context, all bool, emit func(source.Item) bool) error {
+	err := f.store.List(ctx, f.prefix(), func(o storage.Object) bool {
+		if !isImageName(o.Key) || (!all && source.Rank(o.Key, f.cfg.WorldSize) != f.cfg.Rank) {
+			return true
+		}
+		return emit(source.Item{ID: o.URL, Path: o.URL, Ref: o})
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("source_config.root_path: %w", err)
+	}
+	return nil
+}
+
 // insideRoot reports whether the link p resolves to a file under the root (served by its own path).
 func (f *Source) insideRoot(p string) bool {
 	f.rootOnce.Do(func() { f.realRoot, _ = filepath.EvalSymlinks(f.cfg.RootPath) })
@@ -237,8 +310,11 @@ func (f *Source) Head(_ context.Context, it source.Item, n int) ([]byte, error) 
 	return b[:k], err
 }
 
-// Fetch reads the file of it, refusing one larger than max_file_bytes before reading it.
-func (f *Source) Fetch(_ context.Context, it source.Item) (*source.Raw, error) {
+// Fetch reads the file or object of it, refusing one larger than max_file_bytes before reading it.
+func (f *Source) Fetch(ctx context.Context, it source.Item) (*source.Raw, error) {
+	if o, ok := it.Ref.(storage.Object); ok {
+		return f.fetchRemote(ctx, o)
+	}
 	file, err := os.Open(it.Path)
 	if err != nil {
 		return nil, err
@@ -268,6 +344,24 @@ func (f *Source) Fetch(_ context.Context, it source.Item) (*source.Raw, error) {
 	}
 	if len(b) == 0 {
 		return nil, source.ErrEmpty
+	}
+	return &source.Raw{Image: b}, nil
+}
+
+// fetchRemote reads one object, checking its listed size against max_file_bytes first.
+func (f *Source) fetchRemote(ctx context.Context, o storage.Object) (*source.Raw, error) {
+	if o.Size > f.maxBytes {
+		return nil, &source.TooLargeError{What: o.URL, Size: o.Size, Limit: f.maxBytes}
+	}
+	if o.Size == 0 {
+		return nil, source.ErrEmpty
+	}
+	if f.store == nil {
+		return nil, fmt.Errorf("%s: not a remote filesystem source", o.URL)
+	}
+	b, err := f.store.ReadAll(ctx, o, f.maxBytes)
+	if err != nil {
+		return nil, err
 	}
 	return &source.Raw{Image: b}, nil
 }

@@ -61,7 +61,11 @@ func TestShardLocation(t *testing.T) {
 		{"https://host/b/a.tar", "", true, true},
 		{"HTTP://host/a.tar", "", true, true},
 		{"http:///a.tar", "", false, false},
-		{"s3://bucket/a.tar", "", false, false},
+		{"s3://bucket/a.tar", "", true, true},
+		{"s3:///a.tar", "", false, false},
+		{"S3://bucket/a.tar", "", false, false},
+		{"gs://bucket/a.tar", "", true, true},
+		{"ftp://host/a.tar", "", false, false},
 		{"file://otherhost/a.tar", "", false, false},
 	} {
 		path, isHTTP, err := shardLocation(tc.in)

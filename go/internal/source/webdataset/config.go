@@ -10,6 +10,7 @@ import (
 	"github.com/datago-dev/datago/internal/confread"
 	"github.com/datago-dev/datago/internal/source"
 	"github.com/datago-dev/datago/internal/source/httpretry"
+	"github.com/datago-dev/datago/internal/storage"
 )
 
 // Kind is "source_type": "webdataset".
@@ -65,6 +66,7 @@ func parse(r *confread.Reader, sc *confread.Object) source.Config {
 	r.Str(sc, "auth_token", &wc.AuthToken, false)
 	r.Str(sc, "reference_image_type", &wc.ReferenceImage, false)
 	wc.ReferenceImage = strings.ToLower(strings.TrimPrefix(wc.ReferenceImage, "."))
+	wc.Storage = storage.Parse(r, sc)
 	if r.Failed() {
 		return wc
 	}

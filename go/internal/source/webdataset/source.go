@@ -24,6 +24,7 @@ import (
 	"github.com/datago-dev/datago/internal/faults"
 	"github.com/datago-dev/datago/internal/source"
 	"github.com/datago-dev/datago/internal/source/httpretry"
+	"github.com/datago-dev/datago/internal/storage"
 )
 
 // Config is source_config for "source_type": "webdataset".
@@ -45,7 +46,8 @@ type Config struct {
 	ReferenceImage string
 	Timeout        time.Duration
 	MaxRetries     int
-	RetryBackoff   time.Duration // wait before the first retry of a shard request
+	RetryBackoff   time.Duration  // wait before the first retry of a shard request
+	Storage        storage.Config // source_config.storage, for object-store shards
 }
 
 // Defaults of Config, documented in README.md.
@@ -62,7 +64,8 @@ const (
 // defaultImageKeys are the suffixes tried, in order, for a sample's image.
 var defaultImageKeys = []string{"jpg", "jpeg", "png", "webp"}
 
-// shardLocation classifies a shard: a local file (path set) or an http(s) URL (isHTTP).
+// shardLocation classifies a shard: a local file (path set) or a remote URL (isHTTP: http(s), or an
+// object store's, which the storage layer reads).
 func shardLocation(shard string) (path string, isHTTP bool, err error) {
 	scheme, _, found := strings.Cut(shard, "://")
 	if !found || strings.ContainsAny(scheme, "/.") {
@@ -78,6 +81,11 @@ func shardLocation(shard string) (path string, isHTTP bool, err error) {
 			return "", false, fmt.Errorf("%q has no host", shard)
 		}
 		return "", true, nil
+	case "s3", "gs", "az", "hf":
+		if err := storage.Check(shard); err != nil {
+			return "", false, err
+		}
+		return "", true, nil
 	case "file":
 		u, err := url.Parse(shard)
 		if err != nil {
@@ -88,7 +96,7 @@ func shardLocation(shard string) (path string, isHTTP bool, err error) {
 		}
 		return u.Path, false, nil
 	}
-	return "", false, fmt.Errorf("%q: unsupported scheme %q (local paths, file://, http:// and https:// are)", shard, scheme)
+	return "", false, fmt.Errorf("%q: unsupported scheme %q (local paths, file://, http://, https://, s3://, gs://, az:// and hf:// are)", shard, scheme)
 }
 
 // Source serves the samples of WebDataset tar shards (optionally gzip-compressed), read as streams
@@ -99,6 +107,7 @@ type Source struct {
 	goFn      func(name string, fn func())
 	points    faults.Points
 	client    *http.Client
+	store     *storage.Store // nil without object-store shards
 	epoch     int
 }
 
@@ -113,13 +122,33 @@ func (w *Source) Unreplayable() string {
 	return ""
 }
 
-// Open returns the source of c.
-func (c Config) Open(common source.Common) (source.Source, error) { return newSource(c, common), nil }
+// Open returns the source of c, with its object-store prefixes (urls ending in "/") listed: the
+// shards under them, in key order, take their place.
+func (c Config) Open(common source.Common) (source.Source, error) {
+	w := newSource(c, common)
+	if w.store == nil {
+		return w, nil
+	}
+	shards, err := w.listPrefixes(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	w.cfg.Shards = shards
+	return w, nil
+}
 
 // newSource returns the source of a parsed cfg: every value was checked by Parse.
 func newSource(cfg Config, common source.Common) *Source {
-	return &Source{cfg: cfg, maxMember: common.MaxFileBytes, goFn: common.Go, points: faults.FromEnv(),
+	w := &Source{cfg: cfg, maxMember: common.MaxFileBytes, goFn: common.Go, points: faults.FromEnv(),
 		client: newHTTPClient(cfg.Timeout, cfg.ConcurrentDownloads, cfg.AuthToken != "")}
+	for _, s := range cfg.Shards {
+		if storage.Remote(s) {
+			w.store = storage.New(cfg.Storage, storage.Policy{Timeout: cfg.Timeout, MaxRetries: cfg.MaxRetries,
+				Backoff: cfg.RetryBackoff, Conns: cfg.ConcurrentDownloads})
+			break
+		}
+	}
+	return w
 }
 
 // splitByKey reports whether samples (rather than shards) are dispatched to ranks: with fewer shards
@@ -289,6 +318,9 @@ func (w *Source) openShard(ctx context.Context, shard string) (io.ReadCloser, er
 	path, isHTTP, err := shardLocation(shard)
 	if err != nil {
 		return nil, err
+	}
+	if storage.Remote(shard) {
+		return w.store.Open(ctx, shard, ""), nil
 	}
 	if isHTTP {
 		s := newHTTPStream(ctx, w.client, shard, w.cfg.Timeout, w.cfg.MaxRetries, w.cfg.RetryBackoff)

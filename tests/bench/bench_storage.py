@@ -1,0 +1,234 @@
+"""Object-storage benchmark: datago reading the case-A corpus (2-12 MP JPEGs, crop_and_resize to the 512
+buckets) from S3 (moto in server mode on 127.0.0.1, tests/support/s3_server.py's setup) against the same data
+on local disk, as WebDataset shards and as an image prefix; then the time to the first sample from a prefix
+of --objects objects, and the listing rate.
+
+Loaders, each in its own process, concurrency = --workers:
+  s3-shards / local-shards   source_type webdataset over s3://bench/shards/ (a prefix: its .tar objects) /
+                             the same shard files on disk; concurrent_downloads 4
+  s3-prefix / local-prefix   source_type filesystem over s3://bench/images / the corpus folder
+  listing                    source_type filesystem over s3://list/many (--objects copies of a 64x48 JPEG):
+                             the time to the first sample, then the client stops; then a MapDataset over
+                             the same prefix, whose construction lists it whole: objects/s is the rate
+
+moto holds the objects in memory and answers with its Python server, sharing the 2 cores with the loader:
+an upper bound on what the storage layer costs, not a measurement of S3 itself.
+
+  PYTHONPATH=python .venv/bin/python tests/bench/bench_storage.py            # 128 images, 3 repeats
+  PYTHONPATH=python .venv/bin/python tests/bench/bench_storage.py --quick    # 12 images, 1 repeat
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(BENCH_DIR.parent))
+import corpus  # noqa: E402
+from bench_webdataset import IMAGE_CONFIG, ensure_shards  # noqa: E402
+from reference import add_python_path, default_cache_dir  # noqa: E402
+
+MARKER = "STORAGE_BENCH_RESULT "
+LOADERS = ("s3-shards", "local-shards", "s3-prefix", "local-prefix")
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    import datago
+
+    loader, workers = spec["loader"], spec["workers"]
+    started = time.perf_counter()
+    if loader == "listing":
+        cfg = {"source_type": "filesystem", "source_config": {"root_path": spec["url"]}, "concurrency": 1}
+        with datago.Client(cfg) as client:
+            next(iter(client))
+            first = time.perf_counter() - started
+        t0 = time.perf_counter()
+        with datago.MapDataset(cfg) as ds:
+            n = len(ds)
+        return {"loader": loader, "first_s": first, "listed": n, "list_s": time.perf_counter() - t0}
+    if loader.endswith("shards"):
+        source = {
+            "source_type": "webdataset",
+            "source_config": {"url": spec["url"], "concurrent_downloads": 4},
+        }
+    else:
+        source = {"source_type": "filesystem", "source_config": {"root_path": spec["url"]}}
+    config = {**source, "image_config": IMAGE_CONFIG, "concurrency": workers}
+    count, touched, first = 0, 0, 0.0
+    with datago.Client(config) as client:
+        for sample in client:
+            array = sample.array
+            touched ^= int(array[-1, -1, 0])
+            count += 1
+            if count == 1:
+                first = time.perf_counter() - started
+            del array, sample
+        seconds = time.perf_counter() - started
+        stats = client.stats()
+    return {"loader": loader, "images": count, "seconds": seconds, "first_s": first, "stats": stats}
+
+
+def spawn(spec: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith(MARKER):
+            result: dict[str, Any] = json.loads(line[len(MARKER) :])
+            return result
+    return {"loader": spec["loader"], "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+
+
+def fill_listing_bucket(count: int) -> None:
+    """``count`` copies of a small JPEG put straight into moto's in-process backend (uploading them one
+    request at a time would take longer than the benchmark): the listing still goes through moto's S3 API."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    backend.create_bucket("list", "us-east-1")
+    from support.shards import image_bytes
+
+    body = image_bytes(64, 48)
+    for i in range(count):
+        backend.put_object("list", f"many/d{i % 100:02d}/img{i:07d}.jpg", body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=128, help="images of the highres corpus")
+    parser.add_argument("--per-shard", type=int, default=16, help="8 shards for the default 128 images")
+    parser.add_argument("--objects", type=int, default=200_000, help="objects of the listing prefix")
+    parser.add_argument("--repeats", type=int, default=0, help="runs per loader (default 3, 1 with --quick)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--quick", action="store_true", help="12 images, 20,000 listed objects, 1 repeat")
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    add_python_path()
+    if args.child:
+        print(MARKER + json.dumps(run_child(json.loads(args.child))), flush=True)
+        return 0
+    if args.quick:
+        args.count, args.per_shard, args.objects = 12, 4, 20_000
+    repeats = args.repeats or (1 if args.quick else 3)
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from support.s3_server import free_port
+
+    cache = default_cache_dir()
+    params = corpus.Params(kind="highres", count=args.count)
+    directory = corpus.ensure_corpus(params, corpus.corpus_dir(params, cache))
+    images = directory / "images"
+    shard_dir = cache / "wds" / f"highres-n{args.count}-p{args.per_shard}"
+    shards = ensure_shards(images, shard_dir, args.per_shard)
+
+    port = free_port()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench-secret",
+        AWS_ENDPOINT_URL_S3=endpoint,
+        AWS_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in LOADERS}
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench-secret",
+        )
+        s3.create_bucket(Bucket="bench")
+        for p in sorted(images.glob("*.jpg")):
+            s3.put_object(Bucket="bench", Key=f"images/{p.name}", Body=p.read_bytes())
+        for p in shards:
+            s3.put_object(Bucket="bench", Key=f"shards/{p.name}", Body=p.read_bytes())
+        megabytes = sum(p.stat().st_size for p in shards) / 1e6
+        print(
+            f"bench_storage: {args.count} highres images ({megabytes:.0f} MB) in {len(shards)} shards and "
+            f"as a prefix, moto at {endpoint}; workers {args.workers}; load {os.getloadavg()[0]:.2f}"
+        )
+        urls = {
+            "s3-shards": "s3://bench/shards/",
+            "local-shards": [str(p) for p in shards],
+            "s3-prefix": "s3://bench/images",
+            "local-prefix": str(images),
+        }
+        for repeat in range(repeats):
+            for name in LOADERS if repeat % 2 == 0 else LOADERS[::-1]:
+                r = spawn({"loader": name, "url": urls[name], "workers": args.workers}, env, args.timeout)
+                if "error" not in r and r["images"] != args.count:
+                    r["error"] = f"delivered {r['images']} of {args.count} images"
+                results[name].append(r)
+                status = r.get("error") or (
+                    f"{r['images']} images in {r['seconds']:.2f} s = {r['images'] / r['seconds']:.1f} img/s, "
+                    f"first after {r['first_s'] * 1000:.0f} ms"
+                )
+                print(f"  run {repeat + 1}/{repeats} {name:13s} {status}", flush=True)
+
+        t0 = time.perf_counter()
+        fill_listing_bucket(args.objects)
+        print(f"  put {args.objects} objects into moto in {time.perf_counter() - t0:.0f} s", flush=True)
+        listing = spawn({"loader": "listing", "url": "s3://list/many", "workers": 1}, env, args.timeout)
+    finally:
+        server.stop()
+
+    rates = {
+        name: [r["images"] / r["seconds"] for r in rs if "error" not in r] for name, rs in results.items()
+    }
+    print("\n| loader | images | median img/s (min–max) | vs the same data on local disk |")
+    print("| --- | ---: | ---: | ---: |")
+    failed = False
+    for name, rs in rates.items():
+        if not rs:
+            failed = True
+            print(f"| {name} | – | failed: {results[name][0].get('error') if results[name] else '-'} | – |")
+            continue
+        median = statistics.median(rs)
+        local = rates.get(name.replace("s3-", "local-"), [])
+        ratio = f"**{median / statistics.median(local):.2f}×**" if name.startswith("s3-") and local else "–"
+        print(f"| {name} | {args.count} | {median:.1f} ({min(rs):.1f}–{max(rs):.1f}) | {ratio} |")
+    if "error" in listing:
+        failed = True
+        print(f"\nlisting: failed: {listing['error']}")
+    else:
+        print(
+            f"\nprefix of {args.objects} objects: first sample after {listing['first_s'] * 1000:.0f} ms; "
+            f"listed whole ({listing['listed']} objects) in {listing['list_s']:.1f} s = "
+            f"{listing['listed'] / listing['list_s']:.0f} objects/s"
+        )
+        failed = failed or listing["listed"] != args.objects
+    out = cache / "bench_storage.json"
+    out.write_text(json.dumps({"args": vars(args), "results": results, "listing": listing}, indent=1) + "\n")
+    print(f"\nresults: {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

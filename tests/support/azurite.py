@@ -1,0 +1,77 @@
+"""Azure Blob Storage for the tests: Azurite (the npm package ``azurite``, installed by ``make deps`` into
+.cache/npm) on a loopback port, in memory, with its well-known development account."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from support.process import ROOT
+
+AZURITE = ROOT / ".cache" / "npm" / "node_modules" / ".bin" / "azurite-blob"
+# Azurite's documented development account (public: it is the same in every Azurite).
+ACCOUNT = "devstoreaccount1"
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class Azurite:
+    def __init__(self, workdir: Path) -> None:
+        if not AZURITE.exists():
+            raise RuntimeError(f"{AZURITE} is missing: run `make deps` (npm install azurite)")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.proc = subprocess.Popen(
+            [
+                str(AZURITE),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.port),
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--silent",
+            ],
+            cwd=workdir,  # its debug log, if any, goes there
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.endpoint = f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+        self.connection_string = ";".join(
+            [
+                "DefaultEndpointsProtocol=http",
+                f"AccountName={ACCOUNT}",
+                f"AccountKey={KEY}",
+                f"BlobEndpoint={self.endpoint}",
+            ]
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("azurite did not start") from None
+                time.sleep(0.1)
+        from azure.storage.blob import BlobServiceClient
+
+        self.service: Any = BlobServiceClient.from_connection_string(self.connection_string)
+
+    def put(self, container: str, objects: dict[str, bytes]) -> None:
+        c = self.service.get_container_client(container)
+        if not c.exists():
+            c.create_container()
+        for name, data in objects.items():
+            c.upload_blob(name, data, overwrite=True)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

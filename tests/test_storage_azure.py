@@ -1,0 +1,172 @@
+"""Object storage, Azure Blob Storage: az://container/path against Azurite (npm ``azurite``, on 127.0.0.1,
+started here), with a connection string, an account key and a SAS token; the same data on local disk as
+the reference; wrong key, missing container; no secret in errors."""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import datago
+from support.azurite import ACCOUNT, KEY, Azurite
+from support.config import filesystem_config, image_config, webdataset_config
+from support.drain import drain
+from support.shards import image_bytes, shard_bytes, standard_shard
+
+N_IMAGES = 40
+AZ_VARS = (
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCOUNT",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+)
+
+
+def files() -> dict[str, bytes]:
+    out = {
+        f"imgs/p{i % 3}/img{i:03d}.jpg": image_bytes(24 + i % 5 * 4, 20 + i % 3 * 4, i)
+        for i in range(N_IMAGES)
+    }
+    out["imgs/notes.txt"] = b"not an image"
+    for s in range(4):
+        out[f"shards/train-{s:03d}.tar"] = shard_bytes(standard_shard(s, 6))
+    return out
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Azurite, Path]]:
+    srv = Azurite(tmp_path_factory.mktemp("azurite"))
+    srv.put("data", files())
+    local = tmp_path_factory.mktemp("local")
+    for k, v in files().items():
+        (local / k).parent.mkdir(parents=True, exist_ok=True)
+        (local / k).write_bytes(v)
+    yield srv, local
+    srv.stop()
+
+
+@pytest.fixture
+def az_env(azurite: tuple[Azurite, Path], monkeypatch: pytest.MonkeyPatch) -> Azurite:
+    srv, _ = azurite
+    for k in AZ_VARS:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", srv.connection_string)
+    return srv
+
+
+def image_urls() -> list[str]:
+    return sorted(f"az://data/{k}" for k in files() if k.endswith(".jpg"))
+
+
+def test_prefix_once_each_ranks_and_pixels(az_env: Azurite, azurite: tuple[Azurite, Path]) -> None:
+    _, local = azurite
+    img = image_config(size=32, ratio=8)
+    got = drain(datago.Client(filesystem_config("az://data/imgs", img))).by_id()
+    assert sorted(got) == image_urls()
+    for path, sample in drain(datago.Client(filesystem_config(local / "imgs", img))).by_id().items():
+        assert np.array_equal(
+            sample.array, got["az://data/" + Path(path).relative_to(local).as_posix()].array
+        )
+    union: Counter[str] = Counter()
+    for rank in range(2):
+        remote = drain(datago.Client(filesystem_config("az://data/imgs/", rank=rank, world_size=2)))
+        disk = drain(datago.Client(filesystem_config(local / "imgs", rank=rank, world_size=2)))
+        rel = sorted(i.removeprefix("az://data/imgs/") for i in remote.ids)
+        assert rel == sorted(Path(i).relative_to(local / "imgs").as_posix() for i in disk.ids)
+        union.update(remote.ids)
+    assert sorted(union) == image_urls() and set(union.values()) == {1}
+
+
+def test_shards_map_dataset_and_resume(az_env: Azurite) -> None:
+    want = sorted(f"az://data/shards/train-{s:03d}.tar#s{s:02d}_{i:03d}" for s in range(4) for i in range(6))
+    for url in ("az://data/shards/", "az://data/shards/train-{000..003}.tar"):
+        d = drain(datago.Client(webdataset_config(url)))
+        assert d.error is None and not d.skips and sorted(d.ids) == want
+    with datago.MapDataset(filesystem_config("az://data/imgs")) as ds:
+        assert ds.ids == image_urls() and ds[3].id == image_urls()[3]
+    cfg = filesystem_config("az://data/imgs", random_sampling=True, seed=2, concurrency=1)
+    with datago.Client(cfg) as first:
+        before = [next(first).id for _ in range(11)]
+        state = first.state_dict()
+    with datago.Client(cfg, state=state) as second:
+        after = [s.id for s in second]
+    assert before + after == drain(datago.Client(cfg)).ids
+
+
+def test_account_key_and_sas_token(az_env: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
+    storage = {"endpoint_url": az_env.endpoint}
+    assert (
+        sorted(drain(datago.Client(filesystem_config("az://data/imgs", storage=storage))).ids) == image_urls()
+    )
+    sas = generate_account_sas(
+        ACCOUNT,
+        KEY,
+        resource_types=ResourceTypes(service=True, container=True, object=True),
+        permission=AccountSasPermissions(read=True, list=True),
+        expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
+    )
+    monkeypatch.delenv("AZURE_STORAGE_KEY")
+    monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", sas)
+    d = drain(datago.Client(filesystem_config("az://data/imgs", storage=storage)))
+    assert sorted(d.ids) == image_urls()
+    signature = [p for p in sas.split("&") if p.startswith("sig=")][0]
+    assert signature not in repr(d.stats)
+
+
+def test_wrong_key_missing_container_and_no_secret(az_env: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+    wrong = KEY[:-8] + "AAAAAAA="
+    monkeypatch.setenv("AZURE_STORAGE_KEY", wrong)
+    storage = {"endpoint_url": az_env.endpoint}
+    with pytest.raises(datago.ConfigError) as info:
+        datago.Client(filesystem_config("az://data/imgs", storage=storage))
+    # Azure answers AuthenticationFailed, Azurite AuthorizationFailure: both 403, with the service's code.
+    msg = str(info.value)
+    assert ("AuthenticationFailed" in msg or "AuthorizationFailure" in msg) and "HTTP 403" in msg, msg
+    assert wrong not in msg
+    monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
+    for url, code in (
+        ("az://nocontainer/imgs", "ContainerNotFound"),
+        ("az://data/nothing", "no object under"),
+    ):
+        with pytest.raises(datago.ConfigError) as info:
+            datago.Client(filesystem_config(url, storage=storage))
+        assert code in str(info.value) and KEY not in str(info.value), str(info.value)
+    monkeypatch.delenv("AZURE_STORAGE_KEY")
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT")
+    with pytest.raises(datago.DatagoError, match="AZURE_STORAGE_CONNECTION_STRING"):
+        datago.Client(filesystem_config("az://data/imgs"))
+
+
+def test_faults_every_sample_once(az_env: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:
+    from support.s3_server import FaultProxy
+
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
+    base = az_env.endpoint.rsplit("/", 1)[0]
+    proxy = FaultProxy(base, plan=["ok", "cut", "ok", "slowdown", "reset", "ok", "throttle", "cut"])
+    storage = {"endpoint_url": f"{proxy.endpoint}/{ACCOUNT}"}
+    try:
+        images = drain(
+            datago.Client(filesystem_config("az://data/imgs", storage=storage, concurrency=3)), timeout=120
+        )
+        shards = drain(
+            datago.Client(webdataset_config("az://data/shards/", storage=storage, max_retries=8)), timeout=120
+        )
+    finally:
+        proxy.stop()
+    assert sorted(images.ids) == image_urls() and not images.skips
+    assert len(shards.ids) == len(set(shards.ids)) == 24 and not shards.skips
+    assert proxy.counts.get("cut", 0) >= 4 and proxy.counts.get("reset", 0) >= 2, proxy.counts
