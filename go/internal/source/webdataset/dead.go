@@ -1,12 +1,10 @@
 package webdataset
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,25 +26,21 @@ type statusError struct {
 
 func (e *statusError) Error() string { return "HTTP " + e.status }
 
-// deadCheck watches the first shards of a listing. Once deadAfter of them (or all, when there are
-// fewer) failed before giving a single sample, with one and the same cause, and no shard gave
-// anything, the listing ends with an error naming the cause and the first failing shards. Any
-// success, or two causes, and it stands aside: a list where some shards fail still delivers what
-// the others hold.
+// deadCheck watches the first shards of a listing. Once the first deadAfter of them (all, when
+// there are fewer) failed before giving a single sample, with one and the same cause, and no shard
+// gave anything, the listing ends with an error naming the cause and those shards. Any success, or
+// two causes, and it stands aside: a list where some shards fail still delivers what the others hold.
 type deadCheck struct {
-	mu       sync.Mutex
-	need     int
-	off      bool // a shard worked, or the failures differ
-	cause    string
-	failures []failedShard
+	mu     sync.Mutex
+	need   int
+	off    bool // a shard worked, or the failures differ
+	cause  string
+	failed map[int]string // index in the reading order -> location, for the first need shards
 }
 
-type failedShard struct {
-	index    int // in the listing order, so that the message names the first ones
-	location string
+func newDeadCheck(shards int) *deadCheck {
+	return &deadCheck{need: min(shards, deadAfter), failed: map[int]string{}}
 }
-
-func newDeadCheck(shards int) *deadCheck { return &deadCheck{need: min(shards, deadAfter)} }
 
 // worked records that a shard gave samples.
 func (d *deadCheck) worked() {
@@ -55,12 +49,12 @@ func (d *deadCheck) worked() {
 	d.mu.Unlock()
 }
 
-// failed records a shard that failed before giving any sample; it returns the listing's error once
+// fail records a shard that failed before giving any sample; it returns the listing's error once
 // the list is judged dead.
-func (d *deadCheck) failed(index int, shard string, err error) error {
+func (d *deadCheck) fail(index int, shard string, err error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.off {
+	if d.off || index >= d.need {
 		return nil
 	}
 	cause := failureCause(err)
@@ -69,22 +63,18 @@ func (d *deadCheck) failed(index int, shard string, err error) error {
 		return nil
 	}
 	d.cause = cause
-	d.failures = append(d.failures, failedShard{index, httpretry.RedactURL(shard)})
-	if len(d.failures) < d.need {
+	d.failed[index] = httpretry.RedactURL(shard)
+	if len(d.failed) < d.need {
 		return nil
 	}
 	d.off = true // report once
-	slices.SortFunc(d.failures, func(a, b failedShard) int { return cmp.Compare(a.index, b.index) })
-	var shown []string
-	for _, f := range d.failures[:min(3, len(d.failures))] {
-		shown = append(shown, f.location)
-	}
+	shown := []string{d.failed[0], d.failed[1], d.failed[2]}[:min(3, d.need)]
 	more := ""
-	if len(d.failures) > len(shown) {
+	if d.need > len(shown) {
 		more = ", ..."
 	}
 	return fmt.Errorf("webdataset: the first %d shards all failed with %s, and none delivered a sample "+
-		"(%s%s): check source_config.url, the network and the credentials", len(d.failures), cause,
+		"(%s%s): check source_config.url, the network and the credentials", d.need, cause,
 		strings.Join(shown, ", "), more)
 }
 

@@ -207,7 +207,7 @@ func (w *Source) List(ctx context.Context, emit func(source.Item) bool, skip fun
 	read := func(i int, send func(source.Item) bool) {
 		if failure := w.readShard(ctx, shards[i], send, safeSkip, dead.worked); failure == nil {
 			dead.worked()
-		} else if e := dead.failed(i, shards[i], failure); e != nil {
+		} else if e := dead.fail(i, shards[i], failure); e != nil {
 			deadErr.Store(&e)
 			cancel()
 		}
