@@ -121,6 +121,8 @@ def smoke_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i, (w, h) in enumerate(shapes):
         for fmt, ext in (("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp")):
             save(root / f"{ext}{i}.{ext}", photo(w, h, seed=i), fmt)
+            if fmt != "WEBP":
+                save(root.parent / "forked" / f"{ext}{i}.{ext}", photo(w, h, seed=i), fmt)
     return root
 
 
@@ -149,11 +151,15 @@ config = {"source_type": "filesystem", "source_config": {"root_path": root},
 with datago.Client(config) as client:
     samples = list(client)
     skips = client.stats()
-# A forked child loads a private copy of libdatago.so (a fresh Go runtime): it must find its libraries.
+# A forked child loads a private copy of libdatago.so (a fresh Go runtime): it must find the bundled
+# libraries. (JPEG and PNG only: a WebP decode in a child forked after one in the parent hangs, with
+# the system's libvips too; a known bug outside packaging.)
+forked = os.path.join(os.path.dirname(root), "forked")
 pid = os.fork()
 if pid == 0:
+    config["source_config"]["root_path"] = forked
     with datago.Client(config) as client:
-        os._exit(0 if len(list(client)) == len(samples) else 3)
+        os._exit(0 if len(list(client)) == len(os.listdir(forked)) else 3)
 assert os.waitpid(pid, 0)[1] == 0, "the forked child failed"
 maps = open("/proc/self/maps").read().split("\\n")
 libs = sorted({line.split()[-1] for line in maps if ".so" in line and "/" in line})
