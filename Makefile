@@ -16,9 +16,9 @@ deps: system-deps $(VENV)/.deps
 system-deps:
 	@missing=""; \
 	pkg-config --exists vips 2>/dev/null || missing="$$missing libvips-dev pkg-config"; \
-	pkg-config --exists glib-2.0 libjpeg libpng16 libwebp libwebpmux libwebpdemux lcms2 libexif zlib expat \
-	  2>/dev/null || missing="$$missing libglib2.0-dev libjpeg-dev libpng-dev libwebp-dev liblcms2-dev \
-	  libexif-dev zlib1g-dev libexpat1-dev"; \
+	pkg-config --exists glib-2.0 libjpeg libpng16 libwebp libwebpmux libwebpdemux lcms2 libexif orc-0.4 zlib \
+	  expat 2>/dev/null || missing="$$missing libglib2.0-dev libjpeg-dev libpng-dev libwebp-dev liblcms2-dev \
+	  libexif-dev liborc-0.4-dev zlib1g-dev libexpat1-dev"; \
 	command -v dpkg-source >/dev/null || missing="$$missing dpkg-dev"; \
 	command -v ninja >/dev/null || missing="$$missing ninja-build"; \
 	command -v cc >/dev/null || missing="$$missing build-essential"; \

@@ -340,7 +340,8 @@ def wheel_library(wheel_venvs: Callable[[str], Path]) -> Path:
 def test_fidelity_with_the_wheels_libraries(wheel_library: Path) -> None:
     """tests/test_images.py (PNG identical to Pillow, JPEG within 2, resize PSNR >= 35 dB, EXIF...)
     against the wheel's libdatago.so, libvips and codecs."""
-    env = dict(os.environ, DATAGO_LIBRARY=str(wheel_library))
+    # This checkout's Python package (whose ABI the wheel's library implements), the wheel's library.
+    env = dict(os.environ, DATAGO_LIBRARY=str(wheel_library), PYTHONPATH=str(ROOT / "python"))
     check = (
         "import datago, datago._lib as l; datago.aspect_ratio_buckets(512, 16, 0.5, 2.0)\n"
         "print([x.split()[-1] for x in open('/proc/self/maps') if 'libvips' in x][0])"
