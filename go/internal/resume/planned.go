@@ -67,9 +67,10 @@ func checkPart(st *State, key string) *confread.Error {
 	return nil
 }
 
-// checksum is a digest of st without its check and parts.
+// checksum is a digest of st without its check and parts, nor the seed the client adds to every
+// state (a planned state's own plan carries the seed it was made with).
 func checksum(st State) string {
-	st.Check, st.Parts = "", nil
+	st.Check, st.Parts, st.Seed = "", nil, nil
 	b, _ := json.Marshal(st)
 	h := fnv.New64a()
 	h.Write(b)
