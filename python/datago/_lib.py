@@ -170,17 +170,64 @@ def library_path() -> Path:
     return Path(__file__).resolve().parent / _LIBRARY_NAME
 
 
+def _bundled_libraries(path: Path) -> Path | None:
+    """The directory of the libraries a manylinux wheel bundles beside ``path`` (None: not a wheel)."""
+    libs = path.resolve().parent.parent / "datago.libs"
+    return libs if libs.is_dir() else None
+
+
+_REINSTALL = "reinstall it: `pip install --force-reinstall --no-deps <the datago wheel>`"
+
+
 def explain_load_error(path: Path, error: BaseException) -> str:
-    """A message saying exactly what is missing when ``dlopen`` of ``path`` failed with ``error``."""
+    """A message naming the library, what is missing and the fix, when ``dlopen`` of ``path`` failed."""
     text = str(error)
+    bundled = _bundled_libraries(path)
+    glibc = re.search(r"version `(GLIBC_[\d.]+)' not found \(required by ([^)]+)\)", text)
+    if glibc:
+        import platform
+
+        found = "-".join(platform.libc_ver()) or "an unknown C library"
+        return (
+            f"datago: cannot load {path}: {Path(glibc.group(2)).name} needs {glibc.group(1)}, but this "
+            f"system has {found}. Use a datago wheel whose manylinux tag fits this system, or build "
+            f"from the source distribution (`pip install --no-binary datago datago`, needs Go >= 1.22, "
+            f"a C compiler and libvips-dev). Original error: {text}"
+        )
+    undefined = re.search(r"([\w./+-]+\.so[\w.]*): undefined symbol: (\w+)", text)
+    if undefined:
+        overrides = [v for v in ("LD_LIBRARY_PATH", "LD_PRELOAD") if os.environ.get(v)]
+        hint = (
+            f"{' and '.join(overrides)} may put another build of a library first: unset it, or "
+            if overrides
+            else ""
+        )
+        return (
+            f"datago: cannot load {path}: {Path(undefined.group(1)).name} lacks the symbol "
+            f"{undefined.group(2)}, so the libraries loaded do not belong together (a library of "
+            f"another version was found first). Fix: {hint}"
+            + (
+                _REINSTALL
+                if bundled
+                else f"rebuild libdatago.so against the installed libvips ({_BUILD_HINT})"
+            )
+            + f". Original error: {text}"
+        )
     missing = re.search(r"([\w.+-]+\.so[\w.]*): cannot open shared object file", text)
     if missing and Path(missing.group(1)).name != path.name:
         dep = missing.group(1)
+        if bundled is not None:
+            return (
+                f"datago: cannot load {path}: the library {dep}, which the datago wheel bundles in "
+                f"{bundled}, is missing: the installation is incomplete; {_REINSTALL}. "
+                f"Original error: {text}"
+            )
         if dep.startswith("libvips"):
             return (
                 f"datago: cannot load {path}: the libvips runtime library ({dep}) is not installed. "
                 "Install it with `apt-get install libvips42` (Debian/Ubuntu; `dnf install vips` on "
-                "Fedora, `brew install vips` on macOS)."
+                "Fedora, `brew install vips` on macOS), or install the datago manylinux wheel "
+                "(`make wheel`), which bundles libvips."
             )
         return (
             f"datago: cannot load {path}: the shared library {dep}, which libdatago.so depends on, "
