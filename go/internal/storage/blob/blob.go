@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/datago-dev/datago/internal/source"
 )
@@ -86,4 +89,21 @@ func (e *Error) SkipReason() string {
 		return source.ReasonNotFound
 	}
 	return source.ReasonReadError
+}
+
+// ObjectSize is the whole object's size as an HTTP read from byte off tells it: the total of a
+// Content-Range, or off plus the body's length; -1 when the response says neither.
+func ObjectSize(resp *http.Response, off int64) int64 {
+	if cr := resp.Header.Get("Content-Range"); cr != "" {
+		if _, total, ok := strings.Cut(cr, "/"); ok {
+			if n, err := strconv.ParseInt(total, 10, 64); err == nil {
+				return n
+			}
+		}
+		return -1
+	}
+	if resp.ContentLength >= 0 {
+		return off + resp.ContentLength
+	}
+	return -1
 }

@@ -216,19 +216,11 @@ func (b *Backend) Open(ctx context.Context, u string, off int64, version string)
 		resp.Body.Close()
 		return nil, blob.Info{}, &blob.Error{Provider: "gcs", URL: u, Op: "read", Err: errors.New("the server ignored Range")}
 	}
-	info := blob.Info{Size: -1, Version: resp.Header.Get("X-Goog-Generation")}
+	info := blob.Info{Version: resp.Header.Get("X-Goog-Generation")}
 	if info.Version == "" {
 		info.Version = version
 	}
-	if cr := resp.Header.Get("Content-Range"); cr != "" {
-		if _, total, ok := strings.Cut(cr, "/"); ok {
-			if n, err := strconv.ParseInt(total, 10, 64); err == nil {
-				info.Size = n
-			}
-		}
-	} else if resp.ContentLength >= 0 {
-		info.Size = off + resp.ContentLength
-	}
+	info.Size = blob.ObjectSize(resp, off)
 	return resp.Body, info, nil
 }
 

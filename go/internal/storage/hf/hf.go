@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -272,16 +271,8 @@ func (b *Backend) Open(ctx context.Context, u string, off int64, version string)
 		return nil, blob.Info{}, &blob.Error{Provider: "hf", URL: u, Op: "read", Code: "Changed", Changed: true,
 			Message: fmt.Sprintf("ETag %s, listed %s", etag, version)}
 	}
-	info := blob.Info{Size: -1, Version: etag}
-	if cr := resp.Header.Get("Content-Range"); cr != "" {
-		if _, total, ok := strings.Cut(cr, "/"); ok {
-			if n, err := strconv.ParseInt(total, 10, 64); err == nil {
-				info.Size = n
-			}
-		}
-	} else if resp.ContentLength >= 0 {
-		info.Size = off + resp.ContentLength
-	}
+	info := blob.Info{Version: etag}
+	info.Size = blob.ObjectSize(resp, off)
 	return resp.Body, info, nil
 }
 
