@@ -118,7 +118,7 @@ demo: lib
 	$(PY) -m pip install -q -r tests/bench/requirements.txt
 	$(PY) tests/bench/demo.py
 
-bench: lib
+bench: lib wheel
 	$(PY) -m pip install -q -r tests/bench/requirements.txt
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/bench_webdataset.py

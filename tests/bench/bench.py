@@ -27,6 +27,9 @@ Loaders, each run in its own process (page cache warmed first by reading every f
   pil          multiprocessing.Pool(--workers), the same per-image work as torch, imap_unordered
   datago-pil   datago taking ``sample.image`` (a PIL image, a copy) instead of ``sample.array``; case A
   datago-c1    datago with concurrency 1; case A
+  datago-wheel datago as installed from the manylinux wheel (the newest dist/datago-*.whl, which make bench
+               builds) into a venv of its own, <cache>/venv-wheel, with PYTHONPATH cleared: the wheel's own
+               libdatago.so and bundled libvips against the in-tree build; A, B, C, H
   cli          the Go CLI (``go build ./cmd/datago`` into the cache) on the same JSON config, ``-quiet``;
                its printed samples/s (it times Start() to the last sample); A, B, C, H. Its CPU per
                sample on H, against ``go test -bench BenchmarkStageHooks`` (what the always-on stage
@@ -100,7 +103,7 @@ from reference import (  # noqa: E402
 
 RESULT_MARKER = "BENCH_RESULT "
 MAIN_LOADERS = ("datago", "rust", "torch", "torch-draft", "pil")
-VARIANTS = ("datago-pil", "datago-c1", "cli")
+VARIANTS = ("datago-pil", "datago-c1", "datago-wheel", "cli")
 LOADERS = MAIN_LOADERS + VARIANTS
 RUST_PACKAGE = "datago==2026.10.1"
 RUST_SAMPLES_BUFFER = 32
@@ -120,15 +123,19 @@ class Case:
 
 CASES = {
     "A": Case("A", "highres, crop_and_resize 512", "highres", True, LOADERS),
-    "B": Case("B", "small, no processing", "small", False, ("datago", "rust", "torch", "pil", "cli")),
+    "B": Case(
+        "B", "small, no processing", "small", False, ("datago", "rust", "torch", "pil", "datago-wheel", "cli")
+    ),
     "C": Case(
         "C",
         "small, crop_and_resize 512",
         "small",
         True,
-        ("datago", "rust", "torch", "torch-draft", "pil", "cli"),
+        ("datago", "rust", "torch", "torch-draft", "pil", "datago-wheel", "cli"),
     ),
-    "H": Case("H", "handoff: 32x32 PNGs, no processing", "thumb", False, ("datago", "rust", "cli")),
+    "H": Case(
+        "H", "handoff: 32x32 PNGs, no processing", "thumb", False, ("datago", "rust", "datago-wheel", "cli")
+    ),
     "T": Case("T", "first sample from a large tree", "tree", False, ("datago", "rust")),
 }
 # Corpus sizes: full run (make bench) and --quick.
@@ -310,6 +317,7 @@ def _run_datago(spec: dict[str, Any], result: RunResult) -> None:
         result.seconds = time.perf_counter() - started
         # Inside the block: leaving it closes the client, and stats() on a closed client raises.
         result.stats = dict(client.stats())
+    result.stats["module"] = datago.__file__  # which build ran: in-tree or the installed wheel
 
 
 def _run_rust(spec: dict[str, Any], result: RunResult) -> None:
@@ -416,7 +424,7 @@ def run_one(spec: dict[str, Any]) -> RunResult:
     loader = spec["loader"]
     result = RunResult(loader=loader)
     with TreeRssSampler() as sampler:
-        if loader in ("datago", "datago-pil", "datago-c1"):
+        if loader in ("datago", "datago-pil", "datago-c1", "datago-wheel"):
             _run_datago(spec, result)
         elif loader == "rust":
             _run_rust(spec, result)
@@ -674,6 +682,53 @@ def ensure_rust_venv(cache: Path) -> tuple[Path | None, dict[str, str], str]:
         return None, {}, f"cannot set up {venv} ({RUST_PACKAGE}): {tail or exc}"
     except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
         return None, {}, f"cannot set up {venv} ({RUST_PACKAGE}): {exc}"
+
+
+def ensure_wheel_venv(cache: Path) -> tuple[Path | None, str]:
+    """(python of <cache>/venv-wheel, problem): the newest dist/datago-*.whl installed into a venv of
+    its own, reinstalled when the wheel changes, so that datago-wheel runs the wheel's libraries."""
+    wheels = sorted((REPO_ROOT / "dist").glob("datago-*-manylinux*.whl"), key=lambda p: p.stat().st_mtime)
+    if not wheels:
+        return None, "no dist/datago-*-manylinux*.whl: build it with make wheel"
+    wheel = wheels[-1]
+    venv = cache / "venv-wheel"
+    python = venv / "bin" / "python"
+    marker = venv / ".bench-ready"
+    want = f"{wheel.name} {wheel.stat().st_size} {wheel.stat().st_mtime_ns}"
+    try:
+        if not (python.exists() and marker.exists() and marker.read_text() == want):
+            print(f"bench: installing {wheel.name} into {venv}", flush=True)
+            shutil.rmtree(venv, ignore_errors=True)
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, text=True
+            )
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                env=clean_env(),
+            )
+            marker.write_text(want)
+        subprocess.run(
+            [
+                str(python),
+                "-c",
+                "import datago, sys; assert 'site-packages' in datago.__file__, datago.__file__",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=clean_env(),
+        )
+        return python, ""
+    except subprocess.CalledProcessError as exc:
+        tail = " | ".join((exc.stderr or exc.stdout or "").strip().splitlines()[-3:])
+        return None, f"cannot set up {venv} ({wheel.name}): {tail or exc}"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"cannot set up {venv} ({wheel.name}): {exc}"
 
 
 def build_cli(cache: Path) -> tuple[Path | None, str, str]:
@@ -1147,6 +1202,14 @@ def extra_rows(results: dict[str, Any]) -> list[list[str]]:
     ]
     if per_case:
         rows.append(["(c) datago Python ÷ Go CLI, same config", "; ".join(per_case)])
+    per_case = [
+        f"{c['key']} {fx(ratio_of(c, 'datago-wheel', 'datago'))} "
+        f"({fx(best_ratio_of(c, 'datago-wheel', 'datago'))})"
+        for c in results["cases"]
+        if median_of(c, "datago-wheel") and median_of(c, "datago")
+    ]
+    if per_case:
+        rows.append(["(w) installed manylinux wheel ÷ in-tree build, median (best)", "; ".join(per_case)])
     if a:
         rows.append(
             [
@@ -1422,6 +1485,7 @@ COLOURS = {
     "datago": "#2a7ab9",
     "datago-pil": "#6fa8d6",
     "datago-c1": "#a9cbe8",
+    "datago-wheel": "#3b6e99",
     "cli": "#1b4f78",
     "rust": "#b7410e",
     "torch": "#8c6bb1",
@@ -1544,6 +1608,12 @@ def setup_loaders(
             unavailable["rust"] = why
             print(f"bench: rust: {why}", file=sys.stderr)
         env["rust_python"] = python
+    if "datago-wheel" in wanted:
+        python, why = ensure_wheel_venv(cache)
+        if python is None:
+            unavailable["datago-wheel"] = why
+            print(f"bench: datago-wheel: {why}", file=sys.stderr)
+        env["wheel_python"] = python
     if {"torch", "torch-draft"} & wanted and importlib.util.find_spec("torch") is None:
         why = f"torch is not installed in {sys.prefix}: {TORCH_HINT}"
         print(f"bench: {why}; skipping torch and torch-draft", file=sys.stderr)
@@ -1673,7 +1743,9 @@ def run_case(
                 if loader == "cli":
                     result = run_cli(env["cli"], config_path, args.timeout)
                 else:
-                    python = env["rust_python"] if loader == "rust" else None
+                    python = {"rust": env.get("rust_python"), "datago-wheel": env.get("wheel_python")}.get(
+                        loader
+                    )
                     payload = spawn(spec, args.timeout, python=python, env=clean_env() if python else None)
                     result = (
                         RunResult(**payload)
