@@ -101,6 +101,7 @@ type plan struct {
 	quality             int
 	background          [3]uint8
 	keepAlpha           bool
+	native, alphaMask   bool
 }
 
 func cBool(b bool) C.int {
@@ -136,6 +137,8 @@ func decode(data []byte, pl plan, capture bool) (im *Image, width, height int, t
 		quality:       C.int(pl.quality),
 		background:    [3]C.double{C.double(pl.background[0]), C.double(pl.background[1]), C.double(pl.background[2])},
 		keep_alpha:    cBool(pl.keepAlpha),
+		native:        cBool(pl.native),
+		alpha_mask:    cBool(pl.alphaMask),
 	}
 	var out C.dg_output
 	status := C.dg_process(unsafe.Pointer(&data[0]), C.size_t(len(data)), &p, &out)
@@ -146,15 +149,23 @@ func decode(data []byte, pl plan, capture bool) (im *Image, width, height int, t
 	if status != 0 {
 		return nil, width, height, false, callError(data, &out.err, &out.codec_err, capture)
 	}
-	return &Image{
+	im = &Image{
 		Data:     out.data,
 		Len:      int(out.len),
 		Width:    int(out.width),
 		Height:   int(out.height),
 		Channels: int(out.bands),
+		BitDepth: int(out.bit_depth),
 		Encoded:  out.encoded != 0,
 		direct:   out.direct != 0,
-	}, width, height, false, nil
+	}
+	if out.mask_data != nil {
+		im.Alpha = &Image{Data: out.mask_data, Len: int(out.mask_len), Width: im.Width, Height: im.Height, BitDepth: 8, Encoded: im.Encoded}
+		if !im.Encoded {
+			im.Alpha.Channels = 1
+		}
+	}
+	return im, width, height, false, nil
 }
 
 // Free releases Data (C free) and zeroes the struct; safe to call twice.
@@ -165,6 +176,7 @@ func (im *Image) Free() {
 	if im.Data != nil {
 		C.free(im.Data)
 	}
+	im.Alpha.Free()
 	*im = Image{}
 }
 
