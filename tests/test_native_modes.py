@@ -6,9 +6,7 @@ it, beside the image flattened as Pillow composites it."""
 from __future__ import annotations
 
 import io
-import struct
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +18,12 @@ import datago
 from support.config import dataroom_config, filesystem_config, image_config, webdataset_config
 from support.dataroom_server import DataroomServer
 from support.drain import drain
-from support.images import photo
+from support.images import photo, png16, smooth_alpha
 from support.reference import expected_geometry
 from support.shards import write_shard
 
 W, H = 60, 40
 SIZE = 32  # buckets of crop_and_resize: each image is reduced
-
-
-def smooth_alpha(width: int, height: int) -> np.ndarray:
-    """An alpha that varies smoothly from 40 to 255 (never 0, so colours stay comparable)."""
-    yy, xx = np.mgrid[0:height, 0:width]
-    return (40 + 215 * (xx + yy) / (width + height - 2)).round().astype(np.uint8)
-
-
-def png16(array: np.ndarray) -> bytes:
-    """A 16-bit PNG of an HxW (grey), HxWx2, HxWx3 or HxWx4 uint16 array (Pillow writes only grey)."""
-    h, w = array.shape[:2]
-    bands = 1 if array.ndim == 2 else array.shape[2]
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[bands]
-    raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
 
 
 def arrays16() -> dict[str, np.ndarray]:
