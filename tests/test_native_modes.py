@@ -310,3 +310,15 @@ def test_refused_combinations_name_the_key(
         datago.Client(filesystem_config(folder, image, **extra))
     assert info.value.key == key
     assert str(info.value).startswith(key)
+
+
+def test_torch_tensors_of_native_modes(folder: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from datago.torch import sample_to_torch
+
+    got = by_name(drain(filesystem_config(folder, {"image_to_rgb8": False})).samples)
+    for name, (_, channels, dtype) in EXPECTED.items():
+        image = sample_to_torch(got[name], channels_first=True)["image"]
+        assert tuple(image.shape) == (channels, H, W), name
+        assert image.dtype == (torch.uint16 if dtype is np.uint16 else torch.uint8), name
+        np.testing.assert_array_equal(image.numpy().transpose(1, 2, 0).squeeze(), got[name].array)
