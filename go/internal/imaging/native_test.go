@@ -314,3 +314,40 @@ func TestAlphaMaskPreEncoded(t *testing.T) {
 		}
 	}
 }
+
+// TestNativeJPEG: a grey JPEG stays grey, a colour one is RGB, as libvips (not the direct
+// decoder, which only makes RGB) decodes them; EXIF orientation applies.
+func TestNativeJPEG(t *testing.T) {
+	const w, h = 24, 16
+	grey := image.NewGray(image.Rect(0, 0, w, h))
+	for i := range grey.Pix {
+		grey.Pix[i] = uint8(i * 7)
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, grey, &jpeg.Options{Quality: 95}); err != nil {
+		t.Fatal(err)
+	}
+	rgb8 := mustProcess(t, buf.Bytes(), &Options{})
+	checkShape(t, rgb8, w, h, 3)
+	im := mustProcess(t, buf.Bytes(), &Options{Native: true})
+	checkNative(t, im, w, h, nativeMode{channels: 1, depth: 8})
+	for p := 0; p < w*h; p++ {
+		if d := int(im.Bytes()[p]) - int(rgb8.Bytes()[p*3]); d < -1 || d > 1 {
+			t.Fatalf("pixel %d: grey %d, RGB %d", p, im.Bytes()[p], rgb8.Bytes()[p*3])
+		}
+	}
+	rotated := mustProcess(t, withOrientation(buf.Bytes(), 6), &Options{Native: true, CropAndResize: true, Target: &bucket.Bucket{Width: 8, Height: 12}})
+	checkNative(t, rotated, 8, 12, nativeMode{channels: 1, depth: 8})
+
+	colour := mustProcess(t, encodeJPEG(t, nrgbaImage(w, h, gradient(w, h))), &Options{Native: true})
+	checkNative(t, colour, w, h, nativeMode{channels: 3, depth: 8})
+}
+
+func encodeJPEG(t testing.TB, im image.Image) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, im, &jpeg.Options{Quality: 95}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}

@@ -196,6 +196,12 @@ func TestColourManagement(t *testing.T) {
 			}
 			mask := mustProcess(t, data, &Options{Mask: true, CropAndResize: true, Target: &bucket.Bucket{Width: 8, Height: 8}})
 			checkShape(t, mask, 8, 8, 1)
+			// Native modes convert CMYK and profiles to sRGB too: the same pixels.
+			native := mustProcess(t, data, &Options{Native: true})
+			checkShape(t, native, w, h, 3)
+			if native.BitDepth != 8 || !bytes.Equal(native.Bytes(), im.Bytes()) {
+				t.Fatalf("native: %d-bit, or other pixels than image_to_rgb8's", native.BitDepth)
+			}
 		})
 	}
 }
