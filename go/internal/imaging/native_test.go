@@ -270,6 +270,10 @@ func TestAlphaMask(t *testing.T) {
 				}
 				alpha := m.channels == 2 || m.channels == 4
 				if !alpha {
+					// Without alpha, the image is exactly what it is without the mask.
+					if !bytes.Equal(im.Bytes(), flat.Bytes()) {
+						t.Fatalf("%s resize=%v native=%v: the mask changed an opaque image", m.name, resize, native)
+					}
 					for i, v := range im.Alpha.Bytes() {
 						if v != 255 {
 							t.Fatalf("%s: opaque image, alpha %d at %d", m.name, v, i)
@@ -289,6 +293,28 @@ func TestAlphaMask(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// An opaque JPEG keeps the direct decoder with an alpha mask, which is opaque.
+func TestAlphaMaskDirect(t *testing.T) {
+	data := encodeJPEG(t, nrgbaImage(40, 30, gradient(40, 30)))
+	for _, resize := range []bool{false, true} {
+		opts := &Options{AlphaMask: true, CropAndResize: resize, Target: &bucket.Bucket{Width: 16, Height: 16}}
+		im := mustProcess(t, data, opts)
+		if !im.direct || im.Alpha == nil {
+			t.Fatalf("resize=%v: direct %v, alpha %v", resize, im.direct, im.Alpha)
+		}
+		checkShape(t, im.Alpha, im.Width, im.Height, 1)
+		for _, v := range im.Alpha.Bytes() {
+			if v != 255 {
+				t.Fatalf("alpha %d", v)
+			}
+		}
+	}
+	enc := mustProcess(t, data, &Options{AlphaMask: true, PreEncode: true})
+	if !enc.direct || enc.Alpha == nil || !bytes.HasPrefix(enc.Alpha.Bytes(), []byte("\x89PNG")) {
+		t.Fatalf("pre-encoded: direct %v, alpha %+v", enc.direct, enc.Alpha)
 	}
 }
 

@@ -164,9 +164,10 @@ func process(data []byte, opts *Options, capture bool) (*Image, error) {
 	return im, nil
 }
 
-// direct says whether the direct decoders may serve opts: they deliver 8-bit RGB only.
+// direct says whether the direct decoders may serve opts: they deliver 8-bit RGB only (and
+// take no image with alpha, so an alpha mask is opaque).
 func (o *Options) direct() bool {
-	return !o.libvipsOnly && !o.KeepAlpha && !o.Native && !o.AlphaMask
+	return !o.libvipsOnly && !o.KeepAlpha && !o.Native
 }
 
 // shrinkOnLoad picks the largest decoder-side shrink that still leaves an image of at least

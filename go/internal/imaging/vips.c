@@ -234,8 +234,8 @@ dg_background(int bands, const double *bg, double scale)
  * p->background (image_config.alpha_background), or dropped for masks. With p->keep_alpha, 8-bit
  * RGBA instead: the image's alpha, or an opaque one. With p->native (image_to_rgb8 false), grey
  * stays one band and 16-bit samples stay 16-bit, and keep_alpha keeps the alpha of the images
- * that have one (LA, RGBA) without adding any. p->alpha_mask keeps the alpha, opaque when there
- * is none, for dg_split_alpha to flatten after the resize. */
+ * that have one (LA, RGBA) without adding any. p->alpha_mask keeps the alpha of the images that
+ * have one, for dg_split_alpha to flatten after the resize. */
 static VipsImage *
 dg_colour(VipsObject *ctx, VipsImage *in, int mask, const dg_params *p)
 {
@@ -250,7 +250,7 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask, const dg_params *p)
 						(wide ? VIPS_INTERPRETATION_RGB16 : VIPS_INTERPRETATION_sRGB);
 	double max_alpha = wide ? 65535.0 : 255.0;
 	int keep = !mask && (p->keep_alpha || p->alpha_mask);
-	int opaque = !mask && ((p->keep_alpha && !native) || p->alpha_mask);
+	int opaque = !mask && p->keep_alpha && !native;
 	VipsImage *colour = in;
 	VipsImage *alpha = NULL;
 
@@ -599,11 +599,42 @@ dg_write(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
 	return 0;
 }
 
+/* The alpha mask of an image without alpha: opaque, w x h 255s (PNG with pre_encode). */
+static int
+dg_opaque_mask(int width, int height, const dg_params *p, dg_output *out)
+{
+	size_t n = (size_t) width * height;
+
+	if (!(out->mask_data = malloc(n ? n : 1))) {
+		snprintf(out->err, sizeof(out->err), "out of memory for %zu bytes", n);
+		return -1;
+	}
+	memset(out->mask_data, 255, n);
+	out->mask_len = n;
+	if (p->pre_encode) {
+		char err[DG_ENCODE_ERR_LEN] = "";
+		void *buf = NULL;
+		size_t len = 0;
+		int depth;
+
+		if (dg_encode(out->mask_data, width, height, 1, 8, DG_ENC_PNG, 0, &buf, &len, &depth,
+			      err, sizeof(err))) {
+			snprintf(out->err, sizeof(out->err), "cannot encode the alpha mask: %s", err);
+			return -1;
+		}
+		free(out->mask_data);
+		out->mask_data = buf;
+		out->mask_len = len;
+	}
+	return 0;
+}
+
 /* alpha_mask: in (colour + alpha, resized) is decoded once into memory; its alpha, as 8-bit
  * grey (PNG with pre_encode, as masks are), goes to out->mask_data, and the colour flattened
  * onto the background is returned. Premultiplied resizing then flattening equals flattening then
  * resizing (both are linear in the premultiplied colour), so the image is what it would be
- * without the mask. */
+ * without the mask. An image without alpha (1 or 3 bands) is returned as it is, with an opaque
+ * mask. */
 static VipsImage *
 dg_split_alpha(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
 {
@@ -614,6 +645,8 @@ dg_split_alpha(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *ou
 	size_t n;
 	int r;
 
+	if (in->Bands == 1 || in->Bands == 3)
+		return dg_opaque_mask(in->Xsize, in->Ysize, p, out) ? NULL : in;
 	if (!(in = dg_copy_memory(ctx, in)))
 		return NULL;
 	if (vips_extract_band(in, &t[0], in->Bands - 1, NULL))
@@ -761,6 +794,12 @@ dg_process_direct(const void *buf, size_t len, const dg_params *p, dg_output *ou
 	out->orig_width = raw.full_width;
 	out->orig_height = raw.full_height;
 	out->direct = 1;
+	/* The direct decoders take no image with alpha. */
+	if (p->alpha_mask && dg_opaque_mask(width, height, p, out)) {
+		free(out->data);
+		free(out->mask_data);
+		return DG_DIRECT_NO;
+	}
 	return DG_DIRECT_OK;
 }
 
