@@ -574,6 +574,8 @@ func testCorpus(t testing.TB) []struct {
 		t.Fatal(err)
 	}
 	jpg := testimg.JPEG(t, big, 90)
+	m := nativeModes[7] // RGBA16
+	rgba16 := encodeNative(t, m, 300, 200, nativeSamples(m, 300, 200))
 	return []struct {
 		data []byte
 		opts *Options
@@ -588,6 +590,11 @@ func testCorpus(t testing.TB) []struct {
 		{jpg[:len(jpg)/2], &Options{CropAndResize: true, Buckets: buckets}},
 		{[]byte("not an image"), nil},
 		{jpg, &Options{MaxPixels: 1000}},
+		// Native modes and the alpha mask: 16-bit RGBA resized, flattened with its alpha split off.
+		{rgba16, &Options{Native: true, KeepAlpha: true, CropAndResize: true, Buckets: buckets}},
+		{rgba16, &Options{Native: true, AlphaMask: true, CropAndResize: true, Buckets: buckets, PreEncode: true, Format: FormatPNG}},
+		{testimg.PNG(t, nrgbaImage(64, 48, func(x, y int) color.NRGBA { return color.NRGBA{1, 2, 3, uint8(x)} })), &Options{AlphaMask: true}},
+		{rgba16[:len(rgba16)/2], &Options{Native: true, AlphaMask: true}},
 	}
 }
 
