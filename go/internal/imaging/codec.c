@@ -333,6 +333,7 @@ dg_jpeg_direct(const void *buf, size_t len, int shrink, int decode, long long ma
 		goto done;
 	out->full_width = d.image_width;
 	out->full_height = d.image_height;
+	out->grey = d.jpeg_color_space == JCS_GRAYSCALE;
 	if (dg_too_many(d.image_width, d.image_height, max_pixels)) {
 		ret = DG_DIRECT_TOO_LARGE;
 		goto done;
@@ -459,6 +460,7 @@ dg_png_direct(const void *buf, size_t len, int decode, long long max_pixels,
 		goto done;
 	out->width = out->full_width = w;
 	out->height = out->full_height = h;
+	out->grey = type == PNG_COLOR_TYPE_GRAY;
 	if (dg_too_many(w, h, max_pixels)) {
 		ret = DG_DIRECT_TOO_LARGE;
 		goto done;

@@ -33,6 +33,7 @@ typedef struct dg_raw {
 	int height;
 	int full_width; /* from the header, before shrink */
 	int full_height;
+	int grey; /* the file is greyscale (expanded to RGB in pixels) */
 } dg_raw;
 
 /* loader is one of vips.h's DG_LOADER_*. Reads the header only (pixels stays NULL). */

@@ -365,8 +365,23 @@ func TestNativeJPEG(t *testing.T) {
 	rotated := mustProcess(t, withOrientation(buf.Bytes(), 6), &Options{Native: true, CropAndResize: true, Target: &bucket.Bucket{Width: 8, Height: 12}})
 	checkNative(t, rotated, 8, 12, nativeMode{channels: 1, depth: 8})
 
-	colour := mustProcess(t, encodeJPEG(t, nrgbaImage(w, h, gradient(w, h))), &Options{Native: true})
-	checkNative(t, colour, w, h, nativeMode{channels: 3, depth: 8})
+	if im.direct || rotated.direct {
+		t.Fatal("a grey JPEG went through the direct decoder, which makes RGB")
+	}
+
+	// A colour JPEG keeps the direct decoder (also with the alpha kept, which it has none of),
+	// with libvips' pixels.
+	src := encodeJPEG(t, nrgbaImage(w, h, gradient(w, h)))
+	for _, resize := range []bool{false, true} {
+		opts := Options{Native: true, KeepAlpha: true, CropAndResize: resize, Target: &bucket.Bucket{Width: 16, Height: 16}}
+		colour := mustProcess(t, src, &opts)
+		opts.libvipsOnly = true
+		ref := mustProcess(t, src, &opts)
+		checkNative(t, colour, ref.Width, ref.Height, nativeMode{channels: 3, depth: 8})
+		if !colour.direct || ref.direct || !near(colour.Bytes(), ref.Bytes(), 2) {
+			t.Fatalf("resize=%v: direct %v, or pixels other than libvips'", resize, colour.direct)
+		}
+	}
 }
 
 func encodeJPEG(t testing.TB, im image.Image) []byte {

@@ -105,7 +105,7 @@ func process(data []byte, opts *Options, capture bool) (*Image, error) {
 		// The whole image is delivered: one load reads the header and decodes.
 		return probeAndDecode(data, opts, capture)
 	}
-	h, err := readHeader(data, opts.direct(), capture)
+	h, err := readHeader(data, opts.direct(), opts.Native, capture)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
@@ -164,10 +164,11 @@ func process(data []byte, opts *Options, capture bool) (*Image, error) {
 	return im, nil
 }
 
-// direct says whether the direct decoders may serve opts: they deliver 8-bit RGB only (and
-// take no image with alpha, so an alpha mask is opaque).
+// direct says whether the direct decoders may serve opts: they deliver 8-bit RGB only, from
+// files without alpha (so an alpha mask is opaque, and native modes keep no alpha there) and,
+// with Native, not grey ones (the C side checks). KeepAlpha without Native adds an alpha.
 func (o *Options) direct() bool {
-	return !o.libvipsOnly && !o.KeepAlpha && !o.Native
+	return !o.libvipsOnly && (!o.KeepAlpha || o.Native)
 }
 
 // shrinkOnLoad picks the largest decoder-side shrink that still leaves an image of at least
@@ -248,12 +249,12 @@ func Header(data []byte) (width, height int, err error) {
 	forkGate.RLock()
 	defer forkGate.RUnlock()
 	errGate.RLock()
-	h, err := readHeader(data, true, false)
+	h, err := readHeader(data, true, false, false)
 	errGate.RUnlock()
 	if errors.Is(err, errPending) { // as in Process: again, alone, for its own message
 		errGate.Lock()
 		clearVipsError()
-		h, err = readHeader(data, true, true)
+		h, err = readHeader(data, true, false, true)
 		errGate.Unlock()
 	}
 	if err != nil {

@@ -137,7 +137,7 @@ dg_oriented_size(VipsImage *im, int *width, int *height)
 }
 
 int
-dg_read_header(const void *buf, size_t len, int direct, dg_header *out)
+dg_read_header(const void *buf, size_t len, int direct, int native, dg_header *out)
 {
 	VipsObject *ctx;
 	VipsImage *im;
@@ -147,7 +147,8 @@ dg_read_header(const void *buf, size_t len, int direct, dg_header *out)
 	memset(out, 0, sizeof(*out));
 	out->loader = dg_sniff(buf, len);
 	if (direct && dg_direct_header(buf, len, out->loader, &raw, out->codec_err,
-				       sizeof(out->codec_err)) == DG_DIRECT_OK) {
+				       sizeof(out->codec_err)) == DG_DIRECT_OK &&
+	    !(native && raw.grey)) {
 		out->width = raw.full_width;
 		out->height = raw.full_height;
 		out->orientation = 1;
@@ -750,6 +751,10 @@ dg_process_direct(const void *buf, size_t len, const dg_params *p, dg_output *ou
 		out->too_large = 1;
 		return DG_DIRECT_OK;
 	case DG_DIRECT_OK:
+		if (p->native && raw.grey) { /* native grey stays one band: libvips */
+			free(raw.pixels);
+			return DG_DIRECT_NO;
+		}
 		break;
 	default:
 		return DG_DIRECT_NO;

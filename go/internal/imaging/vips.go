@@ -65,11 +65,12 @@ type header struct {
 	direct        bool // the direct decoder read it and can decode it
 }
 
-// readHeader parses the header only, with the direct decoder when allowed and able, else
-// libvips; neither holds data beyond the call. See callError for capture.
-func readHeader(data []byte, direct, capture bool) (header, error) {
+// readHeader parses the header only, with the direct decoder when allowed and able (with
+// native, for colour images only), else libvips; neither holds data beyond the call. See
+// callError for capture.
+func readHeader(data []byte, direct, native, capture bool) (header, error) {
 	var h C.dg_header
-	if C.dg_read_header(unsafe.Pointer(&data[0]), C.size_t(len(data)), cBool(direct), &h) != 0 {
+	if C.dg_read_header(unsafe.Pointer(&data[0]), C.size_t(len(data)), cBool(direct), cBool(native), &h) != 0 {
 		return header{}, callError(data, &h.err, &h.codec_err, capture)
 	}
 	return header{

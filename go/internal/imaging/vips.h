@@ -50,7 +50,8 @@ typedef struct dg_params {
 	int keep_alpha;       /* alpha not flattened (alpha_background "keep"): RGBA, or with native
 			       * LA / RGBA when the image has alpha; never direct */
 	int native;           /* image_to_rgb8 false: grey stays grey (1 band), 16-bit stays 16-bit
-			       * (ushort); only colour spaces other than grey and sRGB are converted */
+			       * (ushort); only colour spaces other than grey and sRGB are converted.
+			       * The direct decoder serves only its colour images. */
 	int alpha_mask;       /* flattened as without keep_alpha, and the alpha (opaque when the image
 			       * has none, after the same resize) written to mask_data as 8-bit grey */
 } dg_params;
@@ -78,8 +79,9 @@ int dg_init(void);
 /* Turns off libvips' run-time code generation (liborc); see vips.c. */
 void dg_no_jit(void);
 
-/* Reads only the header of an encoded image, with the direct decoder when allowed and able. */
-int dg_read_header(const void *buf, size_t len, int direct, dg_header *out);
+/* Reads only the header of an encoded image, with the direct decoder when allowed and able
+ * (with native, not for a grey image: the direct decoder makes RGB). */
+int dg_read_header(const void *buf, size_t len, int direct, int native, dg_header *out);
 
 /* Decodes, converts, resizes, crops and writes to C memory in one go. */
 int dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out);
