@@ -162,10 +162,15 @@ def test_alpha_background_default_is_the_rust_grey(tmp_path: Path) -> None:
     rgba = np.zeros((4, 8, 4), np.uint8)
     rgba[..., 0], rgba[..., 3] = 200, np.arange(8) * 32
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    image = {"crop_and_resize": False}
+    image = {"crop_and_resize": False, "image_to_rgb8": True}
     rust_px = datago.DatagoClient(rust_file_config(tmp_path, image_config=image)).get_sample()
     assert rust_px is not None
     assert rust_px.image.to_numpy_array()[0, 0].tolist() == [128, 128, 128]
+    # Without image_to_rgb8, the Rust default: native modes, the alpha kept.
+    native = datago.DatagoClient(rust_file_config(tmp_path, image_config={"crop_and_resize": False}))
+    native_px = native.get_sample()
+    assert native_px is not None and native_px.image.mode == "RGBA"
+    np.testing.assert_array_equal(native_px.image.to_numpy_array(), rgba)
     # datago.Client keeps its white; alpha_background chooses.
     with datago.Client(rust_file_config(tmp_path, image_config=image)) as c:
         assert c.get_sample().array[0, 0].tolist() == [255, 255, 255]
@@ -188,14 +193,22 @@ def test_alpha_background_keep_delivers_rgba(tmp_path: Path) -> None:
     visible = alpha > 0
     np.testing.assert_array_equal(a.array[..., :3][visible], rgba[visible])
     assert b.array.shape == (20, 30, 4) and (b.array[..., 3] == 255).all()
-    # Resized into buckets: still RGBA, under DatagoClient too.
+    # Resized into buckets: still RGBA, under DatagoClient too; there image_to_rgb8 defaults to
+    # false (native modes), which adds no alpha to an image without one.
     image = {
         "alpha_background": "keep",
         "crop_and_resize": True,
         "default_image_size": 32,
         "downsampling_ratio": 16,
     }
-    for sample in datago.DatagoClient(rust_file_config(tmp_path, image_config=image)):
+    channels = {
+        Path(sample.id).name: sample.image.get_payload().channels
+        for sample in datago.DatagoClient(rust_file_config(tmp_path, image_config=image))
+    }
+    assert channels == {"a.png": 4, "b.jpg": 3}
+    for sample in datago.DatagoClient(
+        rust_file_config(tmp_path, image_config={**image, "image_to_rgb8": True})
+    ):
         assert sample.image.mode == "RGBA" and sample.image.get_payload().channels == 4
 
 
@@ -300,16 +313,19 @@ def test_webdataset_reference_image_and_aligned_members(tmp_path: Path) -> None:
     assert n == 3
 
 
-def test_image_to_rgb8_false_warns_and_delivers_rgb(
-    folder: tuple[Path, dict[str, np.ndarray]], caplog: pytest.LogCaptureFixture
-) -> None:
-    root, _ = folder
-    with caplog.at_level(logging.WARNING, logger="datago"):
-        client = datago.DatagoClient(rust_file_config(root, image_config={"image_to_rgb8": False}))
-    assert "image_to_rgb8" in caplog.text
-    assert client.get_sample().image.mode == "RGB"  # type: ignore[union-attr]
-    with pytest.raises(datago.ConfigError):
-        datago.Client(rust_file_config(root, image_config={"image_to_rgb8": False}))
+def test_image_to_rgb8_false_delivers_native_modes(folder: tuple[Path, dict[str, np.ndarray]]) -> None:
+    """image_to_rgb8 false is accepted by both clients, with the same native modes."""
+    root, arrays = folder
+    cfg = rust_file_config(root, image_config={"image_to_rgb8": False})
+    rust = {s.id: s for s in datago.DatagoClient(cfg)}
+    with datago.Client(cfg) as client:
+        ours = {s.id: s for s in client}
+    assert sorted(rust) == sorted(ours) == sorted(arrays)
+    for key, sample in ours.items():
+        payload = rust[key].image.get_payload()  # type: ignore[union-attr]
+        assert sample.mode == rust[key].image.mode  # type: ignore[union-attr]
+        assert payload.channels == (sample.array.shape[2] if sample.array.ndim == 3 else 1)
+        assert payload.bit_depth == sample.bit_depth == 8
 
 
 def test_initialize_logging(monkeypatch: pytest.MonkeyPatch) -> None:

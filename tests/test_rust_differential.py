@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 import datago
-from support.images import photo
+from support.images import photo, png16, smooth_alpha
 from support.process import PYTHON_DIR, ROOT
 from support.reference import psnr
 
@@ -80,7 +80,8 @@ def run(python: Path, config: dict[str, Any], out: Path, env: dict[str, str]) ->
     assert proc.returncode == 0, proc.stderr[-3000:]
     result: dict[str, Any] = json.loads((out / "result.json").read_text())
     for n, s in enumerate(result["samples"]):
-        s["pixels"] = np.load(out / f"{n}.npy")
+        s["pixels"] = np.load(out / f"{n}.npy") if (out / f"{n}.npy").exists() else None
+        s["raw"] = np.load(out / f"{n}.raw.npy") if (out / f"{n}.raw.npy").exists() else None
     return result
 
 
@@ -286,3 +287,140 @@ def test_float_rounding_does_not_break_a_tie(tmp_path: Path) -> None:
     }
     rust, ours = both(tmp_path, rust_config(root, image), "tie")
     assert by_name(rust)["tie.png"]["size"] == by_name(ours)["tie.png"]["size"] == [352, 720]
+
+
+# -- image_to_rgb8 false: native modes -----------------------------------------------------------------
+
+NATIVE_LOSSLESS = {"rgb.png", "rgba.png", "l.png", "la.png", "palette.png", "palette_t.png", "lossless.webp"}
+NATIVE_LOSSLESS |= {"rgba.webp", "l16.png", "la16.png", "rgb16.png", "rgba16.png", "rgb24.bmp", "palette.gif"}
+
+
+def write_native_folder(root: Path) -> None:
+    """Every mode, with a smooth alpha (so that resized colours compare) and 16-bit PNGs."""
+    root.mkdir(parents=True)
+    rgb = photo(60, 40, seed=1)
+    alpha = smooth_alpha(60, 40)
+    files: dict[str, Image.Image] = {
+        "rgb.png": Image.fromarray(rgb),
+        "rgba.png": Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
+        "l.png": Image.fromarray(rgb[..., 0]),
+        "la.png": Image.fromarray(np.dstack([rgb[..., 1], alpha]), "LA"),
+        "palette.png": Image.fromarray(rgb).quantize(32),
+        "lossless.webp": Image.fromarray(rgb),
+        "rgba.webp": Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
+        "lossy.webp": Image.fromarray(rgb),
+        "rgb24.bmp": Image.fromarray(rgb),
+        "palette.gif": Image.fromarray(rgb).quantize(32),
+        "photo.jpg": Image.fromarray(photo(64, 48, seed=2)),
+        "grey.jpg": Image.fromarray(photo(64, 48, seed=2)[..., 1]),
+    }
+    for name, im in files.items():
+        params: dict[str, Any] = {"lossless": True} if name in ("lossless.webp", "rgba.webp") else {}
+        if name.endswith(".jpg") or name == "lossy.webp":
+            params["quality"] = 92
+        im.save(root / name, **params)
+    Image.fromarray(rgb).quantize(16).save(root / "palette_t.png", transparency=0)
+    wide = rgb.astype(np.uint16) * 257 + np.arange(60, dtype=np.uint16)[None, :, None] * 3
+    wide_alpha = alpha.astype(np.uint16) * 257
+    (root / "l16.png").write_bytes(png16(wide[..., 0]))
+    (root / "la16.png").write_bytes(png16(np.dstack([wide[..., 1], wide_alpha])))
+    (root / "rgb16.png").write_bytes(png16(wide))
+    (root / "rgba16.png").write_bytes(png16(np.dstack([wide, wide_alpha])))
+
+
+@pytest.fixture(scope="module")
+def native_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("rustnative") / "imgs"
+    write_native_folder(root)
+    return root
+
+
+def peak_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR at the samples' own peak (65535 for 16-bit), colours premultiplied by alpha when the
+    image has one: where alpha is low a colour barely shows, and resizers may leave it anything."""
+    peak = 65535.0 if a.dtype == np.uint16 else 255.0
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    if a.shape[-1] in (2, 4):
+        x[..., :-1] *= x[..., -1:] / peak
+        y[..., :-1] *= y[..., -1:] / peak
+    mse = float(np.mean((x - y) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(peak**2 / mse)
+
+
+# Our PIL modes for the Rust loader's 16-bit payloads, which it cannot convert to PIL (its
+# to_pil_image raises): grey as "I;16", colour as its 8-bit reduction.
+OUR_16_BIT_MODES = {1: "I;16", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def compare_native(rust: dict[str, Any], ours: dict[str, Any], lossless: set[str]) -> None:
+    r, o = by_name(rust), by_name(ours)
+    assert sorted(r) == sorted(o)
+    for name in r:
+        rp, op = r[name]["payload"], o[name]["payload"]
+        assert r[name]["size"] == o[name]["size"], name
+        if name.endswith(".gif"):
+            # A difference on purpose: a GIF without a transparent colour arrives RGB, as Pillow
+            # converts it; the Rust loader makes every GIF RGBA, with an opaque alpha here.
+            assert (rp["channels"], op["channels"], o[name]["mode"]) == (4, 3, "RGB"), name
+            assert (r[name]["raw"][..., 3] == 255).all(), name
+            r[name]["raw"] = r[name]["raw"][..., :3]
+            r[name]["mode"], rp["channels"], rp["len"] = "RGB", 3, rp["len"] // 4 * 3
+        assert (rp["channels"], rp["bit_depth"]) == (op["channels"], op["bit_depth"]), (name, rp, op)
+        assert raw_fields(rp) == raw_fields(op), (name, rp, op)
+        if r[name]["mode"] is None:
+            assert rp["bit_depth"] == 16, name
+            assert o[name]["mode"] == OUR_16_BIT_MODES[op["channels"]], name
+        else:
+            assert r[name]["mode"] == o[name]["mode"], name
+        a, b = r[name]["raw"], o[name]["raw"]
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        if name in lossless:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            assert peak_psnr(a, b) >= 35, (name, peak_psnr(a, b))
+
+
+def test_native_full_size(tmp_path: Path, native_folder: Path) -> None:
+    image = {"crop_and_resize": False, "image_to_rgb8": False}
+    rust, ours = both(tmp_path, rust_config(native_folder, image), "native")
+    compare_common(rust, ours)
+    compare_native(rust, ours, NATIVE_LOSSLESS)
+    modes = {name: s["mode"] for name, s in by_name(ours).items()}
+    assert modes["la.png"] == "LA" and modes["l.png"] == "L" and modes["grey.jpg"] == "L"
+    assert modes["palette.png"] == "RGB" and modes["palette_t.png"] == "RGBA"
+
+
+def test_native_resized(tmp_path: Path, native_folder: Path) -> None:
+    image = {
+        "crop_and_resize": True,
+        "default_image_size": 32,
+        "downsampling_ratio": 16,
+        "min_aspect_ratio": 0.5,
+        "max_aspect_ratio": 2.0,
+        "image_to_rgb8": False,
+    }
+    rust, ours = both(tmp_path, rust_config(native_folder, image), "native-resized")
+    compare_common(rust, ours)
+    compare_native(rust, ours, set())
+
+
+def test_native_pre_encoded_png(tmp_path: Path, native_folder: Path) -> None:
+    """PNG keeps every native mode and depth, in both loaders."""
+    image = {"crop_and_resize": False, "image_to_rgb8": False, "pre_encode_images": True}
+    rust, ours = both(tmp_path, rust_config(native_folder, image), "native-png")
+    r, o = by_name(rust), by_name(ours)
+    assert sorted(r) == sorted(o)
+    for name in r:
+        if name.endswith(".gif"):
+            continue  # RGBA in the Rust loader, RGB here: see compare_native
+        rp, op = r[name]["payload"], o[name]["payload"]
+        assert rp["is_encoded"] and op["is_encoded"] and rp["magic"] == op["magic"] == "89504e47", name
+        assert (rp["bit_depth"], r[name]["mode"], r[name]["size"]) == (
+            op["bit_depth"],
+            o[name]["mode"],
+            o[name]["size"],
+        ), name
+        if name in NATIVE_LOSSLESS:
+            np.testing.assert_array_equal(r[name]["pixels"], o[name]["pixels"], err_msg=name)
+        else:
+            assert psnr(r[name]["pixels"], o[name]["pixels"]) >= 35, name

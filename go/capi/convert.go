@@ -158,4 +158,5 @@ func setBuffer(dst *C.datago_buffer, b datago.Buffer) {
 	dst.width = C.int32_t(b.Width)
 	dst.height = C.int32_t(b.Height)
 	dst.channels = C.int32_t(b.Channels)
+	dst.bit_depth = C.int32_t(b.BitDepth)
 }

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DATAGO_ABI_VERSION 4
+#define DATAGO_ABI_VERSION 5
 
 /* Status codes. */
 #define DATAGO_OK 0
@@ -36,19 +36,27 @@
 #define DATAGO_ERR_INTERNAL 6  /* a bug in datago (a recovered Go panic): the library is poisoned */
 
 /* Kinds of the named items a sample may carry besides its main image. */
-#define DATAGO_ITEM_MASK 1             /* single-channel image aligned with the main image */
-#define DATAGO_ITEM_ADDITIONAL_IMAGE 2 /* RGB image aligned with the main image */
+#define DATAGO_ITEM_MASK 1             /* single-channel 8-bit image aligned with the main image (also
+                                        * the main image's alpha, with image_config.alpha_mask) */
+#define DATAGO_ITEM_ADDITIONAL_IMAGE 2 /* image aligned with the main image, in the main image's modes */
 #define DATAGO_ITEM_BYTES 3            /* raw bytes (latents, extra archive members, ...) */
 
 typedef uint64_t datago_client;
 
-/* Pixels (row-major height x width x channels, uint8) when channels > 0; encoded or raw bytes when channels == 0. */
+/* Pixels (row-major height x width x channels samples of bit_depth bits) when channels > 0;
+ * encoded or raw bytes when channels == 0.
+ * channels: 3 (RGB) with image_to_rgb8 true, 4 (RGBA) with alpha_background "keep", 1 for masks;
+ * with image_to_rgb8 false, the decoded mode: 1 (L), 2 (LA), 3 (RGB) or 4 (RGBA).
+ * bit_depth (since ABI 5): 8 (uint8 samples) or 16 (uint16 samples in the host's byte order, so
+ * len is 2 x height x width x channels): 16 only for 16-bit images with image_to_rgb8 false. For
+ * an encoded image, the depth of the pixels it encodes (a 16-bit PNG: 16); 0 for raw bytes. */
 typedef struct datago_buffer {
     uint8_t *data;
     size_t len;
     int32_t width;
     int32_t height;
     int32_t channels;
+    int32_t bit_depth;
 } datago_buffer;
 
 typedef struct datago_item {
@@ -70,7 +78,8 @@ typedef struct datago_sample {
 /* batch_size samples of one bucket (fewer at the end of an epoch), their images in one buffer. */
 typedef struct datago_batch {
     int32_t size;
-    datago_buffer images;     /* width, height, channels of one image; len covers all: size x height x width x channels */
+    datago_buffer images;     /* width, height, channels of one image; len covers all: size x height x width x channels
+                               * (batches are 8-bit: batch_size refuses image_to_rgb8 false) */
     char **ids;               /* size entries */
     int32_t *original_sizes;  /* 2 x size entries: width, height of each sample before processing */
     char **meta_json;         /* size entries, each NULL or a JSON object */

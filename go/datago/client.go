@@ -101,6 +101,8 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 			Quality:       max(1, ic.JPEGQuality), // libjpeg's floor: 0 encodes as 1
 			Background:    &ic.AlphaBackground,
 			KeepAlpha:     ic.KeepAlpha,
+			Native:        !ic.ImageToRGB8,
+			AlphaMask:     ic.AlphaMask != "",
 			MaxPixels:     ic.MaxPixels,
 		}
 	}

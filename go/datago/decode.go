@@ -126,9 +126,14 @@ func (c *Client) assemble(id string, raw *source.Raw) (*Sample, error) {
 			return nil, err
 		}
 		s.Image = img
+		if img.Alpha != nil { // image_config.alpha_mask: the main image's alpha, as a mask
+			s.Items = append(s.Items, SampleItem{Name: c.cfg.Image.AlphaMask, Kind: ItemMask, Image: img.Alpha})
+			img.Alpha = nil
+		}
 	}
 	extra := func(kind ItemKind, members []source.Named) error {
 		opts := c.opts
+		opts.AlphaMask = false // the main image's only
 		// With pre_encode_images, masks and additional images are encoded too, as PNG (lossless,
 		// as the Rust loader does), whatever encode_format says for the main image.
 		opts.Mask, opts.Format = kind == ItemMask, imaging.FormatPNG

@@ -65,6 +65,7 @@ __all__ = [
     "catalog_stats",
     "check",
     "check_buffer",
+    "sample_dtype",
     "check_pid",
     "client_batch_size",
     "client_delivered",
@@ -558,20 +559,35 @@ def string(ptr: Any, errors: str = "surrogateescape") -> str:
     return raw.decode("utf-8", errors)
 
 
+def sample_dtype(buf: Any) -> type[np.uint8] | type[np.uint16]:
+    """The NumPy type of one sample of a pixel ``datago_buffer``: uint16 when its bit depth is 16
+    (native 16-bit images, in the host's byte order), else uint8."""
+    return np.uint16 if int(buf.bit_depth) == 16 else np.uint8
+
+
 def check_buffer(buf: Any, what: str, count: int = 1) -> tuple[int, int, int, int]:
     """(width, height, channels, length) of a ``datago_buffer`` holding ``count`` images, refusing
-    a pixel buffer whose length does not match its shape."""
+    a pixel buffer whose length does not match its shape and bit depth."""
     width, height, channels, length = int(buf.width), int(buf.height), int(buf.channels), int(buf.len)
     if channels > 0:
-        if width < 0 or height < 0 or length != count * width * height * channels:
+        depth = int(buf.bit_depth)
+        size = np.dtype(sample_dtype(buf)).itemsize
+        if (
+            depth not in (8, 16)
+            or width < 0
+            or height < 0
+            or length != count * width * height * channels * size
+        ):
             shape = f"{width}x{height}x{channels}" if count == 1 else f"{count} x {width}x{height}x{channels}"
-            raise DatagoError(f"{what}: inconsistent buffer from libdatago ({shape}, {length} bytes)")
+            raise DatagoError(
+                f"{what}: inconsistent buffer from libdatago ({shape}, {depth}-bit, {length} bytes)"
+            )
         if length and buf.data == ffi.NULL:
             raise DatagoError(f"{what}: NULL pixel buffer from libdatago")
     return width, height, channels, length
 
 
-def buffer_view(owner: Any, buf: Any, shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
+def buffer_view(owner: Any, buf: Any, shape: tuple[int, ...]) -> npt.NDArray[Any]:
     """A NumPy array of ``shape`` viewing ``buf``'s bytes without copying; it keeps ``owner`` (the
     sample or batch whose memory ``buf`` is) alive.
 
@@ -580,10 +596,11 @@ def buffer_view(owner: Any, buf: Any, shape: tuple[int, ...]) -> npt.NDArray[np.
     or ``datago_batch_free``) once every such array, and every view of it, is gone.
     """
     length = int(buf.len)
+    dtype = sample_dtype(buf)
     if length == 0:
-        return np.zeros(shape, dtype=np.uint8)
+        return np.zeros(shape, dtype=dtype)
     keep = ffi.gc(ffi.cast("uint8_t *", buf.data), lambda _p, _owner=owner: None)
-    return np.frombuffer(ffi.buffer(keep, length), dtype=np.uint8).reshape(shape)
+    return np.frombuffer(ffi.buffer(keep, length), dtype=dtype).reshape(shape)
 
 
 def buffer_memory(buf: Any) -> Any:

@@ -26,7 +26,7 @@ from PIL import Image as PILImage
 from . import _config, _lib
 from .client import Client
 from .errors import ConfigError
-from .sample import _PIL_MODES, Sample
+from .sample import Sample, _pil
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -51,9 +51,11 @@ _logging_lock = threading.Lock()
 _handler: logging.Handler | None = None
 
 # What a Rust config leaves out takes the Rust loader's value (image_config only; the other keys
-# have the same defaults in both). image_to_rgb8 false (native modes) is not delivered yet: see
-# _apply_defaults.
-RUST_IMAGE_DEFAULTS: dict[str, Any] = {"encode_format": "png", "jpeg_quality": 92, "alpha_background": "gray"}
+# have the same defaults in both): native modes, and with image_to_rgb8 the grey it composites
+# alpha onto (RUST_RGB8_DEFAULTS). A config without image_config gets one, since the Rust loader
+# delivers native modes then too.
+RUST_IMAGE_DEFAULTS: dict[str, Any] = {"encode_format": "png", "jpeg_quality": 92, "image_to_rgb8": False}
+RUST_RGB8_DEFAULTS: dict[str, Any] = {"alpha_background": "gray"}
 RUST_DEFAULT_SOURCE_TYPE = "db"  # the Rust loader's dataroom example has no source_type
 
 # Rust keys that datago does not implement yet and that change WHICH samples (or whether any)
@@ -106,14 +108,21 @@ class Payload:
     )
 
     def __init__(
-        self, data: bytes, width: int, height: int, original: tuple[int, int], channels: int
+        self,
+        data: bytes,
+        width: int,
+        height: int,
+        original: tuple[int, int],
+        channels: int,
+        bit_depth: int = 8,
     ) -> None:
         self.data = data
         self.width = width
         self.height = height
         self.original_width, self.original_height = original
         self.channels = channels  # -1 when encoded
-        self.bit_depth = 8
+        # 8 or 16 (16-bit samples in data, in host byte order); of the encoded pixels when encoded.
+        self.bit_depth = bit_depth
         self.is_encoded = channels < 0
 
     def __repr__(self) -> str:
@@ -148,18 +157,16 @@ class ImagePayload:
                 image = PILImage.open(io.BytesIO(_lib.buffer_bytes(self._buf)))
                 image.load()
             else:
-                image = PILImage.frombytes(
-                    _PIL_MODES[channels], (width, height), _lib.buffer_memory(self._buf)
-                )
+                image = _pil(self._buf, self._what)
             self._pil = image
         return self._pil
 
     def __call__(self) -> PILImage.Image:
         return self.to_pil_image()
 
-    def to_numpy_array(self) -> npt.NDArray[np.uint8]:
-        """Height x width x channels uint8 pixels viewing the library's memory (no copy); an
-        encoded image is decoded (a copy)."""
+    def to_numpy_array(self) -> npt.NDArray[Any]:
+        """Height x width x channels pixels viewing the library's memory (no copy), uint8 or, for
+        16-bit images, uint16; an encoded image is decoded (a copy)."""
         width, height, channels, _ = _lib.check_buffer(self._buf, self._what)
         if channels <= 0:
             return np.asarray(self.to_pil_image())
@@ -168,7 +175,12 @@ class ImagePayload:
     def get_payload(self) -> Payload:
         width, height, channels, _ = _lib.check_buffer(self._buf, self._what)
         return Payload(
-            _lib.buffer_bytes(self._buf), width, height, self.original_size, channels if channels > 0 else -1
+            _lib.buffer_bytes(self._buf),
+            width,
+            height,
+            self.original_size,
+            channels if channels > 0 else -1,
+            int(self._buf.bit_depth) or 8,
         )
 
     def __getattr__(self, name: str) -> Any:
@@ -300,15 +312,13 @@ def _apply_defaults(config: dict[str, Any]) -> dict[str, Any]:
                     f"source_config.{key}: not supported by datago yet "
                     "(ignoring it would deliver other samples)"
                 )
-    image = config.get("image_config")
+    image = config.setdefault("image_config", {})
     if isinstance(image, dict):
         for key, value in RUST_IMAGE_DEFAULTS.items():
             image.setdefault(key, value)
-        if image.get("image_to_rgb8") is False:
-            logger.warning(
-                "image_config.image_to_rgb8: false (native modes) is not supported yet; delivering 8-bit RGB"
-            )
-            image["image_to_rgb8"] = True
+        if image.get("image_to_rgb8") is True:
+            for key, value in RUST_RGB8_DEFAULTS.items():
+                image.setdefault(key, value)
     return config
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,12 +15,27 @@ from .errors import DatagoError
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["Sample"]
+__all__ = ["Sample", "pil_mode"]
 
 _PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
+# 16-bit grey is PIL's "I;16" (little-endian) or "I;16B", in the host's byte order as the library
+# delivers it. PIL has no 16-bit mode with more channels: those images become their 8-bit
+# reduction (the high byte, as Pillow itself opens a 16-bit PNG).
+_PIL_MODE_16 = "I;16" if sys.byteorder == "little" else "I;16B"
 
-def _view(owner: Any, buf: Any, what: str, squeeze: bool = False) -> npt.NDArray[np.uint8]:
+
+def pil_mode(channels: int, bit_depth: int) -> str:
+    """The PIL mode of a delivered image of ``channels`` and ``bit_depth``."""
+    if bit_depth == 16 and channels == 1:
+        return _PIL_MODE_16
+    mode = _PIL_MODES.get(channels)
+    if mode is None:
+        raise DatagoError(f"unsupported number of channels {channels}")
+    return mode
+
+
+def _view(owner: Any, buf: Any, what: str, squeeze: bool = False) -> npt.NDArray[Any]:
     """A NumPy array viewing ``buf``'s pixels without copying; it keeps ``owner`` (the sample) alive."""
     width, height, channels, _ = _lib.check_buffer(buf, what)
     if channels <= 0:
@@ -36,11 +52,17 @@ def _pil_or_bytes(buf: Any, what: str) -> PILImage.Image | bytes:
 
 
 def _pil(buf: Any, what: str) -> PILImage.Image:
-    """A PIL image holding a COPY of ``buf``'s pixels (it never references library memory)."""
+    """A PIL image holding a COPY of ``buf``'s pixels (it never references library memory), in
+    the mode of ``pil_mode``."""
     width, height, channels, _ = _lib.check_buffer(buf, what)
-    mode = _PIL_MODES.get(channels)
-    if mode is None:
-        raise DatagoError(f"{what}: unsupported number of channels {channels}")
+    depth = int(buf.bit_depth)
+    try:
+        mode = pil_mode(channels, depth)
+    except DatagoError as exc:
+        raise DatagoError(f"{what}: {exc}") from None
+    if depth == 16 and channels > 1:
+        samples = np.frombuffer(_lib.buffer_memory(buf), dtype=np.uint16).reshape(height, width, channels)
+        return PILImage.fromarray((samples >> 8).astype(np.uint8), mode)
     return PILImage.frombytes(mode, (width, height), _lib.buffer_memory(buf))
 
 
@@ -86,7 +108,7 @@ class Sample:
         self.id = _lib.string(owner.id)
         self.original_size = (int(owner.original_width), int(owner.original_height))
         self._image: PILImage.Image | bytes | None = None
-        self._array: npt.NDArray[np.uint8] | None = None
+        self._array: npt.NDArray[Any] | None = None
         self._metadata: dict[str, Any] | None = None
         self._masks: dict[str, PILImage.Image | bytes] | None = None
         self._additional_images: dict[str, PILImage.Image | bytes] | None = None
@@ -120,9 +142,32 @@ class Sample:
         return (int(buf.width), int(buf.height))
 
     @property
+    def mode(self) -> str:
+        """The PIL mode of the delivered pixels: "RGB" (with ``image_to_rgb8``), "RGBA" (alpha_background
+        "keep"), and with ``image_to_rgb8: false`` the decoded mode: "L", "LA", "RGB", "RGBA", or for
+        16-bit images "I;16" (grey; "I;16B" on a big-endian host), "LA;16", "RGB;16", "RGBA;16" (whose
+        :attr:`image` is their 8-bit reduction, PIL having no such modes). "" when pre-encoded."""
+        self._require_image()
+        buf = self._owner.image
+        channels, depth = int(buf.channels), int(buf.bit_depth)
+        if channels <= 0:
+            return ""
+        mode = pil_mode(channels, depth)
+        return f"{mode};16" if depth == 16 and channels > 1 else mode
+
+    @property
+    def bit_depth(self) -> int:
+        """Bits per sample of :attr:`array`: 8 (uint8), or 16 (uint16) for 16-bit images with
+        ``image_to_rgb8: false``; with ``pre_encode_images``, the depth of the encoded pixels."""
+        self._require_image()
+        return int(self._owner.image.bit_depth)
+
+    @property
     def image(self) -> PILImage.Image | bytes:
-        """The image: a PIL image of mode "RGB" (created on first access, then cached), or the encoded
-        ``bytes`` when the configuration has ``pre_encode_images``."""
+        """The image: a PIL image (created on first access, then cached) of mode "RGB", or with
+        ``image_to_rgb8: false`` the decoded mode (see :attr:`mode`; 16-bit images other than grey
+        become their 8-bit reduction), or the encoded ``bytes`` when the configuration has
+        ``pre_encode_images``."""
         image = self._image
         if image is None:
             self._require_image()
@@ -132,15 +177,17 @@ class Sample:
         return image
 
     @property
-    def array(self) -> npt.NDArray[np.uint8]:
-        """The image as a height x width x 3 uint8 array viewing library memory (no copy).
+    def array(self) -> npt.NDArray[Any]:
+        """The image as a height x width x channels array viewing library memory (no copy): uint8,
+        or uint16 for 16-bit images with ``image_to_rgb8: false``; height x width for one channel
+        (grey, as NumPy shapes a PIL "L" image).
 
         Raises DatagoError when the image is pre-encoded.
         """
         array = self._array
         if array is None:
             self._require_image()
-            array = _view(self._owner, self._owner.image, f"sample {self.id!r}")
+            array = _view(self._owner, self._owner.image, f"sample {self.id!r}", squeeze=True)
             self._array = array
         return array
 
@@ -202,8 +249,9 @@ class Sample:
             for name, buf in self._items(_lib.DATAGO_ITEM_MASK)
         }
 
-    def additional_image_arrays(self) -> dict[str, npt.NDArray[np.uint8]]:
-        """Additional images by name as height x width x channels uint8 arrays (no copy)."""
+    def additional_image_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Additional images by name as height x width x channels arrays (no copy), of the main
+        image's sample type."""
         return {
             name: _view(self._owner, buf, f"image {name!r} of {self.id!r}")
             for name, buf in self._items(_lib.DATAGO_ITEM_ADDITIONAL_IMAGE)

@@ -10,7 +10,8 @@
 - :func:`sample_to_torch` and :func:`batch_to_torch`: the dicts both datasets yield, as tensors that view
   the library's pixel buffers (no copy).
 
-Tensors are ``uint8``, height x width x 3 (``channels_first``: 3 x height x width, a permuted view).
+Tensors are ``uint8``, height x width x 3 (``channels_first``: 3 x height x width, a permuted view);
+with ``image_to_rgb8: false``, ``Sample.array``'s shape and type (uint16 for 16-bit images).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def sample_to_torch(sample: Sample, channels_first: bool = False) -> dict[str, A
     """
     image = torch.from_numpy(sample.array)
     if channels_first:
-        image = image.permute(2, 0, 1)
+        # A grey image (image_to_rgb8 false) is height x width: one channel in front.
+        image = image.unsqueeze(0) if image.ndim == 2 else image.permute(2, 0, 1)
     return {
         "image": image,
         "id": sample.id,

@@ -76,3 +76,28 @@ def write_flat_png(path: Path, width: int, height: int, slow: bool = False) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+def smooth_alpha(width: int, height: int) -> np.ndarray:
+    """An alpha that varies smoothly from 40 to 255 (never 0, so colours stay comparable)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return (40 + 215 * (xx + yy) / (width + height - 2)).round().astype(np.uint8)
+
+
+def png16(array: np.ndarray) -> bytes:
+    """A 16-bit PNG of an HxW (grey), HxWx2, HxWx3 or HxWx4 uint16 array (Pillow writes only grey)."""
+    h, w = array.shape[:2]
+    bands = 1 if array.ndim == 2 else array.shape[2]
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[bands]
+    raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )

@@ -4,8 +4,9 @@ Photoroom's Rust loader (in its own venv, .cache/bench/venv-rust) and datago.Dat
     python rust_worker.py CONFIG.json OUT_DIR
 
 OUT_DIR/result.json lists every sample (id, payload fields, PIL mode and size, the keys of
-get_sample_auto_convert); OUT_DIR/<n>.npy holds sample n's pixels (to_numpy_array, or the PIL image's
-for encoded payloads). Uses only what both loaders have: nothing of the test suite is imported.
+get_sample_auto_convert); OUT_DIR/<n>.npy holds sample n's PIL image as RGB (absent when the loader
+cannot make one), OUT_DIR/<n>.raw.npy the payload's raw samples (unencoded payloads). Uses only
+what both loaders have: nothing of the test suite is imported.
 """
 
 from __future__ import annotations
@@ -58,12 +59,16 @@ def main() -> None:
     samples = []
     while (sample := client.get_sample()) is not None:
         n = len(samples)
-        pil = sample.image.to_pil_image()
+        payload = sample.image.get_payload()
+        try:
+            pil = sample.image.to_pil_image()
+        except ValueError:  # the Rust loader cannot make PIL images of its 16-bit payloads
+            pil = None
         entry: dict[str, Any] = {
             "id": plain_id(sample.id),
             "source": sample.source,
-            "mode": pil.mode,
-            "size": list(pil.size),
+            "mode": None if pil is None else pil.mode,
+            "size": [payload.width, payload.height] if pil is None else list(pil.size),
             "payload": payload_fields(sample.image),
             "types": {
                 "attributes": type(sample.attributes).__name__,
@@ -73,7 +78,13 @@ def main() -> None:
                 "source": type(sample.source).__name__,
             },
         }
-        np.save(out_dir / f"{n}.npy", np.asarray(pil.convert("RGB")))
+        if pil is not None:
+            np.save(out_dir / f"{n}.npy", np.asarray(pil.convert("RGB")))
+        if not payload.is_encoded:
+            # The raw samples, HxWxC, of the payload's depth (both loaders: host byte order).
+            dtype = np.uint16 if payload.bit_depth == 16 else np.uint8
+            raw = np.frombuffer(payload.data, dtype=dtype)
+            np.save(out_dir / f"{n}.raw.npy", raw.reshape(payload.height, payload.width, -1))
         samples.append(entry)
     client.start()  # a new pass (2026.10.1): get_sample_auto_convert's keys and types
     converted = client.get_sample_auto_convert()

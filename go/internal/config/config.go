@@ -69,11 +69,12 @@ type ImageConfig struct {
 	Buckets           []bucket.Bucket // derived from the fields above
 
 	// Output knobs (README "Image conversion"); the same keys as Photoroom's Rust loader.
-	ImageToRGB8     bool     // true: 8-bit RGB (the only mode delivered so far; false is refused)
+	ImageToRGB8     bool     // true: 8-bit RGB; false: native modes (L, LA, RGB, RGBA, 8 or 16 bits)
 	EncodeFormat    string   // with PreEncodeImages: "jpeg", "png" or "webp" (masks: always PNG)
 	JPEGQuality     int      // JPEG and WebP quality, 0..100
 	AlphaBackground [3]uint8 // what transparent pixels are flattened onto
-	KeepAlpha       bool     // alpha_background "keep": RGBA delivered, nothing flattened
+	KeepAlpha       bool     // alpha_background "keep" (and the default of native modes): alpha delivered, nothing flattened
+	AlphaMask       string   // non-empty: flattened, and the alpha delivered as the mask of this name
 }
 
 // Encode formats of image_config.encode_format.
@@ -190,6 +191,10 @@ func readConfig(r *confread.Reader, top *confread.Object) *Config {
 		r.Fail("batch_size", "needs image_config.crop_and_resize: a batch stacks images of one bucket")
 	} else if !r.Failed() && cfg.BatchSize > 0 && cfg.Image.PreEncodeImages {
 		r.Fail("batch_size", "cannot stack encoded images (image_config.pre_encode_images)")
+	} else if !r.Failed() && cfg.BatchSize > 0 && !cfg.Image.ImageToRGB8 {
+		r.Fail("batch_size", "cannot stack images of different modes (image_config.image_to_rgb8 false): a batch is one array, set image_to_rgb8 true")
+	} else if !r.Failed() && cfg.BatchSize > 0 && cfg.Image.AlphaMask != "" {
+		r.Fail("batch_size", "batches deliver no masks (image_config.alpha_mask)")
 	} else if !r.Failed() && cfg.BucketPerStep && cfg.BatchSize == 0 {
 		r.Fail("bucket_per_step", "needs batch_size: it aligns the buckets of the ranks' batches")
 	}
@@ -269,12 +274,9 @@ func ParseImageConfig(data []byte) (*ImageConfig, error) {
 	return ic, nil
 }
 
-// readOutputKeys reads image_to_rgb8, encode_format, jpeg_quality and alpha_background.
+// readOutputKeys reads image_to_rgb8, encode_format, jpeg_quality, alpha_background and alpha_mask.
 func readOutputKeys(r *confread.Reader, o *confread.Object, ic *ImageConfig) {
 	r.Boolean(o, "image_to_rgb8", &ic.ImageToRGB8)
-	if !r.Failed() && !ic.ImageToRGB8 {
-		r.Fail(o.Key("image_to_rgb8"), "false (native modes: L, LA, RGBA, 16-bit) is not supported yet; every image is delivered as 8-bit RGB")
-	}
 	r.Str(o, "encode_format", &ic.EncodeFormat, false)
 	if !r.Failed() {
 		ic.EncodeFormat = strings.ToLower(ic.EncodeFormat)
@@ -286,12 +288,23 @@ func readOutputKeys(r *confread.Reader, o *confread.Object, ic *ImageConfig) {
 		}
 	}
 	r.IntegerIn(o, "jpeg_quality", &ic.JPEGQuality, 0, 100)
-	if v, ok := r.Value(o, "alpha_background"); ok {
+	r.Str(o, "alpha_mask", &ic.AlphaMask, false)
+	v, given := r.Value(o, "alpha_background")
+	if given {
 		if s, isStr := v.(string); isStr && strings.EqualFold(s, "keep") {
 			ic.KeepAlpha = true
 		} else {
 			ic.AlphaBackground = readBackground(r, o.Key("alpha_background"), v)
 		}
+	}
+	switch {
+	case r.Failed():
+	case ic.AlphaMask != "" && ic.KeepAlpha:
+		r.Fail(o.Key("alpha_mask"), `cannot be used with alpha_background "keep": the mask carries the alpha that flattening takes out of the image`)
+	case !ic.ImageToRGB8 && !given && ic.AlphaMask == "":
+		// Native modes deliver the image as decoded, its alpha included, unless a background
+		// is asked for.
+		ic.KeepAlpha = true
 	}
 }
 

@@ -79,6 +79,8 @@ func TestParseConfigErrorsNameTheKey(t *testing.T) {
 		{`{"source_type": "filesystem", ` + sc + `, "equal_steps": "sometimes"}`, "equal_steps", `must be "off", "pad" or "drop"`},
 		{`{"source_type": "filesystem", ` + sc + `, "equal_steps": true}`, "equal_steps", "string"},
 		{`{"source_type": "filesystem", ` + sc + `, "bucket_per_step": true}`, "bucket_per_step", "needs batch_size"},
+		{`{"source_type": "filesystem", ` + sc + `, "batch_size": 4, "image_config": {"crop_and_resize": true, "image_to_rgb8": false}}`, "batch_size", "image_to_rgb8 false"},
+		{`{"source_type": "filesystem", ` + sc + `, "batch_size": 4, "image_config": {"crop_and_resize": true, "alpha_mask": "alpha"}}`, "batch_size", "alpha_mask"},
 		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"max_aspect_ratio": 1000000}}`, "image_config.max_aspect_ratio", "<= 64"},
 		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"min_aspect_ratio": 0.000001}}`, "image_config.min_aspect_ratio", ">= 1/64"},
 		{`{"source_type": "filesystem", ` + sc + `, "image_config": {"default_image_size": 32768}}`, "image_config.default_image_size", "<= 16384"},
@@ -175,20 +177,38 @@ func TestOutputKeys(t *testing.T) {
 	if cfg, err := parse(`"alpha_background": "Keep"`); err != nil || !cfg.Image.KeepAlpha {
 		t.Fatalf("keep: %v", err)
 	}
+	// Native modes keep the alpha unless a background or a mask is asked for.
+	for ic, keep := range map[string]bool{
+		`"image_to_rgb8": false`:                              true,
+		`"image_to_rgb8": false, "alpha_background": "black"`: false,
+		`"image_to_rgb8": false, "alpha_background": "keep"`:  true,
+		`"image_to_rgb8": false, "alpha_mask": "alpha"`:       false,
+		`"image_to_rgb8": true, "alpha_mask": "alpha"`:        false,
+		`"image_to_rgb8": true`:                               false,
+	} {
+		cfg, err := parse(ic)
+		if err != nil || cfg.Image.ImageToRGB8 == strings.Contains(ic, "false") || cfg.Image.KeepAlpha != keep {
+			t.Fatalf("%s: %v, %+v", ic, err, cfg)
+		}
+	}
+	if cfg, err := parse(`"alpha_mask": "a"`); err != nil || cfg.Image.AlphaMask != "a" {
+		t.Fatalf("alpha_mask: %v", err)
+	}
 	for ic, key := range map[string]string{
-		`"encode_format": "gif"`:          "image_config.encode_format",
-		`"encode_format": 3`:              "image_config.encode_format",
-		`"jpeg_quality": 101`:             "image_config.jpeg_quality",
-		`"jpeg_quality": -1`:              "image_config.jpeg_quality",
-		`"jpeg_quality": 9.5`:             "image_config.jpeg_quality",
-		`"alpha_background": "pink"`:      "image_config.alpha_background",
-		`"alpha_background": [1, 2]`:      "image_config.alpha_background",
-		`"alpha_background": [1, 2, 256]`: "image_config.alpha_background[2]",
-		`"alpha_background": [1, "x", 3]`: "image_config.alpha_background[1]",
-		`"alpha_background": 7`:           "image_config.alpha_background",
-		`"image_to_rgb8": false`:          "image_config.image_to_rgb8",
-		`"image_to_rgb8": "yes"`:          "image_config.image_to_rgb8",
-		`"alpha_backgroun": "white"`:      "image_config.alpha_backgroun",
+		`"encode_format": "gif"`:                            "image_config.encode_format",
+		`"encode_format": 3`:                                "image_config.encode_format",
+		`"jpeg_quality": 101`:                               "image_config.jpeg_quality",
+		`"jpeg_quality": -1`:                                "image_config.jpeg_quality",
+		`"jpeg_quality": 9.5`:                               "image_config.jpeg_quality",
+		`"alpha_background": "pink"`:                        "image_config.alpha_background",
+		`"alpha_background": [1, 2]`:                        "image_config.alpha_background",
+		`"alpha_background": [1, 2, 256]`:                   "image_config.alpha_background[2]",
+		`"alpha_background": [1, "x", 3]`:                   "image_config.alpha_background[1]",
+		`"alpha_background": 7`:                             "image_config.alpha_background",
+		`"alpha_mask": 3`:                                   "image_config.alpha_mask",
+		`"alpha_mask": "alpha", "alpha_background": "keep"`: "image_config.alpha_mask",
+		`"image_to_rgb8": "yes"`:                            "image_config.image_to_rgb8",
+		`"alpha_backgroun": "white"`:                        "image_config.alpha_backgroun",
 	} {
 		_, err := parse(ic)
 		var ce *confread.Error

@@ -32,8 +32,8 @@ dg_jpeg_message(j_common_ptr cinfo, int level)
 }
 
 int
-dg_encode_jpeg(const uint8_t *rgb, int width, int height, int quality, void **out, size_t *len,
-	       char *err, size_t errlen)
+dg_encode_jpeg(const uint8_t *pixels, int width, int height, int bands, int quality, void **out,
+	       size_t *len, char *err, size_t errlen)
 {
 	struct jpeg_compress_struct c;
 	dg_jpeg_error e;
@@ -53,8 +53,8 @@ dg_encode_jpeg(const uint8_t *rgb, int width, int height, int quality, void **ou
 	jpeg_mem_dest(&c, &buf, &size);
 	c.image_width = width;
 	c.image_height = height;
-	c.input_components = 3;
-	c.in_color_space = JCS_RGB;
+	c.input_components = bands == 1 ? 1 : 3;
+	c.in_color_space = bands == 1 ? JCS_GRAYSCALE : JCS_RGB;
 	jpeg_set_defaults(&c);
 	jpeg_set_quality(&c, quality, TRUE);
 	/* No chroma subsampling at high quality, as libvips' jpegsave does from Q 90. */
@@ -62,7 +62,7 @@ dg_encode_jpeg(const uint8_t *rgb, int width, int height, int quality, void **ou
 		c.comp_info[0].h_samp_factor = c.comp_info[0].v_samp_factor = 1;
 	jpeg_start_compress(&c, TRUE);
 	for (y = 0; y < height; y++) {
-		JSAMPROW row = (JSAMPROW) (rgb + (size_t) y * width * 3);
+		JSAMPROW row = (JSAMPROW) (pixels + (size_t) y * width * c.input_components);
 
 		jpeg_write_scanlines(&c, &row, 1);
 	}
@@ -100,6 +100,111 @@ dg_encode_png(const uint8_t *pixels, int width, int height, int bands, void **ou
 	}
 	*out = buf;
 	*len = size;
+	return 0;
+}
+
+/* libpng's simplified writer takes 16-bit samples as linear light (it would write a gamma of 1
+ * and premultiply the alpha): 16-bit images go through the full API instead. */
+typedef struct {
+	uint8_t *data;
+	size_t len, cap;
+	int failed;
+} dg_png_buf;
+
+static void
+dg_png_write(png_structp png, png_bytep data, png_size_t n)
+{
+	dg_png_buf *b = png_get_io_ptr(png);
+	uint8_t *grown;
+
+	if (b->failed)
+		return;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		if (!(grown = realloc(b->data, cap))) {
+			b->failed = 1;
+			return;
+		}
+		b->data = grown;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, data, n);
+	b->len += n;
+}
+
+static void
+dg_png_flush(png_structp png)
+{
+	(void) png;
+}
+
+static void
+dg_png_error(png_structp png, png_const_charp msg)
+{
+	snprintf(png_get_error_ptr(png), DG_ENCODE_ERR_LEN, "png: %s", msg);
+	png_longjmp(png, 1);
+}
+
+static void
+dg_png_warning(png_structp png, png_const_charp msg)
+{
+	(void) png;
+	(void) msg;
+}
+
+int
+dg_encode_png16(const uint16_t *pixels, int width, int height, int bands, void **out, size_t *len,
+		char *err, size_t errlen)
+{
+	static const int types[] = { PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_COLOR_TYPE_RGB,
+				     PNG_COLOR_TYPE_RGB_ALPHA };
+	char msg[DG_ENCODE_ERR_LEN] = "png: out of memory";
+	dg_png_buf b = { 0 };
+	png_structp png;
+	png_infop info = NULL;
+	int y;
+
+	if (bands < 1 || bands > 4) {
+		snprintf(err, errlen, "png: %d bands", bands);
+		return -1;
+	}
+	if (!(png = png_create_write_struct(PNG_LIBPNG_VER_STRING, msg, dg_png_error, dg_png_warning)) ||
+	    !(info = png_create_info_struct(png))) {
+		png_destroy_write_struct(&png, NULL);
+		snprintf(err, errlen, "%s", msg);
+		return -1;
+	}
+	if (setjmp(png_jmpbuf(png))) {
+		png_destroy_write_struct(&png, &info);
+		free(b.data);
+		snprintf(err, errlen, "%s", msg);
+		return -1;
+	}
+	png_set_write_fn(png, &b, dg_png_write, dg_png_flush);
+	png_set_IHDR(png, info, width, height, 16, types[bands - 1], PNG_INTERLACE_NONE,
+		     PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+	png_write_info(png, info);
+	{
+		/* PNG stores samples big-endian; ours are in host order. */
+		const uint16_t one = 1;
+
+		if (*(const uint8_t *) &one == 1)
+			png_set_swap(png);
+	}
+	for (y = 0; y < height; y++)
+		png_write_row(png, (png_const_bytep) (pixels + (size_t) y * width * bands));
+	png_write_end(png, info);
+	png_destroy_write_struct(&png, &info);
+	if (b.failed) {
+		free(b.data);
+		snprintf(err, errlen, "png: out of memory");
+		return -1;
+	}
+	*out = b.data;
+	*len = b.len;
 	return 0;
 }
 
@@ -228,6 +333,7 @@ dg_jpeg_direct(const void *buf, size_t len, int shrink, int decode, long long ma
 		goto done;
 	out->full_width = d.image_width;
 	out->full_height = d.image_height;
+	out->grey = d.jpeg_color_space == JCS_GRAYSCALE;
 	if (dg_too_many(d.image_width, d.image_height, max_pixels)) {
 		ret = DG_DIRECT_TOO_LARGE;
 		goto done;
@@ -354,6 +460,7 @@ dg_png_direct(const void *buf, size_t len, int decode, long long max_pixels,
 		goto done;
 	out->width = out->full_width = w;
 	out->height = out->full_height = h;
+	out->grey = type == PNG_COLOR_TYPE_GRAY;
 	if (dg_too_many(w, h, max_pixels)) {
 		ret = DG_DIRECT_TOO_LARGE;
 		goto done;

@@ -8,10 +8,14 @@
  * savers run its thread pool, which a forked child does not have). The encoders return 0 and a
  * malloc'd buffer in *out, or -1 with a message in err (at least DG_ENCODE_ERR_LEN bytes). */
 #define DG_ENCODE_ERR_LEN 256 /* > libjpeg's JMSG_LENGTH_MAX */
-int dg_encode_jpeg(const uint8_t *rgb, int width, int height, int quality, void **out, size_t *len,
-		   char *err, size_t errlen);
+/* bands: 1 (grey JPEG) or 3 (RGB). */
+int dg_encode_jpeg(const uint8_t *pixels, int width, int height, int bands, int quality, void **out,
+		   size_t *len, char *err, size_t errlen);
 int dg_encode_png(const uint8_t *pixels, int width, int height, int bands, void **out, size_t *len,
 		  char *err, size_t errlen);
+/* 16-bit samples in host byte order, 1 to 4 bands (grey, grey + alpha, RGB, RGBA). */
+int dg_encode_png16(const uint16_t *pixels, int width, int height, int bands, void **out,
+		    size_t *len, char *err, size_t errlen);
 
 /* Direct decoders. libvips builds a graph of objects per image, which on small images costs as
  * much as the decode itself; the common case is decoded with libjpeg or libpng straight into
@@ -29,6 +33,7 @@ typedef struct dg_raw {
 	int height;
 	int full_width; /* from the header, before shrink */
 	int full_height;
+	int grey; /* the file is greyscale (expanded to RGB in pixels) */
 } dg_raw;
 
 /* loader is one of vips.h's DG_LOADER_*. Reads the header only (pixels stays NULL). */

@@ -57,18 +57,60 @@ dg_encode_webp(const uint8_t *pixels, int width, int height, int bands, int qual
 	return 0;
 }
 
-int
-dg_encode(const uint8_t *pixels, int width, int height, int bands, int format, int quality,
-	  void **out, size_t *len, char *err, size_t errlen)
+/* 16-bit to 8-bit as Pillow reads a 16-bit PNG (the high byte), for the 8-bit-only encoders. */
+static uint8_t *
+dg_reduce16(const uint16_t *pixels, size_t n)
+{
+	uint8_t *out = malloc(n ? n : 1);
+	size_t i;
+
+	if (out)
+		for (i = 0; i < n; i++)
+			out[i] = pixels[i] >> 8;
+	return out;
+}
+
+static int
+dg_encode8(const uint8_t *pixels, int width, int height, int bands, int format, int quality,
+	   void **out, size_t *len, char *err, size_t errlen)
 {
 	switch (format) {
 	case DG_ENC_WEBP:
 		return dg_encode_webp(pixels, width, height, bands, quality, out, len, err, errlen);
-	case DG_ENC_JPEG:
 	case DG_ENC_AUTO:
 		if (bands == 3)
-			return dg_encode_jpeg(pixels, width, height, quality, out, len, err, errlen);
+			return dg_encode_jpeg(pixels, width, height, 3, quality, out, len, err, errlen);
+		break;
+	case DG_ENC_JPEG:
+		if (bands == 1 || bands == 3)
+			return dg_encode_jpeg(pixels, width, height, bands, quality, out, len, err,
+					      errlen);
 		break;
 	}
 	return dg_encode_png(pixels, width, height, bands, out, len, err, errlen);
+}
+
+int
+dg_encode(const void *pixels, int width, int height, int bands, int depth, int format, int quality,
+	  void **out, size_t *len, int *out_depth, char *err, size_t errlen)
+{
+	uint8_t *reduced;
+	int r;
+
+	*out_depth = 8;
+	if (depth != 16)
+		return dg_encode8(pixels, width, height, bands, format, quality, out, len, err, errlen);
+	/* Where dg_encode8 would write PNG, PNG keeps the 16 bits. */
+	if (format == DG_ENC_PNG || (format == DG_ENC_AUTO && bands != 3) ||
+	    (format == DG_ENC_JPEG && bands != 1 && bands != 3)) {
+		*out_depth = 16;
+		return dg_encode_png16(pixels, width, height, bands, out, len, err, errlen);
+	}
+	if (!(reduced = dg_reduce16(pixels, (size_t) width * height * bands))) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	r = dg_encode8(reduced, width, height, bands, format, quality, out, len, err, errlen);
+	free(reduced);
+	return r;
 }

@@ -18,7 +18,9 @@ type Options struct {
 	Format        Format          // with PreEncode; FormatAuto: JPEG when it has 3 channels, PNG otherwise
 	Quality       int             // JPEG and WebP quality, 1..100; 0 means DefaultQuality
 	Background    *[3]uint8       // what alpha is flattened onto; nil: white
-	KeepAlpha     bool            // deliver RGBA (4 channels, alpha opaque when the image has none) instead of flattening
+	KeepAlpha     bool            // deliver RGBA (4 channels, alpha opaque when the image has none) instead of flattening; with Native: LA or RGBA for the images that have alpha, nothing added
+	Native        bool            // image_to_rgb8 false: the decoded mode (grey stays 1 channel, 16-bit stays 16-bit: BitDepth 16); other colour spaces still become sRGB
+	AlphaMask     bool            // flatten as without KeepAlpha, and deliver the alpha (255 without one), after the same resize, in Image.Alpha
 	MaxPixels     int64           // >0: an image whose header says width*height > MaxPixels is refused with ErrTooLarge before decoding pixels
 
 	libvipsOnly bool // tests: skip the direct libjpeg/libpng decoder, which must agree with libvips
@@ -30,9 +32,11 @@ type Image struct {
 	Data           unsafe.Pointer
 	Len            int
 	Width, Height  int
-	Channels       int  // 3 (RGB) or 1 (mask); 0 when Encoded
-	Encoded        bool // Data holds JPEG or PNG bytes (PreEncode)
-	OriginalWidth  int  // size after EXIF orientation, before crop/resize
+	Channels       int    // 3 (RGB), 4 (RGBA), 1 (mask); with Options.Native also 1 (L), 2 (LA); 0 when Encoded
+	BitDepth       int    // 8, or 16 (native 16-bit: Data holds host-order uint16 samples); of the encoded pixels when Encoded
+	Encoded        bool   // Data holds JPEG, PNG or WebP bytes (PreEncode)
+	Alpha          *Image // with Options.AlphaMask: the alpha as a 1-channel 8-bit image of the same size (PNG when Encoded); owned with the image
+	OriginalWidth  int    // size after EXIF orientation, before crop/resize
 	OriginalHeight int
 
 	direct bool // decoded by the direct decoder rather than libvips (tests)
@@ -48,6 +52,8 @@ var (
 // Process decodes data (JPEG, PNG or WebP; anything else is a decode error) and delivers
 // 8-bit pixels: EXIF orientation applied; RGB (or one grey band with opts.Mask); alpha
 // flattened onto white; 16-bit scaled down; CMYK and embedded ICC profiles converted to sRGB.
+// opts.Native keeps grey, alpha and 16 bits instead (see Options); opts.AlphaMask also
+// delivers the alpha in Image.Alpha.
 // With opts.CropAndResize the image is resized to cover the bucket (opts.Target, or the
 // closest of opts.Buckets) and centre-cropped to it. A nil opts means no options.
 //
@@ -99,7 +105,7 @@ func process(data []byte, opts *Options, capture bool) (*Image, error) {
 		// The whole image is delivered: one load reads the header and decodes.
 		return probeAndDecode(data, opts, capture)
 	}
-	h, err := readHeader(data, !opts.libvipsOnly && !opts.KeepAlpha, capture)
+	h, err := readHeader(data, opts.direct(), opts.Native, capture)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDecode, err)
 	}
@@ -122,6 +128,8 @@ func process(data []byte, opts *Options, capture bool) (*Image, error) {
 		quality:     opts.quality(),
 		background:  opts.background(),
 		keepAlpha:   opts.KeepAlpha,
+		native:      opts.Native,
+		alphaMask:   opts.AlphaMask && !opts.Mask,
 	}
 	if opts.CropAndResize {
 		var b bucket.Bucket
@@ -156,6 +164,13 @@ func process(data []byte, opts *Options, capture bool) (*Image, error) {
 	return im, nil
 }
 
+// direct says whether the direct decoders may serve opts: they deliver 8-bit RGB only, from
+// files without alpha (so an alpha mask is opaque, and native modes keep no alpha there) and,
+// with Native, not grey ones (the C side checks). KeepAlpha without Native adds an alpha.
+func (o *Options) direct() bool {
+	return !o.libvipsOnly && (!o.KeepAlpha || o.Native)
+}
+
 // shrinkOnLoad picks the largest decoder-side shrink that still leaves an image of at least
 // coverW x coverH, so the final resize only ever reduces (quality) and the decoder does as
 // little work as possible. The decoders round sizes up or to nearest, so floor keeps it safe.
@@ -176,8 +191,9 @@ func shrinkOnLoad(loader, w, h, coverW, coverH int) int {
 
 func probeAndDecode(data []byte, opts *Options, capture bool) (*Image, error) {
 	im, w, h, tooLarge, err := decode(data, plan{
-		probe: true, direct: !opts.libvipsOnly && !opts.KeepAlpha, keepAlpha: opts.KeepAlpha, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode,
+		probe: true, direct: opts.direct(), keepAlpha: opts.KeepAlpha, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode,
 		format: opts.Format, quality: opts.quality(), background: opts.background(),
+		native: opts.Native, alphaMask: opts.AlphaMask && !opts.Mask,
 	}, capture)
 	switch {
 	case tooLarge:
@@ -199,16 +215,16 @@ func Stack(images []*Image) (*Image, error) {
 	}
 	first := images[0]
 	for _, im := range images {
-		if im.Encoded || im.Width != first.Width || im.Height != first.Height || im.Channels != first.Channels {
-			return nil, fmt.Errorf("imaging: cannot stack a %dx%dx%d image on %dx%dx%d ones",
-				im.Width, im.Height, im.Channels, first.Width, first.Height, first.Channels)
+		if im.Encoded || im.Width != first.Width || im.Height != first.Height || im.Channels != first.Channels || im.BitDepth != first.BitDepth {
+			return nil, fmt.Errorf("imaging: cannot stack a %dx%dx%d %d-bit image on %dx%dx%d %d-bit ones",
+				im.Width, im.Height, im.Channels, im.BitDepth, first.Width, first.Height, first.Channels, first.BitDepth)
 		}
 	}
 	out, err := alloc(first.Len * len(images))
 	if err != nil {
 		return nil, err
 	}
-	out.Width, out.Height, out.Channels = first.Width, first.Height, first.Channels
+	out.Width, out.Height, out.Channels, out.BitDepth = first.Width, first.Height, first.Channels, first.BitDepth
 	dst, n := out.Bytes(), first.Len
 	for i, im := range images {
 		copy(dst[i*n:], im.Bytes())
@@ -233,12 +249,12 @@ func Header(data []byte) (width, height int, err error) {
 	forkGate.RLock()
 	defer forkGate.RUnlock()
 	errGate.RLock()
-	h, err := readHeader(data, true, false)
+	h, err := readHeader(data, true, false, false)
 	errGate.RUnlock()
 	if errors.Is(err, errPending) { // as in Process: again, alone, for its own message
 		errGate.Lock()
 		clearVipsError()
-		h, err = readHeader(data, true, true)
+		h, err = readHeader(data, true, false, true)
 		errGate.Unlock()
 	}
 	if err != nil {

@@ -51,6 +51,8 @@ func fuzzOne(t *testing.T, data []byte, buckets []bucket.Bucket) {
 		{MaxPixels: 1 << 22},
 		{CropAndResize: true, Buckets: buckets, MaxPixels: 1 << 22},
 		{CropAndResize: true, Target: &bucket.Bucket{Width: 16, Height: 16}, Mask: true, MaxPixels: 1 << 22},
+		{CropAndResize: true, Buckets: buckets, Native: true, KeepAlpha: true, MaxPixels: 1 << 22},
+		{Native: true, AlphaMask: true, MaxPixels: 1 << 22},
 	} {
 		im, err := Process(data, opts)
 		if err != nil {
@@ -59,8 +61,11 @@ func fuzzOne(t *testing.T, data []byte, buckets []bucket.Bucket) {
 			}
 			continue
 		}
-		if im.Len != im.Width*im.Height*im.Channels || im.Data == nil {
-			t.Fatalf("inconsistent image %dx%dx%d, %d bytes", im.Width, im.Height, im.Channels, im.Len)
+		if im.Len != im.Width*im.Height*im.Channels*im.BitDepth/8 || im.Data == nil {
+			t.Fatalf("inconsistent image %dx%dx%d %d-bit, %d bytes", im.Width, im.Height, im.Channels, im.BitDepth, im.Len)
+		}
+		if a := im.Alpha; opts.AlphaMask != (a != nil) || a != nil && (a.Len != im.Width*im.Height || a.Channels != 1) {
+			t.Fatalf("inconsistent alpha mask %+v for %dx%d", a, im.Width, im.Height)
 		}
 		im.Free()
 	}

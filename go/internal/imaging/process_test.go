@@ -196,6 +196,12 @@ func TestColourManagement(t *testing.T) {
 			}
 			mask := mustProcess(t, data, &Options{Mask: true, CropAndResize: true, Target: &bucket.Bucket{Width: 8, Height: 8}})
 			checkShape(t, mask, 8, 8, 1)
+			// Native modes convert CMYK and profiles to sRGB too: the same pixels.
+			native := mustProcess(t, data, &Options{Native: true})
+			checkShape(t, native, w, h, 3)
+			if native.BitDepth != 8 || !bytes.Equal(native.Bytes(), im.Bytes()) {
+				t.Fatalf("native: %d-bit, or other pixels than image_to_rgb8's", native.BitDepth)
+			}
 		})
 	}
 }
@@ -568,6 +574,8 @@ func testCorpus(t testing.TB) []struct {
 		t.Fatal(err)
 	}
 	jpg := testimg.JPEG(t, big, 90)
+	m := nativeModes[7] // RGBA16
+	rgba16 := encodeNative(t, m, 300, 200, nativeSamples(m, 300, 200))
 	return []struct {
 		data []byte
 		opts *Options
@@ -582,6 +590,11 @@ func testCorpus(t testing.TB) []struct {
 		{jpg[:len(jpg)/2], &Options{CropAndResize: true, Buckets: buckets}},
 		{[]byte("not an image"), nil},
 		{jpg, &Options{MaxPixels: 1000}},
+		// Native modes and the alpha mask: 16-bit RGBA resized, flattened with its alpha split off.
+		{rgba16, &Options{Native: true, KeepAlpha: true, CropAndResize: true, Buckets: buckets}},
+		{rgba16, &Options{Native: true, AlphaMask: true, CropAndResize: true, Buckets: buckets, PreEncode: true, Format: FormatPNG}},
+		{testimg.PNG(t, nrgbaImage(64, 48, func(x, y int) color.NRGBA { return color.NRGBA{1, 2, 3, uint8(x)} })), &Options{AlphaMask: true}},
+		{rgba16[:len(rgba16)/2], &Options{Native: true, AlphaMask: true}},
 	}
 }
 

@@ -137,7 +137,7 @@ dg_oriented_size(VipsImage *im, int *width, int *height)
 }
 
 int
-dg_read_header(const void *buf, size_t len, int direct, dg_header *out)
+dg_read_header(const void *buf, size_t len, int direct, int native, dg_header *out)
 {
 	VipsObject *ctx;
 	VipsImage *im;
@@ -147,7 +147,8 @@ dg_read_header(const void *buf, size_t len, int direct, dg_header *out)
 	memset(out, 0, sizeof(*out));
 	out->loader = dg_sniff(buf, len);
 	if (direct && dg_direct_header(buf, len, out->loader, &raw, out->codec_err,
-				       sizeof(out->codec_err)) == DG_DIRECT_OK) {
+				       sizeof(out->codec_err)) == DG_DIRECT_OK &&
+	    !(native && raw.grey)) {
 		out->width = raw.full_width;
 		out->height = raw.full_height;
 		out->orientation = 1;
@@ -166,7 +167,7 @@ dg_read_header(const void *buf, size_t len, int direct, dg_header *out)
 }
 
 static int
-dg_icc_to_srgb(VipsImage *in, VipsImage **out, int cmyk)
+dg_icc_to_srgb(VipsImage *in, VipsImage **out, int cmyk, int depth)
 {
 	const void *data;
 	size_t len;
@@ -184,7 +185,7 @@ dg_icc_to_srgb(VipsImage *in, VipsImage **out, int cmyk)
 	/* Without an embedded profile, CMYK goes through libvips' built-in fallback CMYK profile.
 	 * Perceptual intent is what Pillow's ImageCms uses by default. */
 	return vips_icc_transform(in, out, "srgb", "embedded", embedded, "input_profile",
-				  cmyk ? "cmyk" : "srgb", "intent", VIPS_INTENT_PERCEPTUAL, "depth", 8,
+				  cmyk ? "cmyk" : "srgb", "intent", VIPS_INTENT_PERCEPTUAL, "depth", depth,
 				  NULL);
 }
 
@@ -219,16 +220,38 @@ dg_source_space(VipsImage *in)
 	}
 }
 
+/* The flatten background for bands colour bands at scale (257 for 16-bit): a grey image is
+ * flattened onto the background's luma (ITU-R 601, as Pillow's convert("L")). */
+static VipsArrayDouble *
+dg_background(int bands, const double *bg, double scale)
+{
+	if (bands == 1)
+		return vips_array_double_newv(
+			1, (0.299 * bg[0] + 0.587 * bg[1] + 0.114 * bg[2]) * scale);
+	return vips_array_double_newv(3, bg[0] * scale, bg[1] * scale, bg[2] * scale);
+}
+
 /* To 8-bit sRGB (3 bands) or, for masks, 8-bit greyscale (1 band), with alpha flattened onto
  * p->background (image_config.alpha_background), or dropped for masks. With p->keep_alpha, 8-bit
- * RGBA instead: the image's alpha, or an opaque one. */
+ * RGBA instead: the image's alpha, or an opaque one. With p->native (image_to_rgb8 false), grey
+ * stays one band and 16-bit samples stay 16-bit, and keep_alpha keeps the alpha of the images
+ * that have one (LA, RGBA) without adding any. p->alpha_mask keeps the alpha of the images that
+ * have one, for dg_split_alpha to flatten after the resize. */
 static VipsImage *
 dg_colour(VipsObject *ctx, VipsImage *in, int mask, const dg_params *p)
 {
-	const double *bg = p->background;
 	VipsImage **t = dg_slots(ctx, 11);
 	int cmyk = vips_image_guess_interpretation(in) == VIPS_INTERPRETATION_CMYK && in->Bands >= 4;
 	int ncolour = cmyk ? 4 : in->Bands >= 3 ? 3 : 1;
+	int native = p->native && !mask;
+	int wide = native && !cmyk && in->BandFmt == VIPS_FORMAT_USHORT;
+	int bands = mask || (native && ncolour == 1) ? 1 : 3;
+	VipsBandFormat fmt = wide ? VIPS_FORMAT_USHORT : VIPS_FORMAT_UCHAR;
+	VipsInterpretation space = bands == 1 ? (wide ? VIPS_INTERPRETATION_GREY16 : VIPS_INTERPRETATION_B_W) :
+						(wide ? VIPS_INTERPRETATION_RGB16 : VIPS_INTERPRETATION_sRGB);
+	double max_alpha = wide ? 65535.0 : 255.0;
+	int keep = !mask && (p->keep_alpha || p->alpha_mask);
+	int opaque = !mask && p->keep_alpha && !native;
 	VipsImage *colour = in;
 	VipsImage *alpha = NULL;
 
@@ -248,33 +271,31 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask, const dg_params *p)
 	/* Masks are labels, not colours: only CMYK (meaningless otherwise) is colour managed. Grey
 	 * profiles are left alone, like Pillow does. */
 	if (cmyk || (ncolour == 3 && !mask)) {
-		if (dg_icc_to_srgb(colour, &t[2], cmyk))
+		if (dg_icc_to_srgb(colour, &t[2], cmyk, wide ? 16 : 8))
 			return NULL;
 		colour = t[2];
 	}
 
-	/* Already 8-bit sRGB (or grey for a mask), as most images are: every libvips operation
-	 * costs a few microseconds of object set-up, which small images feel. */
-	if (colour->BandFmt != VIPS_FORMAT_UCHAR || colour->Bands != (mask ? 1 : 3) ||
-	    dg_source_space(colour) != (mask ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB)) {
-		if (vips_colourspace(colour, &t[3],
-				     mask ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB,
-				     "source_space", dg_source_space(colour), NULL))
+	/* Already in the output space, as most images are: every libvips operation costs a few
+	 * microseconds of object set-up, which small images feel. */
+	if (colour->BandFmt != fmt || colour->Bands != bands || dg_source_space(colour) != space) {
+		if (vips_colourspace(colour, &t[3], space, "source_space", dg_source_space(colour),
+				     NULL))
 			return NULL;
 		colour = t[3];
 	}
-	if (colour->BandFmt != VIPS_FORMAT_UCHAR) {
-		if (vips_cast(colour, &t[4], VIPS_FORMAT_UCHAR, NULL))
+	if (colour->BandFmt != fmt) {
+		if (vips_cast(colour, &t[4], fmt, NULL))
 			return NULL;
 		colour = t[4];
 	}
-	if (colour->Bands != (mask ? 1 : 3)) {
+	if (colour->Bands != bands) {
 		if (colour->Bands == 1) {
 			VipsImage *grey[3] = {colour, colour, colour};
 
 			if (vips_bandjoin(grey, &t[5], 3, NULL))
 				return NULL;
-		} else if (vips_extract_band(colour, &t[5], 0, "n", mask ? 1 : 3, NULL))
+		} else if (vips_extract_band(colour, &t[5], 0, "n", bands, NULL))
 			return NULL;
 		colour = t[5];
 	}
@@ -282,12 +303,15 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask, const dg_params *p)
 	if (alpha) {
 		VipsImage *joined[2];
 		VipsArrayDouble *background;
+		double scale = wide ? 257.0 : 1.0;
 		int r;
 
-		if (alpha->BandFmt != VIPS_FORMAT_UCHAR) {
-			/* shift maps 16-bit 65535 to 255 (>> 8); other formats are clamped. */
-			if (vips_cast(alpha, &t[6], VIPS_FORMAT_UCHAR, "shift",
-				      alpha->BandFmt == VIPS_FORMAT_USHORT, NULL))
+		if (alpha->BandFmt != fmt) {
+			/* shift maps 16-bit 65535 to 255 (>> 8), and back; other formats are clamped. */
+			int integer = alpha->BandFmt == VIPS_FORMAT_USHORT ||
+				      alpha->BandFmt == VIPS_FORMAT_UCHAR;
+
+			if (vips_cast(alpha, &t[6], fmt, "shift", integer, NULL))
 				return NULL;
 			alpha = t[6];
 		}
@@ -295,21 +319,21 @@ dg_colour(VipsObject *ctx, VipsImage *in, int mask, const dg_params *p)
 		joined[1] = alpha;
 		if (vips_bandjoin(joined, &t[7], 2, NULL))
 			return NULL;
-		if (p->keep_alpha)
+		if (keep)
 			return t[7];
-		background = vips_array_double_newv(3, bg[0], bg[1], bg[2]);
-		r = vips_flatten(t[7], &t[8], "background", background, "max_alpha", 255.0, NULL);
+		background = dg_background(bands, p->background, scale);
+		r = vips_flatten(t[7], &t[8], "background", background, "max_alpha", max_alpha, NULL);
 		vips_area_unref(VIPS_AREA(background));
 		if (r)
 			return NULL;
 		colour = t[8];
-		if (colour->BandFmt != VIPS_FORMAT_UCHAR) {
-			if (vips_cast(colour, &t[9], VIPS_FORMAT_UCHAR, NULL))
+		if (colour->BandFmt != fmt) {
+			if (vips_cast(colour, &t[9], fmt, NULL))
 				return NULL;
 			colour = t[9];
 		}
-	} else if (p->keep_alpha && !mask) {
-		if (vips_bandjoin_const1(colour, &t[10], 255.0, NULL))
+	} else if (opaque) {
+		if (vips_bandjoin_const1(colour, &t[10], max_alpha, NULL))
 			return NULL;
 		colour = t[10];
 	}
@@ -414,6 +438,17 @@ dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p, char *err)
 
 	if (p->mask)
 		return dg_nearest_crop(ctx, in, p, err);
+	if (in->BandFmt == VIPS_FORMAT_USHORT) {
+		VipsImage **w = dg_slots(ctx, 3);
+
+		/* libvips reduces 16-bit images in fixed point that loses a few levels: float, and
+		 * rounded back. */
+		if (vips_cast(in, &w[0], VIPS_FORMAT_FLOAT, NULL) ||
+		    !(in = dg_resize_crop(ctx, w[0], p, err)) || vips_rint(in, &w[1], NULL) ||
+		    vips_cast(w[1], &w[2], VIPS_FORMAT_USHORT, NULL))
+			return NULL;
+		return w[2];
+	}
 	if (in->BandFmt == VIPS_FORMAT_UCHAR &&
 	    ((hscale >= 1.0 && vscale >= 1.0) ||
 	     (long long) in->Xsize * in->Ysize <= DG_MAX_RESAMPLE_INPUT))
@@ -448,20 +483,31 @@ dg_resize_crop(VipsObject *ctx, VipsImage *in, const dg_params *p, char *err)
 	return in;
 }
 
-/* dg_resize_crop for RGBA: colours are premultiplied by their alpha while Lanczos mixes
- * neighbours (else transparent pixels bleed their hidden colour into the edges), in float, then
- * back to 8 bits. */
+/* dg_resize_crop for images with alpha (RGBA, LA): colours are premultiplied by their alpha
+ * while Lanczos mixes neighbours (else transparent pixels bleed their hidden colour into the
+ * edges), in float, then back to the input's sample format. */
 static VipsImage *
 dg_resize_alpha(VipsObject *ctx, VipsImage *in, const dg_params *p, char *err)
 {
-	VipsImage **t = dg_slots(ctx, 3);
+	VipsImage **t = dg_slots(ctx, 4);
+	VipsBandFormat fmt = in->BandFmt;
+	double max_alpha = fmt == VIPS_FORMAT_USHORT ? 65535.0 : 255.0;
 
-	if (vips_premultiply(in, &t[0], "max_alpha", 255.0, NULL))
+	if (vips_premultiply(in, &t[0], "max_alpha", max_alpha, NULL))
 		return NULL;
 	if (!(in = dg_resize_crop(ctx, t[0], p, err)))
 		return NULL;
-	if (vips_unpremultiply(in, &t[1], "max_alpha", 255.0, NULL) ||
-	    vips_cast(t[1], &t[2], VIPS_FORMAT_UCHAR, NULL))
+	if (vips_unpremultiply(in, &t[1], "max_alpha", max_alpha, NULL))
+		return NULL;
+	in = t[1];
+	if (fmt == VIPS_FORMAT_USHORT) {
+		/* Rounded: a truncation would lose a level of 16 bits on most samples. (8-bit output
+		 * keeps the truncation it always had.) */
+		if (vips_rint(in, &t[3], NULL))
+			return NULL;
+		in = t[3];
+	}
+	if (vips_cast(in, &t[2], fmt, NULL))
 		return NULL;
 	return t[2];
 }
@@ -510,16 +556,20 @@ dg_copy_memory(VipsObject *ctx, VipsImage *in)
 static int
 dg_write(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
 {
+	int depth = in->BandFmt == VIPS_FORMAT_USHORT ? 16 : 8;
+
 	if (p->pre_encode) {
 		char err[DG_ENCODE_ERR_LEN] = "";
 		void *buf = NULL;
 		size_t len = 0;
 		int r;
+		/* A mask's levels are labels: never JPEG's approximations of them. */
+		int format = p->mask && p->encode_format == DG_ENC_JPEG ? DG_ENC_PNG : p->encode_format;
 
 		if (!(in = dg_copy_memory(ctx, in)))
 			return -1;
-		r = dg_encode(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands,
-			      p->encode_format, p->quality, &buf, &len, err, sizeof(err));
+		r = dg_encode(VIPS_IMAGE_ADDR(in, 0, 0), in->Xsize, in->Ysize, in->Bands, depth,
+			      format, p->quality, &buf, &len, &out->bit_depth, err, sizeof(err));
 		if (r) {
 			snprintf(out->err, sizeof(out->err), "cannot encode: %s", err);
 			return -1;
@@ -543,10 +593,101 @@ dg_write(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
 		out->data = data;
 		out->len = len;
 		out->bands = in->Bands;
+		out->bit_depth = depth;
 	}
 	out->width = in->Xsize;
 	out->height = in->Ysize;
 	return 0;
+}
+
+/* The alpha mask of an image without alpha: opaque, w x h 255s (PNG with pre_encode). */
+static int
+dg_opaque_mask(int width, int height, const dg_params *p, dg_output *out)
+{
+	size_t n = (size_t) width * height;
+
+	if (!(out->mask_data = malloc(n ? n : 1))) {
+		snprintf(out->err, sizeof(out->err), "out of memory for %zu bytes", n);
+		return -1;
+	}
+	memset(out->mask_data, 255, n);
+	out->mask_len = n;
+	if (p->pre_encode) {
+		char err[DG_ENCODE_ERR_LEN] = "";
+		void *buf = NULL;
+		size_t len = 0;
+		int depth;
+
+		if (dg_encode(out->mask_data, width, height, 1, 8, DG_ENC_PNG, 0, &buf, &len, &depth,
+			      err, sizeof(err))) {
+			snprintf(out->err, sizeof(out->err), "cannot encode the alpha mask: %s", err);
+			return -1;
+		}
+		free(out->mask_data);
+		out->mask_data = buf;
+		out->mask_len = len;
+	}
+	return 0;
+}
+
+/* alpha_mask: in (colour + alpha, resized) is decoded once into memory; its alpha, as 8-bit
+ * grey (PNG with pre_encode, as masks are), goes to out->mask_data, and the colour flattened
+ * onto the background is returned. Premultiplied resizing then flattening equals flattening then
+ * resizing (both are linear in the premultiplied colour), so the image is what it would be
+ * without the mask. An image without alpha (1 or 3 bands) is returned as it is, with an opaque
+ * mask. */
+static VipsImage *
+dg_split_alpha(VipsObject *ctx, VipsImage *in, const dg_params *p, dg_output *out)
+{
+	VipsImage **t = dg_slots(ctx, 4);
+	int wide = in->BandFmt == VIPS_FORMAT_USHORT;
+	VipsArrayDouble *background;
+	VipsImage *alpha;
+	size_t n;
+	int r;
+
+	if (in->Bands == 1 || in->Bands == 3)
+		return dg_opaque_mask(in->Xsize, in->Ysize, p, out) ? NULL : in;
+	if (!(in = dg_copy_memory(ctx, in)))
+		return NULL;
+	if (vips_extract_band(in, &t[0], in->Bands - 1, NULL))
+		return NULL;
+	alpha = t[0];
+	if (wide) {
+		if (vips_cast(alpha, &t[1], VIPS_FORMAT_UCHAR, "shift", TRUE, NULL))
+			return NULL;
+		alpha = t[1];
+	}
+	n = (size_t) alpha->Xsize * alpha->Ysize;
+	if (!(out->mask_data = malloc(n ? n : 1))) {
+		snprintf(out->err, sizeof(out->err), "out of memory for %zu bytes", n);
+		return NULL;
+	}
+	out->mask_len = n;
+	if (dg_compute(alpha, out->mask_data))
+		return NULL;
+	if (p->pre_encode) {
+		char err[DG_ENCODE_ERR_LEN] = "";
+		void *buf = NULL;
+		size_t len = 0;
+		int depth;
+
+		if (dg_encode(out->mask_data, alpha->Xsize, alpha->Ysize, 1, 8, DG_ENC_PNG, 0, &buf,
+			      &len, &depth, err, sizeof(err))) {
+			snprintf(out->err, sizeof(out->err), "cannot encode the alpha mask: %s", err);
+			return NULL;
+		}
+		free(out->mask_data);
+		out->mask_data = buf;
+		out->mask_len = len;
+	}
+	background = dg_background(in->Bands - 1, p->background, wide ? 257.0 : 1.0);
+	r = vips_flatten(in, &t[2], "background", background, "max_alpha", wide ? 65535.0 : 255.0,
+			 NULL);
+	vips_area_unref(VIPS_AREA(background));
+	if (r || vips_cast(t[2], &t[3], in->BandFmt, NULL))
+		return NULL;
+	return t[3];
 }
 
 /* Everything after the load, for dg_process. */
@@ -576,13 +717,16 @@ dg_decode(VipsObject *ctx, VipsImage *im, const dg_params *p, dg_output *out)
 			return -1;
 	} else {
 		/* Colour first: alpha must be flattened and colours converted before Lanczos mixes
-		 * neighbouring pixels. */
+		 * neighbouring pixels. dg_colour leaves an alpha band (2 or 4 bands) only when it is
+		 * kept. */
 		if (!(im = dg_colour(ctx, im, 0, p)))
 			return -1;
-		if (p->resize && p->keep_alpha) {
+		if (p->resize && (im->Bands == 2 || im->Bands == 4)) {
 			if (!(im = dg_resize_alpha(ctx, im, p, out->err)))
 				return -1;
 		} else if (p->resize && !(im = dg_resize_crop(ctx, im, p, out->err)))
+			return -1;
+		if (p->alpha_mask && !(im = dg_split_alpha(ctx, im, p, out)))
 			return -1;
 	}
 	return dg_write(ctx, im, p, out);
@@ -607,6 +751,10 @@ dg_process_direct(const void *buf, size_t len, const dg_params *p, dg_output *ou
 		out->too_large = 1;
 		return DG_DIRECT_OK;
 	case DG_DIRECT_OK:
+		if (p->native && raw.grey) { /* native grey stays one band: libvips */
+			free(raw.pixels);
+			return DG_DIRECT_NO;
+		}
 		break;
 	default:
 		return DG_DIRECT_NO;
@@ -633,8 +781,8 @@ dg_process_direct(const void *buf, size_t len, const dg_params *p, dg_output *ou
 	}
 	if (p->pre_encode) {
 		char err[DG_ENCODE_ERR_LEN] = "";
-		int r = dg_encode(pixels, width, height, 3, p->encode_format, p->quality,
-				  &out->data, &out->len, err, sizeof(err));
+		int r = dg_encode(pixels, width, height, 3, 8, p->encode_format, p->quality,
+				  &out->data, &out->len, &out->bit_depth, err, sizeof(err));
 
 		free(pixels);
 		if (r)
@@ -644,12 +792,19 @@ dg_process_direct(const void *buf, size_t len, const dg_params *p, dg_output *ou
 		out->data = pixels;
 		out->len = (size_t) width * height * 3;
 		out->bands = 3;
+		out->bit_depth = 8;
 	}
 	out->width = width;
 	out->height = height;
 	out->orig_width = raw.full_width;
 	out->orig_height = raw.full_height;
 	out->direct = 1;
+	/* The direct decoders take no image with alpha. */
+	if (p->alpha_mask && dg_opaque_mask(width, height, p, out)) {
+		free(out->data);
+		free(out->mask_data);
+		return DG_DIRECT_NO;
+	}
 	return DG_DIRECT_OK;
 }
 
@@ -693,6 +848,11 @@ dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out)
 done:
 	/* Drops the whole pipeline, and with it every reference to buf. */
 	g_object_unref(ctx);
+	if (ret) {
+		free(out->mask_data);
+		out->mask_data = NULL;
+		out->mask_len = 0;
+	}
 	return ret;
 }
 

@@ -65,11 +65,12 @@ type header struct {
 	direct        bool // the direct decoder read it and can decode it
 }
 
-// readHeader parses the header only, with the direct decoder when allowed and able, else
-// libvips; neither holds data beyond the call. See callError for capture.
-func readHeader(data []byte, direct, capture bool) (header, error) {
+// readHeader parses the header only, with the direct decoder when allowed and able (with
+// native, for colour images only), else libvips; neither holds data beyond the call. See
+// callError for capture.
+func readHeader(data []byte, direct, native, capture bool) (header, error) {
 	var h C.dg_header
-	if C.dg_read_header(unsafe.Pointer(&data[0]), C.size_t(len(data)), cBool(direct), &h) != 0 {
+	if C.dg_read_header(unsafe.Pointer(&data[0]), C.size_t(len(data)), cBool(direct), cBool(native), &h) != 0 {
 		return header{}, callError(data, &h.err, &h.codec_err, capture)
 	}
 	return header{
@@ -101,6 +102,7 @@ type plan struct {
 	quality             int
 	background          [3]uint8
 	keepAlpha           bool
+	native, alphaMask   bool
 }
 
 func cBool(b bool) C.int {
@@ -136,6 +138,8 @@ func decode(data []byte, pl plan, capture bool) (im *Image, width, height int, t
 		quality:       C.int(pl.quality),
 		background:    [3]C.double{C.double(pl.background[0]), C.double(pl.background[1]), C.double(pl.background[2])},
 		keep_alpha:    cBool(pl.keepAlpha),
+		native:        cBool(pl.native),
+		alpha_mask:    cBool(pl.alphaMask),
 	}
 	var out C.dg_output
 	status := C.dg_process(unsafe.Pointer(&data[0]), C.size_t(len(data)), &p, &out)
@@ -146,15 +150,23 @@ func decode(data []byte, pl plan, capture bool) (im *Image, width, height int, t
 	if status != 0 {
 		return nil, width, height, false, callError(data, &out.err, &out.codec_err, capture)
 	}
-	return &Image{
+	im = &Image{
 		Data:     out.data,
 		Len:      int(out.len),
 		Width:    int(out.width),
 		Height:   int(out.height),
 		Channels: int(out.bands),
+		BitDepth: int(out.bit_depth),
 		Encoded:  out.encoded != 0,
 		direct:   out.direct != 0,
-	}, width, height, false, nil
+	}
+	if out.mask_data != nil {
+		im.Alpha = &Image{Data: out.mask_data, Len: int(out.mask_len), Width: im.Width, Height: im.Height, BitDepth: 8, Encoded: im.Encoded}
+		if !im.Encoded {
+			im.Alpha.Channels = 1
+		}
+	}
+	return im, width, height, false, nil
 }
 
 // Free releases Data (C free) and zeroes the struct; safe to call twice.
@@ -165,6 +177,7 @@ func (im *Image) Free() {
 	if im.Data != nil {
 		C.free(im.Data)
 	}
+	im.Alpha.Free()
 	*im = Image{}
 }
 

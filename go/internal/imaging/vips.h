@@ -47,7 +47,13 @@ typedef struct dg_params {
 	int encode_format; /* DG_ENC_* (encode.h) */
 	int quality;       /* JPEG and WebP quality, 0..100 */
 	double background[3]; /* RGB that alpha is flattened onto, 0..255 */
-	int keep_alpha;       /* RGBA out (alpha_background "keep"): not flattened; never direct */
+	int keep_alpha;       /* alpha not flattened (alpha_background "keep"): RGBA, or with native
+			       * LA / RGBA when the image has alpha; never direct */
+	int native;           /* image_to_rgb8 false: grey stays grey (1 band), 16-bit stays 16-bit
+			       * (ushort); only colour spaces other than grey and sRGB are converted.
+			       * The direct decoder serves only its colour images. */
+	int alpha_mask;       /* flattened as without keep_alpha, and the alpha (opaque when the image
+			       * has none, after the same resize) written to mask_data as 8-bit grey */
 } dg_params;
 
 typedef struct dg_output {
@@ -56,7 +62,10 @@ typedef struct dg_output {
 	int width;
 	int height;
 	int bands; /* 0 when encoded */
+	int bit_depth; /* 8 or 16 (native 16-bit images): of the pixels, or of the encoded ones */
 	int encoded;
+	void *mask_data; /* with alpha_mask: malloc'd (free()), width x height 8-bit, or PNG bytes */
+	size_t mask_len;
 	int orig_width; /* with probe: the size after orientation */
 	int orig_height;
 	int too_large; /* with probe: refused because of max_pixels */
@@ -70,8 +79,9 @@ int dg_init(void);
 /* Turns off libvips' run-time code generation (liborc); see vips.c. */
 void dg_no_jit(void);
 
-/* Reads only the header of an encoded image, with the direct decoder when allowed and able. */
-int dg_read_header(const void *buf, size_t len, int direct, dg_header *out);
+/* Reads only the header of an encoded image, with the direct decoder when allowed and able
+ * (with native, not for a grey image: the direct decoder makes RGB). */
+int dg_read_header(const void *buf, size_t len, int direct, int native, dg_header *out);
 
 /* Decodes, converts, resizes, crops and writes to C memory in one go. */
 int dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out);
