@@ -6,6 +6,7 @@ connections and throttles; the documented errors; no secret anywhere."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 import datago
 from support.config import filesystem_config, image_config, webdataset_config
 from support.drain import drain
+from support.leaks import assert_no_secret, run_texts
 from support.process import PYTHON_DIR, run_python
 from support.s3_server import FaultProxy, Key, S3Server
 from support.shards import image_bytes, standard_shard, write_shard
@@ -395,6 +397,20 @@ def test_no_secret_in_errors_stats_reprs_or_skip_reports(
     assert len(seen) >= 8
     for text in seen:
         assert secret not in text and secret[::-1] not in text, text
+
+
+def test_no_secret_in_logs_or_resume_state(
+    aws_env: S3Server, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same check as the other backends': logs and stderr, resume states, skip reports, reprs."""
+    caplog.set_level(logging.DEBUG, logger="datago")
+    shards = webdataset_config(
+        [f"s3://{BUCKET}/shards/shard-{{000..001}}.tar", f"s3://{BUCKET}/shards/shard-404.tar"]
+    )
+    texts = run_texts(shards, filesystem_config(f"s3://{BUCKET}/imgs"))
+    assert any("shard-404.tar" in t and "NoSuchKey" in t for t in texts)
+    out, err = capfd.readouterr()
+    assert_no_secret([*texts, out, err, caplog.text], [aws_env.key.secret])
 
 
 # --------------------------------------------------------------------------------- expiring credentials
