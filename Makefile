@@ -26,6 +26,18 @@ $(RUST_VENV)/.bench-ready:
 	env -u PYTHONPATH $(RUST_VENV)/bin/python -m pip install -q --disable-pip-version-check $(RUST_PKGS)
 	printf '%s' '$(RUST_PKGS)' > $@
 
+# The baseline of tests/bench/bench_storage.py: the webdataset package reading S3 through fsspec/s3fs in a
+# torch DataLoader. s3fs pins aiobotocore, which pins a botocore older than moto's in $(VENV), so it has a
+# venv of its own, built for `make bench` only (not by deps: `make test` does not need its ~4 GB). torch
+# comes from the package index's default, as in $(VENV) (the CPU-only index may be out of reach).
+S3FS_VENV := .cache/bench/venv-s3fs
+S3FS_PKGS := webdataset s3fs pillow numpy torch
+$(S3FS_VENV)/.bench-ready:
+	rm -rf $(S3FS_VENV)
+	python3 -m venv $(S3FS_VENV)
+	env -u PYTHONPATH $(S3FS_VENV)/bin/python -m pip install -q --disable-pip-version-check $(S3FS_PKGS)
+	printf '%s' '$(S3FS_PKGS)' > $@
+
 $(AZURITE):
 	npm install --prefix .cache/npm --no-audit --no-fund --silent azurite@3.35.0
 
@@ -118,7 +130,7 @@ demo: lib
 	$(PY) -m pip install -q -r tests/bench/requirements.txt
 	$(PY) tests/bench/demo.py
 
-bench: lib
+bench: lib $(S3FS_VENV)/.bench-ready
 	$(PY) -m pip install -q -r tests/bench/requirements.txt
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/bench_webdataset.py
