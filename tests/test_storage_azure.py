@@ -5,18 +5,25 @@ the reference; wrong key, missing container; no secret in errors."""
 from __future__ import annotations
 
 import datetime
+import json
+import logging
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
 import datago
 from support.azurite import ACCOUNT, KEY, Azurite
 from support.config import filesystem_config, image_config, webdataset_config
 from support.drain import drain
+from support.leaks import assert_no_secret, run_texts
+from support.process import run_python
 from support.shards import image_bytes, shard_bytes, standard_shard
+from support.token_server import AzureTokenServer, self_signed
 
 N_IMAGES = 40
 AZ_VARS = (
@@ -170,3 +177,153 @@ def test_faults_every_sample_once(az_env: Azurite, monkeypatch: pytest.MonkeyPat
     assert sorted(images.ids) == image_urls() and not images.skips
     assert len(shards.ids) == len(set(shards.ids)) == 24 and not shards.skips
     assert proxy.counts.get("cut", 0) >= 4 and proxy.counts.get("reset", 0) >= 2, proxy.counts
+
+
+def test_retry_after_is_waited_and_every_shard_arrives_once(
+    az_env: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """503 with Retry-After: 2 for the first request of every blob and listing page: azcore's retry policy
+    waits the 2 s (measured between the two requests at the proxy), nothing is lost or doubled."""
+    from support.s3_server import FaultProxy
+
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
+    proxy = FaultProxy(az_env.endpoint.rsplit("/", 1)[0], retry_after=2)
+    storage = {"endpoint_url": f"{proxy.endpoint}/{ACCOUNT}"}
+    try:
+        d = drain(
+            datago.Client(webdataset_config("az://data/shards/", storage=storage, concurrent_downloads=4)),
+            timeout=120,
+        )
+    finally:
+        proxy.stop()
+    assert d.error is None and not d.skips and len(d.ids) == len(set(d.ids)) == 24
+    gaps = proxy.retry_gaps()
+    assert len([t for t in gaps if ".tar" in t]) == 4, gaps  # every shard refused once, then read
+    assert any("comp=list" in t for t in gaps), gaps  # the listing too
+    assert min(gaps.values()) >= 1.9 and max(gaps.values()) < 10, gaps
+
+
+# A subprocess: Go reads SSL_CERT_FILE (the test certificate Azurite serves HTTPS with) once per process.
+MANAGED_IDENTITY_RUN = """
+    import json, time
+    import datago
+    cfg = json.loads(open("cfg.json").read())
+    n, deadline = 0, time.monotonic() + 120
+    with datago.Client(cfg) as c:
+        for _ in c:
+            n += 1
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        print(json.dumps({"n": n, "skipped": c.stats()["skipped"], "skips": [str(r) for r in c.skipped()]}))
+"""
+
+
+def test_managed_identity_tokens_of_20_seconds_over_a_2_minute_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default Azure credential chain, on its managed-identity link (App Service's IDENTITY_ENDPOINT, a
+    loopback server handing out 20-second tokens), against Azurite over HTTPS with OAuth on: Azurite refuses
+    an expired token, so a run that outlives several tokens only succeeds if the SDK renews them."""
+    cert, key = self_signed(tmp_path)
+    srv = Azurite(tmp_path, tls=(cert, key))
+    tokens = AzureTokenServer(lifetime=20)
+    try:
+        srv.put("data", {k: v for k, v in files().items() if k.startswith("imgs/")})
+        for k in [
+            *AZ_VARS,
+            "AZURE_CLIENT_ID",
+            "AZURE_TENANT_ID",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_FEDERATED_TOKEN_FILE",
+        ]:
+            monkeypatch.delenv(k, raising=False)
+        cfg = filesystem_config(
+            "az://data/imgs",
+            storage={"endpoint_url": srv.endpoint},
+            epochs=1000,
+            samples_buffer_size=2,
+            prefetch_buffer_size=4,
+        )
+        (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+        env = {"AZURE_STORAGE_ACCOUNT": ACCOUNT, "SSL_CERT_FILE": str(cert), **tokens.env()}
+        out = run_python(MANAGED_IDENTITY_RUN, 200, tmp_path, **env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        # Azurite does refuse an expired token and one for another audience (the check the run relies on).
+        expired, _ = tokens.issue(lifetime=-5)
+        wrong_audience, _ = tokens.issue(resource="https://vault.azure.net")
+        for token in (expired, wrong_audience):
+            r = requests.get(
+                f"{srv.endpoint}/data?restype=container&comp=list",
+                headers={"Authorization": f"Bearer {token}", "x-ms-version": "2021-08-06"},
+                verify=str(cert),
+                timeout=10,
+            )
+            assert r.status_code in (401, 403), (r.status_code, r.text[:300])
+    finally:
+        tokens.stop()
+        srv.stop()
+    assert sum(got["skipped"].values()) == 0, got["skips"][:3]
+    assert got["n"] > N_IMAGES * 3
+    # A token per expiry (azcore renews an expired one before the request that needs it): 6 in 2 minutes.
+    assert len(tokens.issued) - 2 >= 5 and tokens.refused == 0, (len(tokens.issued), tokens.refused)
+
+
+def test_no_secret_in_logs_errors_stats_reprs_skips_or_state(
+    az_env: Azurite,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    caplog.set_level(logging.DEBUG, logger="datago")
+    storage = {"endpoint_url": az_env.endpoint}
+    shards = webdataset_config(
+        ["az://data/shards/train-{000..001}.tar", "az://data/shards/train-404.tar"], storage=storage
+    )
+    prefix = filesystem_config("az://data/imgs", storage=storage)
+    sas = generate_account_sas(
+        ACCOUNT,
+        KEY,
+        resource_types=ResourceTypes(service=True, container=True, object=True),
+        permission=AccountSasPermissions(read=True, list=True),
+        expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
+    )
+    signature = [p for p in sas.split("&") if p.startswith("sig=")][0].removeprefix("sig=")
+    texts: list[str] = []
+    for creds in (
+        {"AZURE_STORAGE_CONNECTION_STRING": az_env.connection_string},
+        {"AZURE_STORAGE_ACCOUNT": ACCOUNT, "AZURE_STORAGE_KEY": KEY},
+        {"AZURE_STORAGE_ACCOUNT": ACCOUNT, "AZURE_STORAGE_SAS_TOKEN": sas},
+    ):
+        for k in AZ_VARS:
+            monkeypatch.delenv(k, raising=False)
+        for k, v in creds.items():
+            monkeypatch.setenv(k, v)
+        texts += run_texts(shards, prefix)
+    assert any("train-404.tar" in t and "BlobNotFound" in t for t in texts)  # the missing object's error
+    # Wrong credentials, each refused at construction with the service's code.
+    wrong_key = KEY[:-8] + "AAAAAAA="
+    wrong_sas = sas.replace(signature, "A" * 43 + "%3D")
+    for creds in (
+        {"AZURE_STORAGE_KEY": wrong_key},
+        {"AZURE_STORAGE_SAS_TOKEN": wrong_sas},
+        {"AZURE_STORAGE_CONNECTION_STRING": az_env.connection_string.replace(KEY, wrong_key)},
+    ):
+        for k in AZ_VARS:
+            monkeypatch.delenv(k, raising=False)
+        monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+        for k, v in creds.items():
+            monkeypatch.setenv(k, v)
+        with pytest.raises(datago.ConfigError) as info:
+            datago.Client(prefix)
+        assert "HTTP 403" in str(info.value), str(info.value)
+        texts += [str(info.value), repr(info.value)]
+    out, err = capfd.readouterr()
+    texts += [out, err, caplog.text]
+    secrets = [KEY, wrong_key, signature, urllib.parse.unquote(signature), az_env.connection_string, "A" * 43]
+    assert_no_secret(texts, secrets)

@@ -4,18 +4,25 @@ reference; a missing bucket; an object deleted after the listing."""
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
 import datago
 from support.config import filesystem_config, image_config, webdataset_config
 from support.drain import drain
 from support.gcs_server import FakeGCS
+from support.leaks import assert_no_secret, run_texts
+from support.s3_server import FaultProxy
 from support.shards import image_bytes, shard_bytes, standard_shard
+from support.token_server import GoogleTokenServer
 
 N_IMAGES = 40
 
@@ -111,8 +118,6 @@ def test_missing_bucket_empty_prefix_and_deleted_object(gcs_env: FakeGCS) -> Non
 
 
 def test_faults_every_sample_once(gcs_env: FakeGCS, monkeypatch: pytest.MonkeyPatch) -> None:
-    from support.s3_server import FaultProxy
-
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
     proxy = FaultProxy(
         gcs_env.endpoint, plan=["ok", "cut", "ok", "slowdown", "reset", "ok", "throttle", "cut"]
@@ -130,3 +135,115 @@ def test_faults_every_sample_once(gcs_env: FakeGCS, monkeypatch: pytest.MonkeyPa
     assert sorted(images.ids) == image_urls() and not images.skips
     assert len(shards.ids) == len(set(shards.ids)) == 24 and not shards.skips
     assert proxy.counts.get("cut", 0) >= 4 and proxy.counts.get("reset", 0) >= 2, proxy.counts
+
+
+def test_retry_after_is_waited_and_every_shard_arrives_once(
+    gcs_env: FakeGCS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """503 with Retry-After: 2 for the first request of every object and listing page: the retry waits the
+    2 s (measured between the two requests at the proxy), nothing is lost or doubled."""
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    proxy = FaultProxy(gcs_env.endpoint, retry_after=2)
+    storage = {"endpoint_url": proxy.endpoint, "anonymous": True}
+    try:
+        d = drain(
+            datago.Client(webdataset_config("gs://data/shards/", storage=storage, concurrent_downloads=4)),
+            timeout=120,
+        )
+    finally:
+        proxy.stop()
+    assert d.error is None and not d.skips and len(d.ids) == len(set(d.ids)) == 24
+    gaps = proxy.retry_gaps()
+    assert len([t for t in gaps if "alt=media" in t]) == 4, gaps  # every shard refused once, then read
+    assert any("prefix=" in t for t in gaps), gaps  # the listing too
+    assert min(gaps.values()) >= 1.9 and max(gaps.values()) < 10, gaps
+
+
+@pytest.fixture
+def google_tokens(
+    gcs: tuple[FakeGCS, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[tuple[GoogleTokenServer, FaultProxy]]:
+    """Application Default Credentials from a service-account JSON whose token endpoint is a loopback server
+    issuing 20-second access tokens, and a proxy in front of fake-gcs-server that refuses (401) any request
+    without an issued, unexpired token (fake-gcs-server itself accepts anything)."""
+    srv, _ = gcs
+    tokens = GoogleTokenServer(lifetime=20)
+    proxy = FaultProxy(srv.endpoint, authorize=tokens.valid)
+    (tmp_path / "service-account.json").write_text(json.dumps(tokens.credentials()))
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "service-account.json"))
+    yield tokens, proxy
+    proxy.stop()
+    tokens.stop()
+
+
+def test_service_account_tokens_of_20_seconds_over_a_2_minute_run(
+    google_tokens: tuple[GoogleTokenServer, FaultProxy],
+) -> None:
+    tokens, proxy = google_tokens
+    storage = {"endpoint_url": proxy.endpoint}
+    # Many epochs over the prefix, read slowly: every epoch lists again and reads every object.
+    cfg = filesystem_config(
+        "gs://data/imgs", storage=storage, epochs=1000, samples_buffer_size=2, prefetch_buffer_size=4
+    )
+    n = 0
+    deadline = time.monotonic() + 120
+    with datago.Client(cfg) as c:
+        for _ in c:
+            n += 1
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        stats = c.stats()
+    assert sum(stats["skipped"].values()) == 0, stats["skipped"]
+    assert n > N_IMAGES * 3
+    # Refreshed before each expiry (x/oauth2 renews 10 s ahead: about every 10 s), never used after it.
+    assert len(tokens.issued) >= 6 and tokens.refused == 0, (len(tokens.issued), tokens.refused)
+    assert proxy.rejected == 0
+    # The proxy does refuse what a store refuses: an unknown token, an expired one.
+    expired = tokens.issue(lifetime=0)
+    for token in ("ya29.unknown", expired):
+        r = requests.get(
+            f"{proxy.endpoint}/storage/v1/b/data/o", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert r.status_code == 401
+    assert proxy.rejected == 2
+
+
+def test_no_secret_in_logs_errors_stats_reprs_skips_or_state(
+    google_tokens: tuple[GoogleTokenServer, FaultProxy],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    tokens, proxy = google_tokens
+    caplog.set_level(logging.DEBUG, logger="datago")
+    storage = {"endpoint_url": proxy.endpoint}
+    present = "gs://data/shards/train-{000..001}.tar"
+    shards = webdataset_config([present, "gs://data/shards/train-404.tar"], storage=storage)
+    texts = run_texts(shards, filesystem_config("gs://data/imgs", storage=storage))
+    assert any("train-404.tar" in t and "Not Found" in t for t in texts)  # the missing object's error
+    # A wrong key: the token endpoint refuses it, with its own code, at construction.
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (tmp_path / "wrong.json").write_text(json.dumps(tokens.credentials(key=other)))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "wrong.json"))
+    with pytest.raises(datago.ConfigError) as info:
+        datago.Client(filesystem_config("gs://data/imgs", storage=storage))
+    assert "invalid_grant" in str(info.value) and info.value.key == "source_config.root_path", str(info.value)
+    texts += [str(info.value), repr(info.value)]
+    out, err = capfd.readouterr()
+    texts += [out, err, caplog.text]
+    assert tokens.issued and tokens.refused >= 1
+    key_lines = [line for line in tokens.private_key_pem.splitlines() if "PRIVATE KEY" not in line]
+    wrong_lines = [
+        line for line in json.loads((tmp_path / "wrong.json").read_text())["private_key"].splitlines()
+    ]
+    secrets = (
+        [t for t, _ in tokens.issued]
+        + key_lines[1:-1]
+        + [w for w in wrong_lines if "PRIVATE KEY" not in w][1:-1]
+    )
+    assert_no_secret(texts, secrets)

@@ -4,6 +4,7 @@ that refuses an Authorization header), with HF_ENDPOINT and HF_TOKEN or the toke
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import datago
 from support.config import filesystem_config, image_config, webdataset_config
 from support.drain import drain
 from support.hf_server import HubServer, Repo
+from support.leaks import assert_no_secret, run_texts
 from support.shards import image_bytes, shard_bytes, standard_shard
 
 N_IMAGES = 45
@@ -171,3 +173,42 @@ def test_a_revision_with_slashes_written_escaped(hf_env: HubServer) -> None:
     d = drain(datago.Client(webdataset_config("hf://datasets/org/public@refs%2Fpr%2F1/shards/")))
     assert len(d.ids) == 24 and not d.skips
     assert all(i.startswith("hf://datasets/org/public@refs%2Fpr%2F1/shards/train-") for i in d.ids)
+
+
+def test_retry_after_is_waited_and_every_shard_arrives_once(hf_env: HubServer) -> None:
+    """The Hub answers the first request of every tree page and resolve 503 with Retry-After: 2: the retry
+    waits the 2 s (measured between the two requests at the server), nothing is lost or doubled."""
+    hf_env.times.clear()
+    hf_env.retry_after = 2
+    try:
+        cfg = webdataset_config("hf://datasets/org/private/shards/", concurrent_downloads=4)
+        d = drain(datago.Client(cfg), timeout=120)
+    finally:
+        hf_env.retry_after = 0
+    assert d.error is None and not d.skips and len(d.ids) == len(set(d.ids)) == 24
+    gaps = hf_env.retry_gaps()
+    assert len([t for t in gaps if "/resolve/" in t]) == 4, gaps  # every shard refused once, then read
+    assert any("/tree/" in t for t in gaps), gaps  # the listing too
+    assert min(gaps.values()) >= 1.9 and max(gaps.values()) < 10, gaps
+
+
+def test_no_secret_in_logs_errors_stats_reprs_skips_or_state(
+    hf_env: HubServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="datago")
+    base = "hf://datasets/org/private/"
+    shards = webdataset_config([base + "shards/train-{000..001}.tar", base + "shards/train-404.tar"])
+    texts = run_texts(shards, filesystem_config(base + "imgs"))
+    assert any("train-404.tar" in t and "EntryNotFound" in t for t in texts)  # the missing object's error
+    wrong = "hf_wrong_" + "y" * 24
+    monkeypatch.setenv("HF_TOKEN", wrong)
+    with pytest.raises(datago.ConfigError) as info:
+        datago.Client(filesystem_config(base + "imgs"))
+    assert "RepoNotFound" in str(info.value)
+    texts += [str(info.value), repr(info.value)]
+    out, err = capfd.readouterr()
+    texts += [out, err, caplog.text]
+    assert_no_secret(texts, [hf_env.token, wrong, wrong.removeprefix("hf_")])

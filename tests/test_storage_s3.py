@@ -6,6 +6,7 @@ connections and throttles; the documented errors; no secret anywhere."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -23,7 +24,8 @@ import pytest
 import datago
 from support.config import filesystem_config, image_config, webdataset_config
 from support.drain import drain
-from support.process import PYTHON_DIR
+from support.leaks import assert_no_secret, run_texts
+from support.process import PYTHON_DIR, run_python
 from support.s3_server import FaultProxy, Key, S3Server
 from support.shards import image_bytes, standard_shard, write_shard
 
@@ -266,6 +268,27 @@ def test_faults_every_sample_once_or_counted(
     assert time.monotonic() - t0 < 100
 
 
+def test_retry_after_is_waited_and_every_shard_arrives_once(
+    aws_env: S3Server, s3: tuple[S3Server, Path]
+) -> None:
+    """503 SlowDown with Retry-After: 2 for the first request of every object (and listing page): the SDK's
+    retry waits the 2 s (measured between the two requests at the proxy), nothing is lost or doubled."""
+    srv, _ = s3
+    proxy = FaultProxy(srv.endpoint, retry_after=2)
+    storage = {"endpoint_url": proxy.endpoint, "path_style": True}
+    try:
+        cfg = webdataset_config(f"s3://{BUCKET}/shards/", storage=storage, concurrent_downloads=4)
+        d = drain(datago.Client(cfg), timeout=120)
+    finally:
+        proxy.stop()
+    assert d.error is None and not d.skips and sorted(d.ids) == shard_ids(f"s3://{BUCKET}/shards/")
+    d.by_id()
+    gaps = proxy.retry_gaps()
+    assert len([t for t in gaps if ".tar" in t]) == N_SHARDS, gaps  # every shard refused once, then read
+    assert any("list-type=2" in t for t in gaps), gaps  # the listing too
+    assert min(gaps.values()) >= 1.9 and max(gaps.values()) < 10, gaps
+
+
 # ---------------------------------------------------------------------------------------- addressing
 
 
@@ -376,6 +399,20 @@ def test_no_secret_in_errors_stats_reprs_or_skip_reports(
         assert secret not in text and secret[::-1] not in text, text
 
 
+def test_no_secret_in_logs_or_resume_state(
+    aws_env: S3Server, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same check as the other backends': logs and stderr, resume states, skip reports, reprs."""
+    caplog.set_level(logging.DEBUG, logger="datago")
+    shards = webdataset_config(
+        [f"s3://{BUCKET}/shards/shard-{{000..001}}.tar", f"s3://{BUCKET}/shards/shard-404.tar"]
+    )
+    texts = run_texts(shards, filesystem_config(f"s3://{BUCKET}/imgs"))
+    assert any("shard-404.tar" in t and "NoSuchKey" in t for t in texts)
+    out, err = capfd.readouterr()
+    assert_no_secret([*texts, out, err, caplog.text], [aws_env.key.secret])
+
+
 # --------------------------------------------------------------------------------- expiring credentials
 
 # A credential_process (the AWS config's external credential source) handing out credentials that expire
@@ -430,3 +467,21 @@ def test_credential_process_with_20_second_credentials_over_a_2_minute_run(
     assert sum(stats["skipped"].values()) == 0, stats["skipped"]
     assert n > N_IMAGES * 3
     assert len(log.read_text()) >= 5  # refreshed before each 20-second expiry
+
+
+def test_every_test_process_is_kept_off_this_machines_credentials() -> None:
+    """tests/conftest.py isolates the environment at import, so a subprocess (a torchrun worker, a script)
+    inherits it: no instance metadata, no shared AWS files, no machine credentials, no gcloud file."""
+    code = """
+        import json, os
+        print(json.dumps({k: v for k, v in os.environ.items()
+                          if k.startswith(("AWS_", "AZURE_", "GOOGLE_", "GCE_", "CLOUDSDK_", "HF_"))}))
+    """
+    out = run_python(code, 60)
+    assert out.returncode == 0, out.stderr
+    env = json.loads(out.stdout)
+    assert env["AWS_EC2_METADATA_DISABLED"] == "true"
+    for k in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "CLOUDSDK_CONFIG", "HF_HOME"):
+        assert env[k].startswith("/nonexistent/") and not Path(env[k]).exists()
+    assert env["GCE_METADATA_HOST"].startswith("127.0.0.1:")
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_PROFILE", "GOOGLE_APPLICATION_CREDENTIALS", "HF_TOKEN"} & set(env)

@@ -7,6 +7,12 @@ Loaders, each in its own process, concurrency = --workers:
   s3-shards / local-shards   source_type webdataset over s3://bench/shards/ (a prefix: its .tar objects) /
                              the same shard files on disk; concurrent_downloads 4
   s3-prefix / local-prefix   source_type filesystem over s3://bench/images / the corpus folder
+  wds-s3fs                   the webdataset package over the same s3:// shards through fsspec/s3fs (its
+                             default file options), Pillow decode + exif_transpose + the reference crop
+                             (bench_webdataset.py's per-sample work), in torch DataLoader(num_workers=2,
+                             batch_size=None): shards split between the workers. In the venv of its own
+                             that `make bench` builds (.cache/bench/venv-s3fs: s3fs pins a botocore older
+                             than moto's); the table gives datago's s3-shards rate over it, same run
   listing                    source_type filesystem over s3://list/many (--objects copies of a 64x48 JPEG):
                              the time to the first sample, then the client stops; then a MapDataset over
                              the same prefix, whose construction lists it whole: objects/s is the rate
@@ -16,6 +22,7 @@ an upper bound on what the storage layer costs, not a measurement of S3 itself.
 
   PYTHONPATH=python .venv/bin/python tests/bench/bench_storage.py            # 128 images, 3 repeats
   PYTHONPATH=python .venv/bin/python tests/bench/bench_storage.py --quick    # 12 images, 1 repeat
+  ... --s3fs-python PATH     # the interpreter of the wds-s3fs loader (default .cache/bench/venv-s3fs)
 """
 
 from __future__ import annotations
@@ -36,16 +43,50 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 import corpus  # noqa: E402
 from bench_webdataset import IMAGE_CONFIG, ensure_shards  # noqa: E402
-from reference import add_python_path, default_cache_dir  # noqa: E402
+from reference import REPO_ROOT, add_python_path, default_cache_dir, get_buckets  # noqa: E402
 
 MARKER = "STORAGE_BENCH_RESULT "
-LOADERS = ("s3-shards", "local-shards", "s3-prefix", "local-prefix")
+LOADERS = ("s3-shards", "local-shards", "s3-prefix", "local-prefix", "wds-s3fs")
+S3FS_PYTHON = REPO_ROOT / ".cache" / "bench" / "venv-s3fs" / "bin" / "python"
+DATALOADER_WORKERS = 2
+
+
+def run_wds_s3fs(spec: dict[str, Any]) -> dict[str, Any]:
+    """The webdataset package reading s3:// shards through fsspec/s3fs, in a torch DataLoader."""
+    import importlib
+
+    import bench_webdataset
+    import fsspec
+
+    options = {
+        "key": os.environ["AWS_ACCESS_KEY_ID"],
+        "secret": os.environ["AWS_SECRET_ACCESS_KEY"],
+        "client_kwargs": {"endpoint_url": spec["endpoint"], "region_name": "us-east-1"},
+    }
+
+    def gopen_s3fs(url: str, mode: str = "rb", bufsize: int = 8192, **kw: Any) -> Any:
+        return fsspec.open(url, mode, **options).open()
+
+    # webdataset 1.x has no s3:// handler of its own; this one is what its docs suggest for fsspec.
+    # (webdataset.gopen, the attribute, is the function: the module is reached through importlib.)
+    importlib.import_module("webdataset.gopen").gopen_schemes["s3"] = gopen_s3fs
+    fs = fsspec.filesystem("s3", **options)
+    urls = sorted("s3://" + p for p in fs.glob(spec["url"].removeprefix("s3://") + "*.tar"))
+    started = time.perf_counter()
+    r = bench_webdataset.run_child(
+        {"loader": "wds-dataloader", "urls": urls, "workers": DATALOADER_WORKERS, "buckets": spec["buckets"]}
+    )
+    # The span starts before the listing, as datago's does.
+    r.update(loader="wds-s3fs", seconds=time.perf_counter() - started)
+    return r
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    loader, workers = spec["loader"], spec["workers"]
+    if loader == "wds-s3fs":
+        return run_wds_s3fs(spec)  # in a venv without datago
     import datago
 
-    loader, workers = spec["loader"], spec["workers"]
     started = time.perf_counter()
     if loader == "listing":
         cfg = {"source_type": "filesystem", "source_config": {"root_path": spec["url"]}, "concurrency": 1}
@@ -78,9 +119,11 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     return {"loader": loader, "images": count, "seconds": seconds, "first_s": first, "stats": stats}
 
 
-def spawn(spec: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
+def spawn(
+    spec: dict[str, Any], env: dict[str, str], timeout: float, python: str = sys.executable
+) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(spec)],
+        [python, __file__, "--child", json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -120,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--quick", action="store_true", help="12 images, 20,000 listed objects, 1 repeat")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--s3fs-python", default=str(S3FS_PYTHON), help="interpreter of the wds-s3fs loader")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     add_python_path()
@@ -174,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             f"bench_storage: {args.count} highres images ({megabytes:.0f} MB) in {len(shards)} shards and "
             f"as a prefix, moto at {endpoint}; workers {args.workers}; load {os.getloadavg()[0]:.2f}"
         )
+        buckets, _ = get_buckets(512, 16, 0.5, 2.0)
         urls = {
+            "wds-s3fs": "s3://bench/shards/",
             "s3-shards": "s3://bench/shards/",
             "local-shards": [str(p) for p in shards],
             "s3-prefix": "s3://bench/images",
@@ -182,7 +228,20 @@ def main(argv: list[str] | None = None) -> int:
         }
         for repeat in range(repeats):
             for name in LOADERS if repeat % 2 == 0 else LOADERS[::-1]:
-                r = spawn({"loader": name, "url": urls[name], "workers": args.workers}, env, args.timeout)
+                spec = {"loader": name, "url": urls[name], "workers": args.workers}
+                if name == "wds-s3fs":
+                    if not Path(args.s3fs_python).exists():
+                        results[name].append(
+                            {"loader": name, "error": f"{args.s3fs_python} missing (make bench)"}
+                        )
+                        print(f"  run {repeat + 1}/{repeats} {name:13s} skipped: no {args.s3fs_python}")
+                        continue
+                    spec.update(endpoint=endpoint, buckets=buckets)
+                    # Its own venv: without this checkout's python/ on the path (bench_webdataset only).
+                    s3fs_env = {**env, "PYTHONPATH": str(BENCH_DIR)}
+                    r = spawn(spec, s3fs_env, args.timeout, args.s3fs_python)
+                else:
+                    r = spawn(spec, env, args.timeout)
                 if "error" not in r and r["images"] != args.count:
                     r["error"] = f"delivered {r['images']} of {args.count} images"
                 results[name].append(r)
@@ -214,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
         local = rates.get(name.replace("s3-", "local-"), [])
         ratio = f"**{median / statistics.median(local):.2f}×**" if name.startswith("s3-") and local else "–"
         print(f"| {name} | {args.count} | {median:.1f} ({min(rs):.1f}–{max(rs):.1f}) | {ratio} |")
+    if rates["s3-shards"] and rates["wds-s3fs"]:
+        ratio = statistics.median(rates["s3-shards"]) / statistics.median(rates["wds-s3fs"])
+        print(
+            f"\ndatago s3-shards vs webdataset + s3fs in DataLoader(num_workers={DATALOADER_WORKERS}), "
+            f"same server, same run: **{ratio:.2f}×** (target >= 3×)"
+        )
     if "error" in listing:
         failed = True
         print(f"\nlisting: failed: {listing['error']}")

@@ -1,5 +1,7 @@
 """Azure Blob Storage for the tests: Azurite (the npm package ``azurite``, installed by ``make deps`` into
-.cache/npm) on a loopback port, in memory, with its well-known development account."""
+.cache/npm) on a loopback port, in memory, with its well-known development account; with ``tls`` (a
+certificate and its key), over HTTPS with bearer tokens accepted (``--oauth basic``: Azurite checks a
+token's audience, issuer and lifetime, not its signature)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr
 
 
 class Azurite:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, tls: tuple[Path, Path] | None = None) -> None:
         if not AZURITE.exists():
             raise RuntimeError(f"{AZURITE} is missing: run `make deps` (npm install azurite)")
         with socket.socket() as s:
@@ -34,15 +36,17 @@ class Azurite:
                 "--inMemoryPersistence",
                 "--skipApiVersionCheck",
                 "--silent",
+                *(["--cert", str(tls[0]), "--key", str(tls[1]), "--oauth", "basic"] if tls else []),
             ],
             cwd=workdir,  # its debug log, if any, goes there
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.endpoint = f"http://127.0.0.1:{self.port}/{ACCOUNT}"
+        scheme = "https" if tls else "http"
+        self.endpoint = f"{scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
         self.connection_string = ";".join(
             [
-                "DefaultEndpointsProtocol=http",
+                f"DefaultEndpointsProtocol={scheme}",
                 f"AccountName={ACCOUNT}",
                 f"AccountKey={KEY}",
                 f"BlobEndpoint={self.endpoint}",
@@ -59,7 +63,8 @@ class Azurite:
                 time.sleep(0.1)
         from azure.storage.blob import BlobServiceClient
 
-        self.service: Any = BlobServiceClient.from_connection_string(self.connection_string)
+        verify: dict[str, Any] = {"connection_verify": str(tls[0])} if tls else {}
+        self.service: Any = BlobServiceClient.from_connection_string(self.connection_string, **verify)
 
     def put(self, container: str, objects: dict[str, bytes]) -> None:
         c = self.service.get_container_client(container)

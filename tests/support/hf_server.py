@@ -10,7 +10,9 @@
 - errors as the Hub sends them: ``X-Error-Code`` (RepoNotFound, RevisionNotFound, EntryNotFound) and
   ``X-Error-Message`` headers, 401 without the right token for a private repository.
 
-``cut_first`` makes the storage server cut the first response for each path halfway (a broken body).
+``cut_first`` makes the storage server cut the first response for each path halfway (a broken body);
+``retry_after`` (seconds) makes the Hub answer the first request of every target (tree page, resolve)
+503 with that Retry-After, and ``times`` records when each target was asked.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +40,8 @@ class HubServer:
     token: str = "hf_" + "t0k3n" * 6
     page_size: int = 10
     cut_first: bool = False
+    retry_after: int = 0
+    times: dict[str, list[float]] = field(default_factory=dict)  # monotonic arrival times per target
     hub_auth: list[str] = field(default_factory=list)  # the Authorization header of every Hub request
     storage_requests: list[tuple[str, str | None, str | None]] = field(
         default_factory=list
@@ -106,6 +111,17 @@ class HubServer:
 
             def do_GET(self) -> None:  # noqa: N802
                 hub.hub_auth.append(self.headers.get("Authorization", ""))
+                with hub._lock:
+                    first = self.path not in hub.times
+                    hub.times.setdefault(self.path, []).append(time.monotonic())
+                if hub.retry_after and first:
+                    body = b'{"error": "Service Unavailable"}'
+                    self.send_response(503)
+                    self.send_header("Retry-After", str(hub.retry_after))
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 parsed = urllib.parse.urlsplit(self.path)
                 parts = [urllib.parse.unquote(p) for p in parsed.path.split("/")]
                 try:
@@ -193,6 +209,11 @@ class HubServer:
         self.storage_endpoint = f"http://127.0.0.1:{self._servers[1].server_address[1]}"
         for s in self._servers:
             threading.Thread(target=s.serve_forever, daemon=True).start()
+
+    def retry_gaps(self) -> dict[str, float]:
+        """Seconds between the first two requests of every Hub target asked more than once."""
+        with self._lock:
+            return {t: ts[1] - ts[0] for t, ts in self.times.items() if len(ts) > 1}
 
     def stop(self) -> None:
         for s in self._servers:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -148,6 +149,10 @@ SLOWDOWN = (
     b"<Message>Please reduce your request rate.</Message></Error>"
 )
 
+UNAUTHORIZED = json.dumps(
+    {"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}]}}
+).encode()
+
 
 @dataclass
 class FaultProxy:
@@ -156,7 +161,12 @@ class FaultProxy:
     ``plan`` in turn: "ok", "cut" (headers and half of the body, then the connection closes), "reset" (a TCP
     reset instead of a response), "slowdown" (503 SlowDown), "throttle" (429 with Retry-After: 1). It also
     serves as an HTTP proxy (HTTP_PROXY), which lets a client address buckets by virtual host
-    (bucket.s3.example:port) with no DNS name: every request goes to ``upstream`` with its Host header."""
+    (bucket.s3.example:port) with no DNS name: every request goes to ``upstream`` with its Host header.
+
+    With ``retry_after`` (seconds), the first GET of every request target (path and query) is answered 503
+    SlowDown with that Retry-After, whatever ``plan`` says; ``times`` records when each target was asked.
+    With ``authorize``, a request whose Authorization header it refuses is answered 401 (the JSON API's
+    error) and counted in ``rejected``, as a store refuses an expired or unknown bearer token."""
 
     upstream: str
     plan: list[str] = field(default_factory=lambda: ["ok"])
@@ -164,6 +174,10 @@ class FaultProxy:
     hosts: list[tuple[str, str]] = field(default_factory=list)  # (Host header, method) of every request
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request
     authorizations: list[bool] = field(default_factory=list)  # whether each request was signed
+    retry_after: int = 0
+    times: dict[str, list[float]] = field(default_factory=dict)  # monotonic arrival times per target
+    authorize: Callable[[str], bool] | None = None
+    rejected: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -183,17 +197,28 @@ class FaultProxy:
                 proxy.hosts.append((self.headers.get("Host", ""), self.command))
                 proxy.requests.append((self.command, self.path))
                 proxy.authorizations.append("Authorization" in self.headers)
-                fault = proxy._next() if self.command == "GET" else "ok"
+                if proxy.authorize is not None and not proxy.authorize(self.headers.get("Authorization", "")):
+                    with proxy._lock:
+                        proxy.rejected += 1
+                    self.send_response(401)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(UNAUTHORIZED)))
+                    self.end_headers()
+                    self.wfile.write(UNAUTHORIZED)
+                    return
+                fault = proxy._next(self.path) if self.command == "GET" else "ok"
                 if fault == "reset":
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
                     return
-                if fault in ("slowdown", "throttle"):
-                    self.send_response(503 if fault == "slowdown" else 429)
+                if fault in ("slowdown", "throttle", "retry_after"):
+                    self.send_response(429 if fault == "throttle" else 503)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(SLOWDOWN)))
                     if fault == "throttle":
                         self.send_header("Retry-After", "1")
+                    if fault == "retry_after":
+                        self.send_header("Retry-After", str(proxy.retry_after))
                     self.end_headers()
                     self.wfile.write(SLOWDOWN)
                     return
@@ -244,11 +269,18 @@ class FaultProxy:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def _next(self) -> str:
+    def _next(self, target: str) -> str:
         with self._lock:
-            f = next(self._faults)
+            seen = target in self.times
+            self.times.setdefault(target, []).append(time.monotonic())
+            f = "retry_after" if self.retry_after and not seen else next(self._faults)
             self.counts[f] = self.counts.get(f, 0) + 1
             return f
+
+    def retry_gaps(self) -> dict[str, float]:
+        """Seconds between the first two requests of every target asked more than once."""
+        with self._lock:
+            return {t: ts[1] - ts[0] for t, ts in self.times.items() if len(ts) > 1}
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -175,7 +175,8 @@ func (s *Store) backend(ctx context.Context, loc string) (blob.Backend, error) {
 	}
 	if strings.HasPrefix(loc, "hf://") {
 		if s.hf == nil && s.hfErr == nil {
-			s.hf, s.hfErr = hf.New(hf.Options{Timeout: s.policy.Timeout, Conns: s.policy.Conns})
+			s.hf, s.hfErr = hf.New(hf.Options{Timeout: s.policy.Timeout, MaxRetries: s.policy.MaxRetries, Backoff: s.policy.Backoff,
+				Conns: s.policy.Conns})
 		}
 		if s.hfErr != nil {
 			return nil, s.hfErr
@@ -256,7 +257,8 @@ func (s *Store) ReadAll(ctx context.Context, obj Object, limit int64) ([]byte, e
 	return buf, nil
 }
 
-// stream is one object read as a stream. A request that fails is retried by the provider's SDK;
+// stream is one object read as a stream. A request that fails is retried by the provider's SDK
+// (or, for the clients datago drives itself, here), after the wait a Retry-After asks for if any;
 // a body that breaks, or stalls for longer than the policy's timeout, is resumed from the byte it
 // reached with a ranged read pinned to the object's version, so a changed object is an error
 // (blob.ErrChanged), never a splice. It gives up after MaxRetries consecutive attempts without
@@ -331,7 +333,7 @@ func (st *stream) connect() error {
 			return fmt.Errorf("%s: giving up after %d failed attempts at byte %d: %w", st.url, st.fails, st.off, st.lastErr)
 		}
 		if st.fails > 0 {
-			if err := httpretry.Sleep(st.ctx, httpretry.Backoff(pol.Backoff, st.fails)); err != nil {
+			if err := httpretry.Sleep(st.ctx, httpretry.Wait(pol.Backoff, st.fails, blob.RetryAfter(st.lastErr))); err != nil {
 				return err
 			}
 		}

@@ -130,6 +130,13 @@ func RetryAfter(h http.Header) time.Duration {
 	return min(time.Duration(s)*time.Second, MaxRetryAfter)
 }
 
+// Wait is the wait before retry number attempt after a failure whose answer asked for retryAfter
+// (RetryAfter's reading; 0 when it asked nothing): the longer of that, capped at MaxRetryAfter, and
+// Backoff(base, attempt). One rule for every client datago drives itself and every SDK it wraps.
+func Wait(base time.Duration, attempt int, retryAfter time.Duration) time.Duration {
+	return max(Backoff(base, attempt), min(retryAfter, MaxRetryAfter))
+}
+
 // Sleep waits d, or less if ctx ends first (then it returns ctx's error).
 func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

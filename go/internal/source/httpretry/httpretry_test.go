@@ -42,3 +42,25 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestWaitHonoursRetryAfterUpToItsCap(t *testing.T) {
+	for _, tc := range []struct {
+		header   string
+		min, max time.Duration
+	}{
+		{"", 50 * time.Millisecond, 100 * time.Millisecond}, // the backoff alone
+		{"2", 2 * time.Second, 2 * time.Second},
+		{" 3 ", 3 * time.Second, 3 * time.Second},
+		{"3600", MaxRetryAfter, MaxRetryAfter},
+		{"Wed, 21 Oct 2015 07:28:00 GMT", 50 * time.Millisecond, 100 * time.Millisecond}, // dates are not read
+		{"-5", 50 * time.Millisecond, 100 * time.Millisecond},
+	} {
+		h := http.Header{}
+		if tc.header != "" {
+			h.Set("Retry-After", tc.header)
+		}
+		if got := Wait(100*time.Millisecond, 1, RetryAfter(h)); got < tc.min || got > tc.max {
+			t.Errorf("Retry-After %q: waited %v, want %v to %v", tc.header, got, tc.min, tc.max)
+		}
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 
+	"github.com/datago-dev/datago/internal/source/httpretry"
 	sblob "github.com/datago-dev/datago/internal/storage/blob"
 )
 
@@ -171,6 +172,11 @@ func wrap(op, u string, err error) error {
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
 		e.Code, e.Status = re.ErrorCode, re.StatusCode
+		if re.RawResponse != nil {
+			// azcore's retry policy waits a Retry-After up to MaxRetryDelay and gives up on a longer
+			// one; the stream then waits it, up to httpretry.MaxRetryAfter.
+			e.RetryAfter = httpretry.RetryAfter(re.RawResponse.Header)
+		}
 		if e.Code == "" {
 			e.Code = http.StatusText(re.StatusCode)
 		}

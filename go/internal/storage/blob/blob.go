@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/datago-dev/datago/internal/source"
 )
@@ -58,7 +59,10 @@ type Error struct {
 	Message  string
 	NotFound bool // the object, bucket or prefix does not exist
 	Changed  bool // a version pin no longer holds
-	Err      error
+	// RetryAfter is the wait the answer asked for (its Retry-After header, capped as
+	// httpretry.RetryAfter caps it); 0 when it asked none.
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *Error) Error() string {
@@ -89,6 +93,15 @@ func (e *Error) SkipReason() string {
 		return source.ReasonNotFound
 	}
 	return source.ReasonReadError
+}
+
+// RetryAfter is the wait a failed request's answer asked for, 0 when err carries none.
+func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // ObjectSize is the whole object's size as an HTTP read from byte off tells it: the total of a

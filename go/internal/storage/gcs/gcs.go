@@ -100,6 +100,27 @@ func (b *Backend) authorize(ctx context.Context, req *http.Request) error {
 	}
 	tok, err := b.tokens.Token()
 	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 && re.Response.StatusCode != http.StatusTooManyRequests {
+			// The token endpoint refused the credentials (a revoked key, a wrong account): a
+			// configuration mistake no retry fixes, reported with the endpoint's own code.
+			code, desc := re.ErrorCode, re.ErrorDescription
+			if code == "" {
+				// The service-account (JWT) flow leaves the RFC 6749 body to its caller.
+				var body struct {
+					Error       string `json:"error"`
+					Description string `json:"error_description"`
+				}
+				if json.Unmarshal(re.Body, &body) == nil {
+					code, desc = body.Error, body.Description
+				}
+			}
+			if code == "" {
+				code = http.StatusText(re.Response.StatusCode)
+			}
+			return &blob.Error{Provider: "gcs", Status: re.Response.StatusCode, Code: code,
+				Message: "the token endpoint refused the credentials: " + httpretry.Truncate(desc, 200)}
+		}
 		return fmt.Errorf("gcs: getting a token: %w", err)
 	}
 	tok.SetAuthHeader(req)
@@ -168,7 +189,8 @@ func (b *Backend) page(ctx context.Context, u, prefix string) (*listing, error) 
 		if err == nil || ctx.Err() != nil || attempt > b.o.MaxRetries || !b.Retryable(err) {
 			return l, err
 		}
-		if err := httpretry.Sleep(ctx, httpretry.Backoff(b.o.Backoff, attempt)); err != nil {
+		wait := httpretry.Wait(b.o.Backoff, attempt, blob.RetryAfter(err))
+		if err := httpretry.Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
@@ -177,7 +199,7 @@ func (b *Backend) page(ctx context.Context, u, prefix string) (*listing, error) 
 func (b *Backend) pageOnce(ctx context.Context, u, prefix string) (*listing, error) {
 	resp, err := b.do(ctx, u, nil)
 	if err != nil {
-		return nil, &blob.Error{Provider: "gcs", URL: prefix, Op: "list", Err: err}
+		return nil, opError(err, "list", prefix)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -207,7 +229,7 @@ func (b *Backend) Open(ctx context.Context, u string, off int64, version string)
 	}
 	resp, err := b.do(ctx, target, h)
 	if err != nil {
-		return nil, blob.Info{}, &blob.Error{Provider: "gcs", URL: u, Op: "read", Err: err}
+		return nil, blob.Info{}, opError(err, "read", u)
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 		return nil, blob.Info{}, fail(resp, "read", u)
@@ -222,6 +244,16 @@ func (b *Backend) Open(ctx context.Context, u string, off int64, version string)
 	}
 	info.Size = blob.ObjectSize(resp, off)
 	return resp.Body, info, nil
+}
+
+// opError names the operation of a failed request: a refusal of the credentials keeps its code.
+func opError(err error, op, u string) error {
+	var be *blob.Error
+	if errors.As(err, &be) && be.URL == "" {
+		be.URL, be.Op = u, op
+		return be
+	}
+	return &blob.Error{Provider: "gcs", URL: u, Op: op, Err: err}
 }
 
 // Retryable: connection errors, 5xx, 408 and 429.
@@ -245,7 +277,7 @@ func fail(resp *http.Response, op, u string) error {
 		} `json:"error"`
 	}
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 8192))
-	e := &blob.Error{Provider: "gcs", URL: u, Op: op, Status: resp.StatusCode}
+	e := &blob.Error{Provider: "gcs", URL: u, Op: op, Status: resp.StatusCode, RetryAfter: httpretry.RetryAfter(resp.Header)}
 	if json.Unmarshal(raw, &body) == nil && body.Error.Message != "" {
 		e.Message = httpretry.Truncate(body.Error.Message, 300)
 		if len(body.Error.Errors) > 0 {

@@ -27,12 +27,15 @@ const DefaultEndpoint = "https://huggingface.co"
 
 // Options are the transport settings the source gives every backend.
 type Options struct {
-	Timeout time.Duration // connecting and waiting for response headers
-	Conns   int           // idle connections kept per host
+	Timeout    time.Duration // connecting and waiting for response headers
+	MaxRetries int           // tree pages asked again after a transient failure
+	Backoff    time.Duration // wait before the first of them, doubled at each one
+	Conns      int           // idle connections kept per host
 }
 
 // Backend reads hf:// URLs.
 type Backend struct {
+	o        Options
 	endpoint *url.URL
 	token    string
 	client   *http.Client
@@ -48,7 +51,7 @@ func New(o Options) (*Backend, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("HF_ENDPOINT %q is not an http(s) URL", httpretry.RedactURL(ep))
 	}
-	b := &Backend{endpoint: u, token: token()}
+	b := &Backend{o: o, endpoint: u, token: token()}
 	b.client = httpretry.NewClient(httpretry.Options{ConnectTimeout: o.Timeout, HeaderTimeout: o.Timeout,
 		IdlePerHost: max(2, o.Conns), Raw: true})
 	b.client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
@@ -194,18 +197,9 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(blob.Object) 
 	}
 	next += "?recursive=true&expand=false"
 	for next != "" {
-		resp, err := b.get(ctx, next, nil)
+		page, link, err := b.page(ctx, next, prefix)
 		if err != nil {
-			return &blob.Error{Provider: "hf", URL: prefix, Op: "list", Err: err}
-		}
-		if resp.StatusCode != http.StatusOK {
-			return b.fail(resp, "list", prefix)
-		}
-		var page []entry
-		err = json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&page)
-		resp.Body.Close()
-		if err != nil {
-			return &blob.Error{Provider: "hf", URL: prefix, Op: "list", Err: fmt.Errorf("tree page: %w", err)}
+			return err
 		}
 		for _, e := range page {
 			if e.Type != "file" {
@@ -219,12 +213,43 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(blob.Object) 
 				return nil
 			}
 		}
-		next = nextLink(resp.Header.Get("Link"))
+		next = link
 		if next != "" && !strings.HasPrefix(next, b.endpoint.String()) {
 			return &blob.Error{Provider: "hf", URL: prefix, Op: "list", Err: errors.New("a tree page links outside the Hub")}
 		}
 	}
 	return nil
+}
+
+// page fetches one tree page and the link to the next, again after a transient failure (after the
+// wait a Retry-After asks for).
+func (b *Backend) page(ctx context.Context, u, prefix string) ([]entry, string, error) {
+	for attempt := 1; ; attempt++ {
+		page, next, err := b.pageOnce(ctx, u, prefix)
+		if err == nil || ctx.Err() != nil || attempt > b.o.MaxRetries || !b.Retryable(err) {
+			return page, next, err
+		}
+		wait := httpretry.Wait(b.o.Backoff, attempt, blob.RetryAfter(err))
+		if err := httpretry.Sleep(ctx, wait); err != nil {
+			return nil, "", err
+		}
+	}
+}
+
+func (b *Backend) pageOnce(ctx context.Context, u, prefix string) ([]entry, string, error) {
+	resp, err := b.get(ctx, u, nil)
+	if err != nil {
+		return nil, "", &blob.Error{Provider: "hf", URL: prefix, Op: "list", Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", b.fail(resp, "list", prefix)
+	}
+	var page []entry
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&page); err != nil {
+		return nil, "", &blob.Error{Provider: "hf", URL: prefix, Op: "list", Err: fmt.Errorf("tree page: %w", err)}
+	}
+	return page, nextLink(resp.Header.Get("Link")), nil
 }
 
 // nextLink reads the rel="next" target of a Link header.
@@ -290,7 +315,7 @@ func (b *Backend) fail(resp *http.Response, op, u string) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	e := &blob.Error{Provider: "hf", URL: u, Op: op, Status: resp.StatusCode,
-		Code: resp.Header.Get("X-Error-Code"), Message: resp.Header.Get("X-Error-Message")}
+		Code: resp.Header.Get("X-Error-Code"), Message: resp.Header.Get("X-Error-Message"), RetryAfter: httpretry.RetryAfter(resp.Header)}
 	if e.Code == "" {
 		e.Code = http.StatusText(resp.StatusCode)
 	}

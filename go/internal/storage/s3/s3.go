@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/datago-dev/datago/internal/source/httpretry"
 	"github.com/datago-dev/datago/internal/storage/blob"
@@ -73,6 +74,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Backend, error) {
 				// The client-side retry quota would turn a long throttling episode into failures
 				// of a run that is meant to wait it out.
 				so.RateLimiter = ratelimit.None
+				so.Backoff = retryAfterDelayer{retry.NewExponentialJitterBackoff(so.MaxBackoff)}
 			})
 		}),
 	}
@@ -99,6 +101,28 @@ func New(ctx context.Context, cfg Config, o Options) (*Backend, error) {
 		so.UsePathStyle = cfg.PathStyle
 	})
 	return &Backend{client: client, o: o}, nil
+}
+
+// retryAfterDelayer waits what a refused attempt's Retry-After asks for (a 503 SlowDown or a 429 of
+// a store or proxy that sends one), by httpretry's rule, else the SDK's exponential backoff with
+// jitter: the SDK's standard retryer ignores the header.
+type retryAfterDelayer struct{ backoff retry.BackoffDelayer }
+
+func (d retryAfterDelayer) BackoffDelay(attempt int, err error) (time.Duration, error) {
+	wait, berr := d.backoff.BackoffDelay(attempt, err)
+	if berr != nil {
+		return wait, berr
+	}
+	return max(wait, min(retryAfter(err), httpretry.MaxRetryAfter)), nil
+}
+
+// retryAfter reads the Retry-After of the response an SDK error carries (0 when none).
+func retryAfter(err error) time.Duration {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && re.Response != nil && re.Response.Response != nil {
+		return httpretry.RetryAfter(re.Response.Header)
+	}
+	return 0
 }
 
 // Split returns the bucket and key of an s3:// URL.
@@ -149,7 +173,8 @@ func (b *Backend) nextPage(ctx context.Context, p *s3.ListObjectsV2Paginator) (*
 		if err == nil || ctx.Err() != nil || attempt > b.o.MaxRetries || !b.Retryable(wrap("list", "", err)) {
 			return page, err
 		}
-		if err := httpretry.Sleep(ctx, httpretry.Backoff(b.o.Backoff, attempt)); err != nil {
+		wait := httpretry.Wait(b.o.Backoff, attempt, retryAfter(err))
+		if err := httpretry.Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
@@ -203,7 +228,7 @@ func rangeTotal(v string) (int64, bool) {
 
 // wrap turns an SDK error into a *blob.Error with the provider's code and message.
 func wrap(op, u string, err error) error {
-	e := &blob.Error{Provider: "s3", URL: u, Op: op, Err: err}
+	e := &blob.Error{Provider: "s3", URL: u, Op: op, Err: err, RetryAfter: retryAfter(err)}
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
 		e.Status = re.HTTPStatusCode()
