@@ -37,6 +37,8 @@ from cffi import FFI  # type: ignore[import-untyped,unused-ignore]
 from .errors import ConfigError, DatagoError, LibraryLoadError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy.typing as npt
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "check_buffer",
     "sample_dtype",
     "check_pid",
+    "current_pid",
     "client_batch_size",
     "client_delivered",
     "client_free",
@@ -259,9 +262,26 @@ def _load(path: Path) -> Any:
     return lib
 
 
+# This process's id, kept by a fork hook: os.getpid() is a system call, and every sample checks it.
+_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def current_pid() -> int:
+    """os.getpid(), without the system call."""
+    return _pid
+
+
 def check_pid(owner_pid: int, what: str) -> None:
     """Refuse (without calling into the library) to use an object from a process other than its own."""
-    pid = os.getpid()
+    pid = _pid
     if pid != owner_pid:
         raise DatagoError(
             f"{what} was created before fork() (in process {owner_pid}) and cannot be used in the "
@@ -562,27 +582,30 @@ def string(ptr: Any, errors: str = "surrogateescape") -> str:
 def sample_dtype(buf: Any) -> type[np.uint8] | type[np.uint16]:
     """The NumPy type of one sample of a pixel ``datago_buffer``: uint16 when its bit depth is 16
     (native 16-bit images, in the host's byte order), else uint8."""
-    return np.uint16 if int(buf.bit_depth) == 16 else np.uint8
+    return np.uint16 if buf.bit_depth == 16 else np.uint8
 
 
-def check_buffer(buf: Any, what: str, count: int = 1) -> tuple[int, int, int, int]:
+def check_buffer(buf: Any, what: str | Callable[[], str], count: int = 1) -> tuple[int, int, int, int]:
     """(width, height, channels, length) of a ``datago_buffer`` holding ``count`` images, refusing
-    a pixel buffer whose length does not match its shape and bit depth."""
-    width, height, channels, length = int(buf.width), int(buf.height), int(buf.channels), int(buf.len)
+    a pixel buffer whose length does not match its shape and bit depth. ``what`` names the buffer in
+    the error (a callable is only called then: naming costs more than checking)."""
+    # cffi reads the int32_t and size_t fields as Python ints already.
+    width, height, channels, length = buf.width, buf.height, buf.channels, buf.len
     if channels > 0:
-        depth = int(buf.bit_depth)
-        size = np.dtype(sample_dtype(buf)).itemsize
+        depth = buf.bit_depth
         if (
-            depth not in (8, 16)
+            (depth != 8 and depth != 16)
             or width < 0
             or height < 0
-            or length != count * width * height * channels * size
+            or length != count * width * height * channels * (depth >> 3)
         ):
+            what = what if isinstance(what, str) else what()
             shape = f"{width}x{height}x{channels}" if count == 1 else f"{count} x {width}x{height}x{channels}"
             raise DatagoError(
                 f"{what}: inconsistent buffer from libdatago ({shape}, {depth}-bit, {length} bytes)"
             )
         if length and buf.data == ffi.NULL:
+            what = what if isinstance(what, str) else what()
             raise DatagoError(f"{what}: NULL pixel buffer from libdatago")
     return width, height, channels, length
 
@@ -595,11 +618,11 @@ def buffer_view(owner: Any, buf: Any, shape: tuple[int, ...]) -> npt.NDArray[Any
     destructor closure references the owner: the owner can only be freed (by ``datago_sample_free``
     or ``datago_batch_free``) once every such array, and every view of it, is gone.
     """
-    length = int(buf.len)
+    length = buf.len
     dtype = sample_dtype(buf)
     if length == 0:
         return np.zeros(shape, dtype=dtype)
-    keep = ffi.gc(ffi.cast("uint8_t *", buf.data), lambda _p, _owner=owner: None)
+    keep = ffi.gc(buf.data, lambda _p, _owner=owner: None)  # a new cdata: buf.data stays as it is
     return np.frombuffer(ffi.buffer(keep, length), dtype=dtype).reshape(shape)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
-import os
 import threading
 import time
 import weakref
@@ -58,7 +57,7 @@ class Client:
     def __init__(self, config: Mapping[str, Any] | str, state: Mapping[str, Any] | None = None) -> None:
         text = _config.to_json(config, state)
         self._source = _default_source(config)
-        self._pid = os.getpid()
+        self._pid = _lib.current_pid()
         self._lock = threading.Lock()
         self._started = False
         self._stopped = False
@@ -111,7 +110,7 @@ class Client:
         read is abandoned). Idempotent, and a no-op once the client was closed or finalised, or in a
         forked child (which has no pipeline to stop): an owner's ``__del__`` may call it in any order
         with the client's own clean-up, as the garbage collector runs them."""
-        if os.getpid() != self._pid:
+        if _lib.current_pid() != self._pid:
             return
         with self._lock:
             if self._closed or self._stopped or not self._finalizer.alive:
@@ -132,7 +131,7 @@ class Client:
             return
         try:
             self.stop()
-            if os.getpid() == self._pid:
+            if _lib.current_pid() == self._pid:
                 self._final_stats = self.stats()
                 self._final_state = self.state_dict()
         finally:
@@ -243,7 +242,7 @@ class Client:
         configuration (and the data) are the same. Samples not yet delivered when the state is taken
         (queued, in a partial batch) are made again by the resumed client.
         """
-        if self._closed and self._final_state is not None and os.getpid() == self._pid:
+        if self._closed and self._final_state is not None and _lib.current_pid() == self._pid:
             return dict(self._final_state)
         self._usable()
         with self._many_lock:  # the samples handed out since the last take are delivered
@@ -257,7 +256,7 @@ class Client:
 
     def stats(self) -> dict[str, Any]:
         """The pipeline's counters, as returned by the library (a JSON object); final after close()."""
-        if self._closed and self._final_stats is not None and os.getpid() == self._pid:
+        if self._closed and self._final_stats is not None and _lib.current_pid() == self._pid:
             return dict(self._final_stats)
         self._usable()
         self._drain_errors()
@@ -265,7 +264,7 @@ class Client:
 
     def _drain_errors(self) -> None:
         """Record (and log) the reports of the samples skipped since the last drain."""
-        if self._closed or os.getpid() != self._pid:
+        if self._closed or _lib.current_pid() != self._pid:
             return
         try:
             reports = _lib.client_skips(self._handle)

@@ -13,6 +13,8 @@ from . import _lib
 from .errors import DatagoError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy.typing as npt
 
 __all__ = ["Sample", "pil_mode"]
@@ -35,10 +37,12 @@ def pil_mode(channels: int, bit_depth: int) -> str:
     return mode
 
 
-def _view(owner: Any, buf: Any, what: str, squeeze: bool = False) -> npt.NDArray[Any]:
-    """A NumPy array viewing ``buf``'s pixels without copying; it keeps ``owner`` (the sample) alive."""
+def _view(owner: Any, buf: Any, what: str | Callable[[], str], squeeze: bool = False) -> npt.NDArray[Any]:
+    """A NumPy array viewing ``buf``'s pixels without copying; it keeps ``owner`` (the sample) alive.
+    ``what`` names the buffer in errors (a callable, called only then)."""
     width, height, channels, _ = _lib.check_buffer(buf, what)
     if channels <= 0:
+        what = what if isinstance(what, str) else what()
         raise DatagoError(f"{what} holds encoded bytes, not pixels (pre_encode_images is set)")
     shape: tuple[int, ...] = (height, width) if squeeze and channels == 1 else (height, width, channels)
     return _lib.buffer_view(owner, buf, shape)
@@ -88,14 +92,10 @@ class Sample:
         "_latents",
         "_masks",
         "_metadata",
+        "_id",
         "_owner",
         "_source",
-        "id",
-        "original_size",
     )
-
-    id: str
-    original_size: tuple[int, int]
 
     def __init__(self, owner: Any, source: str | None = None) -> None:
         """Wrap ``owner``, a ``datago_sample *`` that frees itself when dropped (``_lib.client_next``);
@@ -105,14 +105,30 @@ class Sample:
         """
         self._owner = owner
         self._source = source
-        self.id = _lib.string(owner.id)
-        self.original_size = (int(owner.original_width), int(owner.original_height))
+        self._id: str | None = None  # decoded on first use: a consumer of arrays may never ask
         self._image: PILImage.Image | bytes | None = None
         self._array: npt.NDArray[Any] | None = None
         self._metadata: dict[str, Any] | None = None
         self._masks: dict[str, PILImage.Image | bytes] | None = None
         self._additional_images: dict[str, PILImage.Image | bytes] | None = None
         self._latents: dict[str, bytes] | None = None
+
+    @property
+    def id(self) -> str:
+        """The sample's id: the file's path, the object's URL, the shard's sample key..."""
+        sid = self._id
+        if sid is None:
+            sid = self._id = _lib.string(self._owner.id)
+        return sid
+
+    @property
+    def original_size(self) -> tuple[int, int]:
+        """(width, height) of the image before processing, after EXIF orientation."""
+        owner = self._owner
+        return (owner.original_width, owner.original_height)
+
+    def _name(self) -> str:
+        return f"sample {self.id!r}"
 
     def __repr__(self) -> str:
         buf = self._owner.image
@@ -132,7 +148,7 @@ class Sample:
         return self.has_image and bool(self._owner.image.channels <= 0)
 
     def _require_image(self) -> None:
-        if not self.has_image:
+        if self._owner.image.len == 0:
             raise DatagoError(f"sample {self.id!r} has no main image (require_images is false)")
 
     @property
@@ -187,7 +203,7 @@ class Sample:
         array = self._array
         if array is None:
             self._require_image()
-            array = _view(self._owner, self._owner.image, f"sample {self.id!r}", squeeze=True)
+            array = _view(self._owner, self._owner.image, self._name, squeeze=True)
             self._array = array
         return array
 
