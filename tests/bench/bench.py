@@ -36,7 +36,9 @@ Loaders, each run in its own process (page cache warmed first by reading every f
                timings cost a sample), is the stage timings' share (issue 17's target: at most 1%)
 
 The timed span of a run goes from creating the client/pool/DataLoader to the last array received in the
-consumer process, so it includes the loader's startup but not the interpreter and import time.
+consumer process, so it includes the loader's startup but not the interpreter and import time, nor the
+loading of native code: the Rust loader's happens at import, the CLI's at its process start, and datago
+loads libdatago.so (with the first client otherwise) before the timer starts.
 Peak RSS comes from resource.getrusage in the measured process: RUSAGE_SELF, plus RUSAGE_CHILDREN for
 pools (their largest worker, once joined); sampled peaks of the whole process tree are reported as well,
 since the workers of torch and pil run side by side: the summed VmRSS (every 20 ms; it counts the pages
@@ -293,6 +295,9 @@ def _rust_id(raw: str) -> str:
 def _run_datago(spec: dict[str, Any], result: RunResult) -> None:
     import datago
 
+    # libdatago.so (the Go runtime, libvips) loads with the first client; load it before the timer,
+    # as the other loaders' native code is loaded by their import and the CLI's by its process start.
+    datago.library_version()
     config = _datago_config(spec["root"], spec["process"], spec["concurrency"])
     as_pil = spec.get("output") == "image"
     touched = 0
@@ -462,6 +467,7 @@ def first_one(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         import datago
 
+        datago.library_version()  # loaded before the timer, as the Rust loader's is by its import
         started = time.perf_counter()
         dclient = datago.Client(_datago_config(root, False, spec["workers"]))
         dsample = dclient.get_sample()
