@@ -40,7 +40,7 @@ const maxSubstitutes = 8
 func newPlanned(c *Client) (*planned, *resume.State, error) {
 	cat, ok := c.src.(source.Cataloged)
 	if !ok {
-		return nil, nil, &ConfigError{Key: "equal_steps", Msg: fmt.Sprintf("needs a source that lists every rank's items ahead (filesystem); %s cannot", c.cfg.SourceType)}
+		return nil, nil, &ConfigError{Key: "equal_steps", Msg: fmt.Sprintf("needs a source that lists every rank's items ahead (filesystem, webdataset, dataroom); %s cannot", c.cfg.SourceType)}
 	}
 	items, keys, err := cat.Catalog(context.Background(), c.stat.skip)
 	if err != nil {
