@@ -40,7 +40,10 @@ Source = dict[str, Any]
 
 
 def folder_source(root: Path | str) -> Source:
-    return {"source_type": "filesystem", "source_config": {"root_path": str(root), "random_sampling": True, "seed": 5}}
+    return {
+        "source_type": "filesystem",
+        "source_config": {"root_path": str(root), "random_sampling": True, "seed": 5},
+    }
 
 
 def cfg(root: Path | Source, rank: int = 0, world: int = 1, **top: Any) -> dict[str, Any]:
@@ -502,10 +505,14 @@ def test_torchrun_one_bucket_per_step(
 
 
 def test_sources_that_cannot_plan_are_refused(tmp_path: Path) -> None:
-    """A WebDataset source cannot count every rank's samples before reading the shards: refused."""
+    """A gzip-compressed shard cannot be read by offset: a planned run over it is refused."""
+    import gzip
+
     from support.shards import standard_shard, write_shard
 
     shard = write_shard(tmp_path / "shard-0.tar", standard_shard(0, 4))
-    config = {"source_type": "webdataset", "source_config": {"url": str(shard)}, "equal_steps": "pad"}
-    with pytest.raises(datago.ConfigError, match="equal_steps: needs a source that lists every rank's items"):
+    packed = tmp_path / "shard-0.tar.gz"
+    packed.write_bytes(gzip.compress(shard.read_bytes()))
+    config = {"source_type": "webdataset", "source_config": {"url": str(packed)}, "equal_steps": "pad"}
+    with pytest.raises(datago.ConfigError, match="equal_steps: shard .*gzip-compressed"):
         datago.Client(config)

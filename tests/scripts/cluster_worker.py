@@ -58,10 +58,14 @@ def main() -> None:
 
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=args.timeout))
     rank = dist.get_rank()
-    source = json.loads(args.source) if args.source else {
-        "source_type": "filesystem",
-        "source_config": {"root_path": args.root, "random_sampling": True, "seed": 7},
-    }
+    source = (
+        json.loads(args.source)
+        if args.source
+        else {
+            "source_type": "filesystem",
+            "source_config": {"root_path": args.root, "random_sampling": True, "seed": 7},
+        }
+    )
     config: dict[str, Any] = {
         **source,
         "concurrency": 1,  # up to 4 ranks x 2 workers on 2 cores
