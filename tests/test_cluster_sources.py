@@ -19,6 +19,7 @@ import datago
 from support.images import photo
 from support.shards import Members, write_shard
 from test_cluster import SHAPES, Source, batch_run, gathered, reports, run, torchrun
+from test_cluster import cfg as cfg_of
 
 # ------------------------------------------------------------------------------------------ WebDataset
 
@@ -263,5 +264,98 @@ def test_torchrun_prefix(s3_tree: tuple[Path, Any], s3_env: Any, tmp_path: Path)
     done = torchrun(2, out, src, "--allreduce", "--batch-size=8", "--bucket-per-step")
     assert done.returncode == 0, done.stderr[-3000:]
     got = reports(out, 2)
+    for k in range(len(got[0]["shapes"])):
+        assert len({tuple(r["shapes"][k]) for r in got}) == 1, f"step {k}: shapes differ across ranks"
+
+
+# ------------------------------------------------------------------------------------------- dataroom
+
+N_ROOM = 47
+
+
+@pytest.fixture(scope="module")
+def room() -> Iterator[Any]:
+    from support.dataroom_server import DataroomServer
+
+    with DataroomServer(seed=3) as srv:
+        srv.populate(N_ROOM, seed=3, short_edge=24)
+        yield srv
+
+
+def room_source(srv: Any) -> Source:
+    return {
+        "source_type": "db",
+        "source_config": {"api_url": srv.base_url, "api_key": srv.token, "page_size": 10},
+    }
+
+
+@pytest.mark.parametrize("policy", ["pad", "drop"])
+def test_dataroom_equal_steps(room: Any, policy: str) -> None:
+    ids = room.ids()
+    got, _, stats = run(room_source(room), 3, equal_steps=policy)
+    assert len({len(x) for x in got}) == 1
+    flat = [i for x in got for i in x]
+    if policy == "pad":
+        assert sum(st["padded"] for st in stats) > 0, "the hash split should be uneven here"
+        assert sorted(set(flat)) == ids
+    else:
+        assert sum(st["excess"] for st in stats) > 0
+        assert len(flat) == len(set(flat)) and len(flat) + sum(st["excess"] for st in stats) == N_ROOM
+
+
+def test_dataroom_buckets_come_from_the_listing(room: Any) -> None:
+    """With batches, each image's bucket is the listing's width and height: no file is read before the
+    first batch is asked for; every share's batch has the same shape at every step."""
+    room.clear()
+    image = {"crop_and_resize": True, "default_image_size": 64, "downsampling_ratio": 16}
+    clients = [
+        datago.Client(
+            {
+                **cfg_of(room_source(room), share, 2),
+                "image_config": image,
+                "batch_size": 4,
+                "bucket_per_step": True,
+            }
+        )
+        for share in range(2)
+    ]
+    assert not [r for r in room.requests if r.path.startswith("/files/")], "a header pass read files"
+    got = [[(tuple(b.array.shape), list(b.ids)) for b in c] for c in clients]
+    stats = [c.stats() for c in clients]
+    for c in clients:
+        c.close()
+    # The listed sizes are the decoded ones: no sample decoded into another bucket (substituted).
+    assert all(st["substituted"] == 0 and not st["skipped"] for st in stats), stats
+    assert len({len(x) for x in got}) == 1 and got[0]
+    for k in range(len(got[0])):
+        assert len({share[k][0] for share in got}) == 1, f"step {k}: shapes differ"
+    flat = [i for share in got for _, batch in share for i in batch]
+    assert len(flat) == len(set(flat)) and len(flat) >= N_ROOM - 2 * 6
+
+
+def test_dataroom_elastic_resume(room: Any) -> None:
+    ids = room.ids()
+    top = {"equal_steps": "pad", "deterministic": True}
+    first, states, first_stats = run(room_source(room), 2, stop=7, **top)
+    second, _, second_stats = run(room_source(room), 3, state=gathered(states), **top)
+    seen = Counter(i for x in first + second for i in x)
+    assert sorted(seen) == ids
+    assert sum(seen.values()) - N_ROOM == sum(st["padded"] for st in first_stats + second_stats)
+
+
+def test_dataroom_random_sampling_is_refused(room: Any) -> None:
+    source = room_source(room)
+    source["source_config"]["random_sampling"] = True
+    with pytest.raises(datago.ConfigError, match="source_config.random_sampling: a planned run"):
+        datago.Client({**source, "equal_steps": "pad"})
+
+
+def test_torchrun_dataroom(room: Any, tmp_path: Path) -> None:
+    out = tmp_path / "drop"
+    src = "--source=" + json.dumps(room_source(room))
+    done = torchrun(2, out, src, "--allreduce", "--equal-steps=pad", "--batch-size=4", "--bucket-per-step")
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = reports(out, 2)
+    assert len({len(r["shapes"]) for r in got}) == 1 and got[0]["shapes"]
     for k in range(len(got[0]["shapes"])):
         assert len({tuple(r["shapes"][k]) for r in got}) == 1, f"step {k}: shapes differ across ranks"

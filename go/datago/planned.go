@@ -170,14 +170,20 @@ func (c *Client) headerBucket(head source.Headed, it source.Item, index map[buck
 	ctx := context.Background()
 	var data []byte
 	var err error
-	if head != nil {
-		data, err = head.Head(ctx, it, headHint)
-	}
 	var w, h int
-	if err == nil && data != nil {
-		w, h, err = imaging.Header(data)
+	sized, listed := c.src.(source.Sized)
+	if listed {
+		w, h, listed = sized.Size(it)
 	}
-	if head == nil || err != nil || data == nil {
+	switch {
+	case listed:
+	case head != nil:
+		data, err = head.Head(ctx, it, headHint)
+		if err == nil && data != nil {
+			w, h, err = imaging.Header(data)
+		}
+	}
+	if !listed && (head == nil || err != nil || data == nil) {
 		var raw *source.Raw
 		if raw, err = c.src.Fetch(ctx, it); err == nil {
 			w, h, err = imaging.Header(raw.Image)
