@@ -213,3 +213,48 @@ func TestCatalogOfAChangedShardFailsTheFetch(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// readCount counts the bytes read from a file, seeks aside.
+type readCount struct {
+	f *os.File
+	n int64
+}
+
+func (r *readCount) Read(p []byte) (int, error) {
+	k, err := r.f.Read(p)
+	r.n += int64(k)
+	return k, err
+}
+
+func (r *readCount) Seek(off int64, whence int) (int64, error) { return r.f.Seek(off, whence) }
+
+func TestIndexOfALocalShardReadsHeadersOnly(t *testing.T) {
+	big := strings.Repeat("x", 8<<20)
+	p := filepath.Join(t.TempDir(), "big.tar")
+	data := wdsTar(t, wdsMember{name: "a.jpg", data: big}, wdsMember{name: "a.txt", data: "t"},
+		wdsMember{name: "b.jpg", data: big}, wdsMember{name: "c.jpg", data: "small"})
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := &readCount{f: f}
+	var groups []*Group
+	end, err := walkTar(r, 1<<30, true, func(g *Group) bool { groups = append(groups, g); return true })
+	if end != endClean || err != nil || len(groups) != 3 {
+		t.Fatalf("%v %v %d groups", end, err, len(groups))
+	}
+	if r.n > 64<<10 {
+		t.Fatalf("read %d bytes of a %d-byte shard", r.n, len(data))
+	}
+	// The ranges tile the archive: each sample from its first header to the end of its last member.
+	if groups[0].start != 0 || groups[1].start != groups[0].end || groups[2].start != groups[1].end || groups[2].end%blockSize != 0 {
+		t.Fatalf("ranges %d-%d %d-%d %d-%d", groups[0].start, groups[0].end, groups[1].start, groups[1].end, groups[2].start, groups[2].end)
+	}
+	if got := string(data[groups[2].offsets[0] : groups[2].offsets[0]+groups[2].sizes[0]]); got != "small" {
+		t.Fatalf("image offset: %q", got)
+	}
+}
