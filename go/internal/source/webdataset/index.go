@@ -214,7 +214,7 @@ func (w *Source) readRange(ctx context.Context, shard string, off, n int64) ([]b
 		rc = w.store.OpenAt(ctx, shard, "", off)
 	} else {
 		s := newHTTPStream(ctx, w.client, shard, w.cfg.Timeout, w.cfg.MaxRetries, w.cfg.RetryBackoff)
-		s.token, s.off = w.cfg.AuthToken, off
+		s.token, s.off, s.end = w.cfg.AuthToken, off, off+n
 		rc = s
 	}
 	defer rc.Close()

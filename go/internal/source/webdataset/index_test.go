@@ -170,14 +170,25 @@ func TestCatalogOfHTTPShardsReadsSamplesByRange(t *testing.T) {
 	if len(items) != 9+5+2+1+1 {
 		t.Fatalf("%d items", len(items))
 	}
-	ranged := 0
+	closed := 0
 	for _, r := range srv.ranges {
-		if r != "" {
-			ranged++
+		if _, last, _ := strings.Cut(r, "-"); last != "" {
+			closed++
 		}
 	}
-	if ranged < len(items)-2 { // the first sample of each shard starts at byte 0
-		t.Fatalf("%d ranged reads for %d items", ranged, len(items))
+	if closed != len(items) { // one closed range per sample: the connection is reused
+		t.Fatalf("%d closed ranged reads for %d items: %q", closed, len(items), srv.ranges)
+	}
+	// A server that ignores Range: the bytes before the sample are skipped.
+	srv.mu.Lock()
+	srv.noRange = true
+	srv.mu.Unlock()
+	w := newSource(withDefaults(Config{Shards: shards}), testCommon())
+	for _, it := range items[len(items)-3:] {
+		raw, err := w.Fetch(context.Background(), it)
+		if err != nil || !strings.HasSuffix(it.ID, "#"+raw.Meta["key"].(string)) {
+			t.Fatalf("%s without Range: %v", it.ID, err)
+		}
 	}
 }
 
