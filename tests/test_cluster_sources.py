@@ -248,6 +248,34 @@ def test_prefix_elastic_resume(s3_tree: tuple[Path, Any], s3_env: Any) -> None:
     assert sorted(seen) == sorted(p.relative_to(root).as_posix() for p in root.rglob("*.jpg"))
 
 
+def test_webdataset_shards_in_a_bucket(
+    s3_tree: tuple[Path, Any], s3_env: Any, shards: tuple[Source, list[str]]
+) -> None:
+    """The shards in the bucket: indexed by one streamed read each, samples read by ranged reads pinned to
+    the listed version; the same samples as on disk."""
+    _, srv = s3_tree
+    source, ids = shards
+    local_urls = source["source_config"]["url"]
+    srv.put(BUCKET, {f"wds/{Path(u).name}": Path(u).read_bytes() for u in local_urls})
+    remote = json.loads(json.dumps(source))
+    remote["source_config"]["url"] = f"s3://{BUCKET}/wds/"
+    names = {f"s3://{BUCKET}/wds/{Path(u).name}": u for u in local_urls}
+
+    def local_id(i: str) -> str:
+        shard, key = i.split("#")
+        return f"{names[shard]}#{key}"
+
+    got, _, stats = run(remote, 2, equal_steps="pad")
+    assert len({len(x) for x in got}) == 1 and sum(st["padded"] for st in stats) > 0
+    assert sorted({local_id(i) for x in got for i in x}) == ids
+    image = {"crop_and_resize": True, "default_image_size": 64, "downsampling_ratio": 16}
+    with datago.Client({**remote, "image_config": image, "equal_steps": "pad"}) as c:
+        planned = {local_id(s.id): s.array for s in c}
+    streamed = {s.id: s.array for s in datago.Client({**source, "image_config": image})}
+    assert planned.keys() == streamed.keys()
+    assert all(np.array_equal(planned[k], streamed[k]) for k in streamed)
+
+
 def test_torchrun_prefix(s3_tree: tuple[Path, Any], s3_env: Any, tmp_path: Path) -> None:
     """torchrun over the bucket: the default equal steps (pad) with an all-reduce per step, and one bucket
     per step."""

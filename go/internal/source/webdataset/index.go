@@ -27,6 +27,7 @@ type entry struct {
 	start, end int64 // the sample's byte range in the shard
 	image      int64 // the image member's data offset (Head)
 	imageSize  int64
+	version    string // an object-store shard's version when indexed: later reads are pinned to it
 }
 
 // Catalog indexes every shard and lists every sample, sorted by id (shard + "#" + key, what a planned
@@ -75,7 +76,7 @@ func (w *Source) Shuffled() (bool, int64) { return w.cfg.Shuffle, w.cfg.Seed }
 // indexShard sends the catalog items of one shard and returns how many it found; a shard that cannot
 // be read is reported (shard_error) and its error returned.
 func (w *Source) indexShard(ctx context.Context, shard string, add func(source.Item), skip func(string, string, error)) (int, error) {
-	r, closeFn, err := w.indexReader(ctx, shard)
+	r, version, closeFn, err := w.indexReader(ctx, shard)
 	if err != nil {
 		var ce *confread.Error
 		if !errors.As(err, &ce) {
@@ -96,6 +97,7 @@ func (w *Source) indexShard(ctx context.Context, shard string, add func(source.I
 			skip(id, reason, err)
 			return ctx.Err() == nil
 		}
+		e.version = version
 		n++
 		add(source.Item{ID: id, Path: shard, Ref: e})
 		return ctx.Err() == nil
@@ -115,29 +117,38 @@ func (w *Source) indexShard(ctx context.Context, shard string, add func(source.I
 }
 
 // indexReader opens a shard for its index: a local file as it is (seekable), a remote one as a
-// buffered stream. A gzip-compressed shard is refused.
-func (w *Source) indexReader(ctx context.Context, shard string) (io.Reader, func(), error) {
+// buffered stream, an object-store one pinned to the version its listing gives (returned). A
+// gzip-compressed shard is refused.
+func (w *Source) indexReader(ctx context.Context, shard string) (io.Reader, string, func(), error) {
 	path, isHTTP, err := shardLocation(shard)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	var r io.Reader
 	var closeFn func()
 	var magic []byte
-	if !isHTTP {
+	version := ""
+	switch {
+	case !isHTTP:
 		f, err := os.Open(path)
 		if err != nil {
-			return nil, nil, err
+			return nil, "", nil, err
 		}
 		magic = make([]byte, 2)
 		if k, _ := f.ReadAt(magic, 0); k < 2 {
 			magic = magic[:k]
 		}
 		r, closeFn = seekErrors{f}, func() { f.Close() }
-	} else {
-		rc, err := w.openShard(ctx, shard)
-		if err != nil {
-			return nil, nil, err
+	default:
+		var rc io.ReadCloser
+		if storage.Remote(shard) {
+			// Without a version (a listing that does not give it), the reads are not pinned.
+			if o, ok, err := w.store.First(ctx, shard); err == nil && ok && o.URL == shard {
+				version = o.Version
+			}
+			rc = w.store.Open(ctx, shard, version)
+		} else if rc, err = w.openShard(ctx, shard); err != nil {
+			return nil, "", nil, err
 		}
 		br := bufio.NewReaderSize(streamErrors{rc}, 256<<10)
 		magic, _ = br.Peek(2)
@@ -145,9 +156,9 @@ func (w *Source) indexReader(ctx context.Context, shard string) (io.Reader, func
 	}
 	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		closeFn()
-		return nil, nil, &confread.Error{Key: "equal_steps", Msg: fmt.Sprintf("shard %s is gzip-compressed: a planned run (equal_steps, bucket_per_step) reads each sample by its byte range in the tar, which a compressed stream cannot seek to; use uncompressed .tar shards", shard)}
+		return nil, "", nil, &confread.Error{Key: "equal_steps", Msg: fmt.Sprintf("shard %s is gzip-compressed: a planned run (equal_steps, bucket_per_step) reads each sample by its byte range in the tar, which a compressed stream cannot seek to; use uncompressed .tar shards", shard)}
 	}
-	return r, closeFn, nil
+	return r, version, closeFn, nil
 }
 
 // seekErrors is streamErrors for a local file, keeping it seekable (the index skips member data).
@@ -189,7 +200,7 @@ func (w *Source) indexEntry(shard string, g *Group) (*entry, string, error) {
 
 // readRange reads n bytes of a shard from byte off: a local file by offset, a remote one with a ranged
 // read.
-func (w *Source) readRange(ctx context.Context, shard string, off, n int64) ([]byte, error) {
+func (w *Source) readRange(ctx context.Context, shard, version string, off, n int64) ([]byte, error) {
 	path, isHTTP, err := shardLocation(shard)
 	if err != nil {
 		return nil, err
@@ -211,7 +222,7 @@ func (w *Source) readRange(ctx context.Context, shard string, off, n int64) ([]b
 	}
 	var rc io.ReadCloser
 	if storage.Remote(shard) {
-		rc = w.store.OpenAt(ctx, shard, "", off)
+		rc = w.store.OpenAt(ctx, shard, version, off)
 	} else {
 		s := newHTTPStream(ctx, w.client, shard, w.cfg.Timeout, w.cfg.MaxRetries, w.cfg.RetryBackoff)
 		s.token, s.off, s.end = w.cfg.AuthToken, off, off+n
@@ -229,7 +240,7 @@ func (w *Source) readRange(ctx context.Context, shard string, off, n int64) ([]b
 
 // fetchEntry reads a catalog sample's byte range and groups it as the streaming path does.
 func (w *Source) fetchEntry(ctx context.Context, it source.Item, e *entry) (*source.Raw, error) {
-	data, err := w.readRange(ctx, e.shard, e.start, e.end-e.start)
+	data, err := w.readRange(ctx, e.shard, e.version, e.start, e.end-e.start)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +273,7 @@ func (w *Source) Head(ctx context.Context, it source.Item, n int) ([]byte, error
 	if !ok {
 		return nil, errors.New("webdataset: not a catalog item")
 	}
-	return w.readRange(ctx, e.shard, e.image, min(int64(n), e.imageSize))
+	return w.readRange(ctx, e.shard, e.version, e.image, min(int64(n), e.imageSize))
 }
 
 // fetchError is a fetch failure with the skip reason the streaming path gives the same sample.
