@@ -34,16 +34,23 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     return root, sorted(str(p) for p in paths)
 
 
-def cfg(root: Path, rank: int = 0, world: int = 1, **top: Any) -> dict[str, Any]:
+# A source a planned run reads: {"source_type": ..., "source_config": ...} without rank and world_size
+# (test_cluster_sources.py runs these tests' harness over WebDataset shards, dataroom and object storage).
+Source = dict[str, Any]
+
+
+def folder_source(root: Path | str) -> Source:
     return {
         "source_type": "filesystem",
-        "source_config": {
-            "root_path": str(root),
-            "rank": rank,
-            "world_size": world,
-            "random_sampling": True,
-            "seed": 5,
-        },
+        "source_config": {"root_path": str(root), "random_sampling": True, "seed": 5},
+    }
+
+
+def cfg(root: Path | Source, rank: int = 0, world: int = 1, **top: Any) -> dict[str, Any]:
+    source = root if isinstance(root, dict) else folder_source(root)
+    return {
+        "source_type": source["source_type"],
+        "source_config": {**source["source_config"], "rank": rank, "world_size": world},
         "concurrency": 2,
         "samples_buffer_size": 8,
         **top,
@@ -51,7 +58,7 @@ def cfg(root: Path, rank: int = 0, world: int = 1, **top: Any) -> dict[str, Any]
 
 
 def run(
-    root: Path, world: int, state: dict[str, Any] | None = None, stop: int | None = None, **top: Any
+    root: Path | Source, world: int, state: dict[str, Any] | None = None, stop: int | None = None, **top: Any
 ) -> tuple[list[list[str]], list[dict[str, Any]], list[dict[str, Any]]]:
     """One client per share of ``world``: the ids each delivered (at most ``stop``), states, stats."""
     ids, states, stats = [], [], []
@@ -392,7 +399,7 @@ def shapes_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[
 
 
 def batch_run(
-    root: Path, world: int, state: dict[str, Any] | None = None, stop: int | None = None, **top: Any
+    root: Path | Source, world: int, state: dict[str, Any] | None = None, stop: int | None = None, **top: Any
 ) -> tuple[list[list[tuple[tuple[int, ...], list[str]]]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Batches of each share: (array shape, ids) per step; states; stats."""
     image = {"crop_and_resize": True, "default_image_size": 64, "downsampling_ratio": 16}
@@ -498,10 +505,14 @@ def test_torchrun_one_bucket_per_step(
 
 
 def test_sources_that_cannot_plan_are_refused(tmp_path: Path) -> None:
-    """A WebDataset source cannot count every rank's samples before reading the shards: refused."""
+    """A gzip-compressed shard cannot be read by offset: a planned run over it is refused."""
+    import gzip
+
     from support.shards import standard_shard, write_shard
 
     shard = write_shard(tmp_path / "shard-0.tar", standard_shard(0, 4))
-    config = {"source_type": "webdataset", "source_config": {"url": str(shard)}, "equal_steps": "pad"}
-    with pytest.raises(datago.ConfigError, match="equal_steps: needs a source that lists every rank's items"):
+    packed = tmp_path / "shard-0.tar.gz"
+    packed.write_bytes(gzip.compress(shard.read_bytes()))
+    config = {"source_type": "webdataset", "source_config": {"url": str(packed)}, "equal_steps": "pad"}
+    with pytest.raises(datago.ConfigError, match="equal_steps: shard .*gzip-compressed"):
         datago.Client(config)

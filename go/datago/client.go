@@ -84,7 +84,7 @@ func newClient(cfg *Config, src source.Source) (*Client, error) {
 	if err := imaging.Init(); err != nil {
 		return nil, err
 	}
-	if cfg.Resume != nil {
+	if cfg.Resume != nil && !cfg.Planned() { // a planned run's order is the catalog's, not the listing's
 		if r, ok := src.(source.Replayable); ok {
 			if why := r.Unreplayable(); why != "" {
 				return nil, &ConfigError{Key: "resume_state", Msg: "this source cannot resume exactly: " + why}

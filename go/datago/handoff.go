@@ -16,6 +16,7 @@ type heldMarks struct {
 type heldMark struct {
 	epoch int
 	seq   int64
+	pad   bool // counted in Stats.Padded once delivered: a held sample the user never takes is not
 }
 
 // NextMany is Next for up to n samples in one call, for a caller that crosses an expensive
@@ -45,7 +46,7 @@ func (c *Client) NextMany(timeout time.Duration, n int) ([]*Sample, error) {
 	}
 	c.held.mu.Lock()
 	for _, s := range out {
-		c.held.marks = append(c.held.marks, heldMark{s.epoch, s.seq})
+		c.held.marks = append(c.held.marks, heldMark{s.epoch, s.seq, s.pad})
 	}
 	c.held.mu.Unlock()
 	return out, nil
@@ -61,6 +62,9 @@ func (c *Client) Delivered(n int) {
 	}
 	for _, m := range c.held.marks[:n] {
 		c.progress.Mark(m.epoch, m.seq)
+		if m.pad {
+			c.stat.padded.Add(1)
+		}
 	}
 	c.held.marks = append(c.held.marks[:0], c.held.marks[n:]...)
 }

@@ -40,7 +40,7 @@ const maxSubstitutes = 8
 func newPlanned(c *Client) (*planned, *resume.State, error) {
 	cat, ok := c.src.(source.Cataloged)
 	if !ok {
-		return nil, nil, &ConfigError{Key: "equal_steps", Msg: fmt.Sprintf("needs a source that lists every rank's items ahead (filesystem); %s cannot", c.cfg.SourceType)}
+		return nil, nil, &ConfigError{Key: "equal_steps", Msg: fmt.Sprintf("needs a source that lists every rank's items ahead (filesystem, webdataset, dataroom); %s cannot", c.cfg.SourceType)}
 	}
 	items, keys, err := cat.Catalog(context.Background(), c.stat.skip)
 	if err != nil {
@@ -170,14 +170,20 @@ func (c *Client) headerBucket(head source.Headed, it source.Item, index map[buck
 	ctx := context.Background()
 	var data []byte
 	var err error
-	if head != nil {
-		data, err = head.Head(ctx, it, headHint)
-	}
 	var w, h int
-	if err == nil && data != nil {
-		w, h, err = imaging.Header(data)
+	sized, listed := c.src.(source.Sized)
+	if listed {
+		w, h, listed = sized.Size(it)
 	}
-	if head == nil || err != nil || data == nil {
+	switch {
+	case listed:
+	case head != nil:
+		data, err = head.Head(ctx, it, headHint)
+		if err == nil && data != nil {
+			w, h, err = imaging.Header(data)
+		}
+	}
+	if !listed && (head == nil || err != nil || data == nil) {
 		var raw *source.Raw
 		if raw, err = c.src.Fetch(ctx, it); err == nil {
 			w, h, err = imaging.Header(raw.Image)

@@ -103,8 +103,8 @@ func receive[T delivery](c *Client, ch chan T, timeout time.Duration, mark bool)
 	}
 	if mark {
 		v.done(c.progress)
+		c.stat.padded.Add(v.padding()) // else when the holder delivers it (Delivered)
 	}
-	c.stat.padded.Add(v.padding())
 	c.stages.clock[stConsumer].state.Add(count << 32)
 	if limit > 0 && n >= limit {
 		c.mu.Lock()

@@ -125,8 +125,9 @@ def _distributed() -> bool:
 
 
 def _plannable(config: Mapping[str, Any]) -> bool:
-    """Whether equal_steps can apply to ``config``: a filesystem source (the others cannot count every
-    rank's items ahead)."""
+    """Whether ``config`` gets equal_steps "pad" by default: a filesystem source. WebDataset and dataroom
+    plan too, but only when asked: their catalog indexes every shard, or pages through the whole listing,
+    on every rank, and a .tar.gz shard cannot plan at all."""
     return str(config.get("source_type", "")).lower() in ("filesystem", "file")
 
 

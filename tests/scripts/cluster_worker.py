@@ -41,7 +41,8 @@ def steps(loader: Any, allreduce: bool, stop: int | None = None) -> list[list[st
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--root", required=True)
+    parser.add_argument("--root", help="a folder (filesystem source, random_sampling, seed 7)")
+    parser.add_argument("--source", help="instead of --root: JSON of source_type and source_config")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--equal-steps", default=None, help="off, pad or drop (default: the dataset's)")
     parser.add_argument("--num-workers", type=int, default=0)
@@ -57,9 +58,16 @@ def main() -> None:
 
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=args.timeout))
     rank = dist.get_rank()
+    source = (
+        json.loads(args.source)
+        if args.source
+        else {
+            "source_type": "filesystem",
+            "source_config": {"root_path": args.root, "random_sampling": True, "seed": 7},
+        }
+    )
     config: dict[str, Any] = {
-        "source_type": "filesystem",
-        "source_config": {"root_path": args.root, "random_sampling": True, "seed": 7},
+        **source,
         "concurrency": 1,  # up to 4 ranks x 2 workers on 2 cores
         "samples_buffer_size": 8,
         "prefetch_buffer_size": 8,

@@ -109,6 +109,12 @@ type Headed interface {
 	Head(ctx context.Context, it Item, n int) ([]byte, error)
 }
 
+// Sized is implemented by sources whose listing may give an item's image size (width, height, as
+// decoding orients it): a planned run then takes its bucket from there, without reading its header.
+type Sized interface {
+	Size(it Item) (width, height int, ok bool)
+}
+
 // EpochSeed derives the seed of an epoch from the configured one (splitmix64): epoch 0 keeps it.
 func EpochSeed(seed int64, epoch int) int64 {
 	if epoch == 0 {

@@ -25,6 +25,9 @@ type Record struct {
 	Embedding []float32 // coca_embedding.vector, nil when absent or null
 	Meta      map[string]any
 	Err       error
+	// Width and Height are the image's size as the listing gives it (0 when it does not): a planned
+	// run's buckets, without a header pass.
+	Width, Height int
 }
 
 type Latent struct {
@@ -155,6 +158,12 @@ func parseRecord(raw json.RawMessage, index int) (rec Record) {
 	if emb != nil && emb.Vector != nil {
 		rec.Embedding = emb.Vector
 		rec.Meta["embedding"] = emb.Vector
+	}
+	// Not delivered as metadata (the streaming path does not ask for them): a size of the wrong type is
+	// no size, and the image's header decides.
+	var w, h int
+	if optional(m, "width", &w) == nil && optional(m, "height", &h) == nil && w > 0 && h > 0 {
+		rec.Width, rec.Height = w, h
 	}
 	if err := optional(m, "latents", &rec.Latents); err != nil {
 		return fail("%v", err)

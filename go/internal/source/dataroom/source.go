@@ -268,10 +268,10 @@ func encodeQuery(q []param, cursor string) string {
 	return b.String()
 }
 
-// pageURLWith is the first page URL with cursor set.
-func (d *Source) pageURLWith(cursor string) string {
+// pageURLWith is the first page URL of query with cursor set.
+func (d *Source) pageURLWith(query []param, cursor string) string {
 	u := *d.pageURL
-	u.RawQuery = encodeQuery(d.query, cursor)
+	u.RawQuery = encodeQuery(query, cursor)
 	return u.String()
 }
 
@@ -283,14 +283,19 @@ type pageResult struct {
 // List requests the pages on a goroutine of its own, prefetchPages ahead of the one whose
 // items are being emitted, and emits every result of each page once.
 func (d *Source) List(ctx context.Context, emit func(source.Item) bool, skip func(id, reason string, err error)) error {
+	return d.records(ctx, d.goFn, d.query, emit, skip)
+}
+
+// records is List over the pages of query, its pager started by goFn.
+func (d *Source) records(ctx context.Context, goFn func(string, func()), query []param, emit func(source.Item) bool, skip func(id, reason string, err error)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	pages := make(chan pageResult, prefetchPages)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	d.goFn("dataroom pager", func() {
+	goFn("dataroom pager", func() {
 		defer wg.Done()
 		defer close(pages)
-		d.pager(ctx, pages)
+		d.pager(ctx, pages, query)
 	})
 	defer func() {
 		cancel()
@@ -339,7 +344,7 @@ func (d *Source) List(ctx context.Context, emit func(source.Item) bool, skip fun
 // pager requests pages in order and sends each one to out once; it sends an error and stops when a
 // page cannot be had. List mode follows the cursor of `next` until next is null or a page is empty;
 // random mode requests random pages until the context is cancelled (the pipeline's limit).
-func (d *Source) pager(ctx context.Context, out chan<- pageResult) {
+func (d *Source) pager(ctx context.Context, out chan<- pageResult, query []param) {
 	send := func(r pageResult) bool {
 		select {
 		case out <- r:
@@ -348,7 +353,7 @@ func (d *Source) pager(ctx context.Context, out chan<- pageResult) {
 			return false
 		}
 	}
-	u := d.pageURLWith("")
+	u := d.pageURLWith(query, "")
 	cursor, empties := "", 0
 	for ctx.Err() == nil {
 		d.points.Hit("dataroom.pager")
@@ -386,7 +391,7 @@ func (d *Source) pager(ctx context.Context, out chan<- pageResult) {
 			send(pageResult{err: fmt.Errorf("dataroom: GET %s: `next` does not advance the cursor (%q): the server would loop", u, next)})
 			return
 		}
-		cursor, u = next, d.pageURLWith(next)
+		cursor, u = next, d.pageURLWith(query, next)
 	}
 }
 

@@ -155,13 +155,19 @@ func (f *Source) All(ctx context.Context, skip func(string, string, error)) ([]s
 
 // Catalog lists every rank's images, sorted by their path relative to the root (the dispatch key).
 func (f *Source) Catalog(ctx context.Context, skip func(string, string, error)) ([]source.Item, []string, error) {
-	if f.store != nil { // the header pass reads local files; object storage has no planned runs yet
-		return nil, nil, &confread.Error{Key: "equal_steps", Msg: "planned runs (equal_steps, bucket_per_step) read local folders only, not an object-storage root_path"}
-	}
 	var all []source.Item
 	err := f.walk(ctx, true, func(it source.Item) bool { all = append(all, it); return true }, skip)
+	if err != nil {
+		return nil, nil, err
+	}
 	keys := make([]string, len(all))
 	for i, it := range all {
+		if o, ok := it.Ref.(storage.Object); ok {
+			// The key relative to the prefix, as rank dispatch hashes it: a tree copied from disk to a
+			// bucket gets the same plan.
+			keys[i] = o.Key
+			continue
+		}
 		rel, _ := filepath.Rel(f.cfg.RootPath, it.Path)
 		keys[i] = filepath.ToSlash(rel)
 	}
@@ -295,8 +301,25 @@ func keyOf(path string) (dirKey, error) {
 	return dirKey{uint64(sys.Dev), uint64(sys.Ino)}, nil
 }
 
-// Head reads up to the first n bytes of it's file.
-func (f *Source) Head(_ context.Context, it source.Item, n int) ([]byte, error) {
+// Head reads up to the first n bytes of it's file, or of its object (a read from byte 0 closed after n
+// bytes, pinned to the listed version).
+func (f *Source) Head(ctx context.Context, it source.Item, n int) ([]byte, error) {
+	if o, ok := it.Ref.(storage.Object); ok {
+		if f.store == nil {
+			return nil, fmt.Errorf("%s: not a remote filesystem source", o.URL)
+		}
+		if o.Size >= 0 && o.Size < int64(n) {
+			n = int(o.Size)
+		}
+		rc := f.store.Open(ctx, o.URL, o.Version)
+		defer rc.Close()
+		b := make([]byte, n)
+		k, err := io.ReadFull(rc, b)
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			err = nil
+		}
+		return b[:k], err
+	}
 	file, err := os.Open(it.Path)
 	if err != nil {
 		return nil, err

@@ -62,6 +62,7 @@ type httpStream struct {
 	cancel  context.CancelFunc // cancels the current request
 	timer   *time.Timer        // cancels it when no byte arrives for timeout
 	off     int64              // bytes delivered so far
+	end     int64              // > 0: read up to this byte only, with a closed Range (a planned run's sample)
 	size    int64              // length of the file, -1 when unknown
 	etag    string
 	lastMod string
@@ -95,7 +96,7 @@ func (h *httpStream) Read(p []byte) (int, error) {
 		if err == nil {
 			return n, nil
 		}
-		if err == io.EOF && (h.size < 0 || h.off >= h.size) {
+		if err == io.EOF && (h.end > 0 && h.off >= h.end || h.end == 0 && (h.size < 0 || h.off >= h.size)) {
 			h.closeBody()
 			h.eof = true
 			return n, io.EOF
@@ -183,7 +184,10 @@ func (h *httpStream) attempt() (retry bool, err error) {
 	if err != nil {
 		return fail(nil, false, err)
 	}
-	if h.off > 0 {
+	switch {
+	case h.end > 0: // the connection stays reusable: the body ends where the caller stops reading
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", h.off, h.end-1))
+	case h.off > 0:
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", h.off))
 	}
 	if h.token != "" {
@@ -198,7 +202,7 @@ func (h *httpStream) attempt() (retry bool, err error) {
 	}
 	code := resp.StatusCode
 	switch {
-	case code == http.StatusPartialContent && h.off > 0:
+	case code == http.StatusPartialContent && (h.off > 0 || h.end > 0):
 		start, total, ok := contentRange(resp.Header.Get("Content-Range"))
 		if !ok || start != h.off {
 			return fail(resp, false, fmt.Errorf("bad Content-Range %q for a request from byte %d", resp.Header.Get("Content-Range"), h.off))

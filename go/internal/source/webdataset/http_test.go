@@ -76,13 +76,22 @@ func (s *wdsFaultServer) serve(w http.ResponseWriter, r *http.Request) {
 	start := int64(0)
 	status := http.StatusOK
 	if rng != "" && !noRange {
-		v, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(rng, "bytes="), "-"), 10, 64)
+		first, last, _ := strings.Cut(strings.TrimPrefix(rng, "bytes="), "-")
+		v, err := strconv.ParseInt(first, 10, 64)
+		total := len(data)
+		if last != "" { // a closed range: the body ends at its last byte
+			if l, lerr := strconv.Atoi(last); lerr == nil && l >= int(v) && l < total {
+				data = data[:l+1]
+			} else {
+				err = fmt.Errorf("bad range %q", rng)
+			}
+		}
 		if err != nil || v > int64(len(data)) {
 			http.Error(w, "bad range", http.StatusRequestedRangeNotSatisfiable)
 			return
 		}
 		start, status = v, http.StatusPartialContent
-		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", v, len(data)-1, len(data)))
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", v, len(data)-1, total))
 	}
 	if !noRange {
 		w.Header().Set("Accept-Ranges", "bytes")

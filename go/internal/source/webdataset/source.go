@@ -305,8 +305,11 @@ func (w *Source) List(ctx context.Context, emit func(source.Item) bool, skip fun
 	return nil
 }
 
-// Fetch is never called: every item carries its bytes.
-func (w *Source) Fetch(_ context.Context, it source.Item) (*source.Raw, error) {
+// Fetch returns the bytes a streamed item carries, or reads a catalog item's (a planned run).
+func (w *Source) Fetch(ctx context.Context, it source.Item) (*source.Raw, error) {
+	if e, ok := it.Ref.(*entry); ok && it.Raw == nil {
+		return w.fetchEntry(ctx, it, e)
+	}
 	if it.Raw == nil {
 		return nil, errors.New("webdataset: item without data")
 	}

@@ -63,7 +63,12 @@ type Group struct {
 	dup     bool // a suffix occurred twice (dupName)
 	dupName string
 	lost    string
-	offset  int64 // byte offset of its first member's header in the (decompressed) tar stream
+	// start and end delimit the sample in the (decompressed) tar stream: from the first header block
+	// of its first member (extended headers included) to the block-aligned end of its last member's
+	// data. A planned run reads that range again to fetch the sample (index.go).
+	start, end int64
+	sizes      []int64 // each member's size (with headersOnly, members carry no data)
+	offsets    []int64 // each member's data offset in the stream
 }
 
 func (g *Group) member(suffix string) *source.Named {
@@ -118,14 +123,39 @@ func (c *counter) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Seek lets the tar reader skip member data it is not asked for by seeking, when the stream is a file
+// read from its start (the index of a local shard reads headers only); otherwise it fails, and the tar
+// reader reads the data to skip it.
+func (c *counter) Seek(off int64, whence int) (int64, error) {
+	s, ok := c.r.(io.Seeker)
+	if !ok || whence != io.SeekCurrent {
+		return -1, errors.New("not seekable")
+	}
+	pos, err := s.Seek(off, whence)
+	if err == nil {
+		c.n = pos
+	}
+	return pos, err
+}
+
+// blockEnd rounds a stream offset up to the next tar block boundary.
+func blockEnd(n int64) int64 { return (n + blockSize - 1) / blockSize * blockSize }
+
 // walk reads a tar stream and calls fn with every group, in archive order, including the groups
 // that are lost (Group.lost set) so that the caller can count them; fn returns false to stop.
 // A corrupt header taints the sample being read and the first sample after the point where a valid
 // header is found again (either may own the corrupt member), and reading continues from there.
 // It returns how the stream ended and, unless it ended cleanly, why.
 func walk(r io.Reader, maxMember int64, fn func(*Group) bool) (streamEnd, error) {
+	return walkTar(r, maxMember, false, fn)
+}
+
+// walkTar is walk; with headersOnly the members' data is not read (their sizes are in Group.sizes),
+// and skipped by seeking when r is a file read from its start.
+func walkTar(r io.Reader, maxMember int64, headersOnly bool, fn func(*Group) bool) (streamEnd, error) {
 	cr := &counter{r: r}
 	tr := tar.NewReader(cr)
+	var next int64 // where the next entry's header blocks start
 	var cur *Group
 	taintNext := "" // set by a corruption: the next group to start is suspect too
 	emit := func() bool {
@@ -164,7 +194,12 @@ func walk(r io.Reader, maxMember int64, fn func(*Group) bool) (streamEnd, error)
 		return nil, endClean, nil
 	}
 	for {
+		entryStart := next
 		hdr, err := tr.Next()
+		dataStart := cr.n
+		if err == nil {
+			next = blockEnd(dataStart + hdr.Size)
+		}
 		if err != nil {
 			var se *streamError
 			switch {
@@ -184,11 +219,11 @@ func walk(r io.Reader, maxMember int64, fn func(*Group) bool) (streamEnd, error)
 				cur.lost = fmt.Sprintf("corrupt tar data near byte %d: %v", at, err)
 			}
 			taintNext = fmt.Sprintf("corrupt tar data near byte %d (before this sample): %v", at, err)
-			next, end, err := afterCorruption()
-			if next == nil {
+			resumed, end, err := afterCorruption()
+			if resumed == nil {
 				return end, err
 			}
-			tr = next
+			tr, next = resumed, cr.n-blockSize // resync consumed the valid header block
 			continue
 		}
 		switch hdr.Typeflag {
@@ -208,16 +243,20 @@ func walk(r io.Reader, maxMember int64, fn func(*Group) bool) (streamEnd, error)
 			if !emit() {
 				return endStopped, nil
 			}
-			cur = &Group{key: key, offset: cr.n - blockSize, lost: taintNext}
+			cur = &Group{key: key, start: entryStart, lost: taintNext}
 		}
 		taintNext = ""
+		cur.end = next
 		if hdr.Size > maxMember {
 			if cur.lost == "" {
 				cur.lost = fmt.Sprintf("member %q is too large (%d bytes > %d)", hdr.Name, hdr.Size, maxMember)
 			}
 			continue // Next skips its data
 		}
-		data, err := readMember(tr, hdr.Size)
+		var data []byte
+		if !headersOnly {
+			data, err = readMember(tr, hdr.Size)
+		}
 		if err != nil {
 			var se *streamError
 			if errors.As(err, &se) {
@@ -229,11 +268,11 @@ func walk(r io.Reader, maxMember int64, fn func(*Group) bool) (streamEnd, error)
 			// The tar reader failed inside the member's data (a malformed sparse map, ...): resynchronise
 			// at the next block boundary, as for a corrupt header.
 			cur.lost = fmt.Sprintf("corrupt tar member %q: %v", hdr.Name, err)
-			next, end, err := afterCorruption()
-			if next == nil {
+			resumed, end, err := afterCorruption()
+			if resumed == nil {
 				return end, err
 			}
-			tr = next
+			tr, next = resumed, cr.n-blockSize
 			continue
 		}
 		if cur.member(suffix) != nil {
@@ -243,6 +282,8 @@ func walk(r io.Reader, maxMember int64, fn func(*Group) bool) (streamEnd, error)
 			continue
 		}
 		cur.members = append(cur.members, source.Named{Name: suffix, Data: data})
+		cur.sizes = append(cur.sizes, hdr.Size)
+		cur.offsets = append(cur.offsets, dataStart)
 	}
 }
 
