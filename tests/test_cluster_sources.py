@@ -124,9 +124,18 @@ def test_webdataset_state_of_other_shards_is_refused(shards: tuple[Source, list[
 def test_torchrun_webdataset(shards: tuple[Source, list[str]], tmp_path: Path) -> None:
     """Under torchrun (gloo): equal steps (drop) with an all-reduce per step, one bucket per
     step (every rank's batch shape equal at every step), elastic resume 2 -> 3 and 4 -> 2 of checkpoints
-    mid-epoch and in the second epoch (union before / after = each epoch, exactly, plus padding)."""
+    mid-epoch and in the second epoch (union before / after = each epoch, exactly, plus padding); and
+    the default under torch.distributed: pad, every rank the same steps, every sample seen."""
     source, ids = shards
     src = "--source=" + json.dumps(source)
+    out = tmp_path / "default"
+    done = torchrun(3, out, src, "--allreduce")
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = reports(out, 3)
+    assert len({len(r["steps"]) for r in got}) == 1
+    assert {i for r in got for step in r["steps"] for i in step} == set(ids)
+    assert sum(len(r["steps"]) for r in got) > len(ids), "101 samples on 3 ranks: padded"
+
     out = tmp_path / "drop"
     done = torchrun(3, out, src, "--allreduce", "--equal-steps=drop", "--num-workers=2")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -381,7 +390,8 @@ def test_dataroom_random_sampling_is_refused(room: Any) -> None:
 def test_torchrun_dataroom(room: Any, tmp_path: Path) -> None:
     out = tmp_path / "drop"
     src = "--source=" + json.dumps(room_source(room))
-    done = torchrun(2, out, src, "--allreduce", "--equal-steps=pad", "--batch-size=4", "--bucket-per-step")
+    # equal_steps left to the default under torch.distributed (pad), with one bucket per step.
+    done = torchrun(2, out, src, "--allreduce", "--batch-size=4", "--bucket-per-step")
     assert done.returncode == 0, done.stderr[-3000:]
     got = reports(out, 2)
     assert len({len(r["shapes"]) for r in got}) == 1 and got[0]["shapes"]

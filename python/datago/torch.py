@@ -17,6 +17,7 @@ with ``image_to_rgb8: false``, ``Sample.array``'s shape and type (uint16 for 16-
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing.context
 import multiprocessing.sharedctypes
 import os
@@ -30,6 +31,8 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 import datago
 from datago import _config
+
+logger = logging.getLogger("datago")
 
 if TYPE_CHECKING:
     from datago import Batch, Sample
@@ -125,10 +128,35 @@ def _distributed() -> bool:
 
 
 def _plannable(config: Mapping[str, Any]) -> bool:
-    """Whether ``config`` gets equal_steps "pad" by default: a filesystem source. WebDataset and dataroom
-    plan too, but only when asked: their catalog indexes every shard, or pages through the whole listing,
-    on every rank, and a .tar.gz shard cannot plan at all."""
-    return str(config.get("source_type", "")).lower() in ("filesystem", "file")
+    """Whether ``config`` gets equal_steps "pad" by default under torch.distributed: every source whose
+    run can be planned. That is a filesystem source, WebDataset shards that are not .tar.gz, and the
+    dataroom source without random_sampling. Remote shards are then streamed once by every rank at
+    construction, to index them; ``equal_steps: "off"`` skips that and accepts uneven ranks."""
+    kind = str(config.get("source_type", "")).lower()
+    source = config.get("source_config") or {}
+    if kind in ("filesystem", "file"):
+        return True
+    if kind in ("webdataset", "wds"):
+        urls = source.get("url", [])
+        urls = [urls] if isinstance(urls, str) else urls
+        return not any(str(u).endswith((".tar.gz", ".tgz", ".tar.gz}", ".tgz}")) for u in urls)
+    if kind == "db":
+        return not source.get("random_sampling", False)
+    return False
+
+
+_warned_uneven = False
+
+
+def _warn_uneven(config: Mapping[str, Any]) -> None:
+    global _warned_uneven
+    _warned_uneven = True
+    logger.warning(
+        "DatagoIterableDataset: this %s configuration cannot be planned (.tar.gz shards, or the dataroom "
+        "source's random_sampling), so equal_steps stays off: ranks may yield different numbers of steps, "
+        "and a collective after the shortest rank's last step waits for it forever",
+        config.get("source_type"),
+    )
 
 
 def _gather(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,6 +258,7 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         # torch.distributed is not initialised, and whether it was.
         self._parent_rank: tuple[int, int] | None = None
         self._parent_dist = False
+        self._unplannable = False  # the default equal_steps "pad" was refused: run unplanned
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -265,8 +294,11 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         config = json.loads(json.dumps(self.config))
         config["source_config"]["rank"], config["source_config"]["world_size"] = self.shard()
         distributed = _distributed() or (get_worker_info() is not None and self._parent_dist)
-        if "equal_steps" not in config and distributed and _plannable(config):
-            config["equal_steps"] = "pad"  # DDP needs the same number of steps on every rank
+        if "equal_steps" not in config and distributed:
+            if _plannable(config) and not self._unplannable:
+                config["equal_steps"] = "pad"  # DDP needs the same number of steps on every rank
+            elif not _warned_uneven:
+                _warn_uneven(config)
         return config
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -285,7 +317,16 @@ class DatagoIterableDataset(IterableDataset[dict[str, Any]]):
         else:
             self._worker_flag.value = 0  # this iteration's state is exact again
         # Created here, not in __init__: a DataLoader worker must make its own after the fork.
-        client = datago.Client(self.client_config(), state=self._state)
+        config = self.client_config()
+        try:
+            client = datago.Client(config, state=self._state)
+        except datago.ConfigError as exc:
+            # The default pad met shards it cannot plan (a prefix of .tar.gz shards): run unplanned.
+            if exc.key != "equal_steps" or "equal_steps" in self.config:
+                raise
+            self._unplannable = True
+            _warn_uneven(config)
+            client = datago.Client(self.client_config(), state=self._state)
         self._state = None  # used once: the next pass starts from the beginning
         self._client, self._last_state, self._state_error = client, None, None
         return self._generate(client)
