@@ -397,3 +397,46 @@ def test_torchrun_dataroom(room: Any, tmp_path: Path) -> None:
     assert len({len(r["shapes"]) for r in got}) == 1 and got[0]["shapes"]
     for k in range(len(got[0]["shapes"])):
         assert len({tuple(r["shapes"][k]) for r in got}) == 1, f"step {k}: shapes differ across ranks"
+
+
+def test_default_pad_falls_back_where_shards_cannot_plan(
+    s3_tree: tuple[Path, Any], s3_env: Any, shards: tuple[Source, list[str]]
+) -> None:
+    """Under torch.distributed, the default equal_steps "pad" over a prefix that turns out to hold .tar.gz
+    shards (known only once listed) runs unplanned, with a warning, instead of failing."""
+    import gzip
+    import socket
+    import subprocess
+    import sys
+    import textwrap
+
+    _, srv = s3_tree
+    source, ids = shards
+    srv.put(
+        BUCKET,
+        {
+            f"gz/{Path(u).name}.gz": gzip.compress(Path(u).read_bytes())
+            for u in source["source_config"]["url"]
+        },
+    )
+    config = {"source_type": "webdataset", "source_config": {"url": f"s3://{BUCKET}/gz/"}}
+    with pytest.raises(datago.ConfigError, match="equal_steps"):
+        datago.Client({**config, "equal_steps": "pad"})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = textwrap.dedent(f"""
+        import json, logging, sys
+        import torch.distributed as dist
+        from datago.torch import DatagoIterableDataset
+        logging.basicConfig(level=logging.WARNING)
+        dist.init_process_group("gloo", rank=0, world_size=1, init_method="tcp://127.0.0.1:{port}")
+        print(json.dumps(sorted(x["id"] for x in DatagoIterableDataset(json.loads(sys.argv[1])))))
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(config)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(got) == len(ids) and len(set(got)) == len(ids)
+    assert "cannot be planned" in done.stderr
