@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from support.background import BackgroundRun  # noqa: E402
 from support.images import photo, save  # noqa: E402
 from support.process import LIBRARY, PYTHON_DIR  # noqa: E402
 
@@ -46,6 +47,54 @@ isolate_credentials(os.environ)
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"datago library: {os.environ.get('DATAGO_LIBRARY') or LIBRARY}"
+
+
+# The background runs of the session (support/background.py), by node id of the test that asserts on each.
+BACKGROUND_RUNS = pytest.StashKey[dict[str, BackgroundRun]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "background(run, timeout=600): run(workdir), a function of the test's module, starts in a "
+        "subprocess once the session has collected the test; the test asserts on its result "
+        "(the `background` fixture)",
+    )
+    config.stash[BACKGROUND_RUNS] = {}
+
+
+def _background_run(item: pytest.Item) -> BackgroundRun | None:
+    """The item's run, started now if it was not yet."""
+    mark = item.get_closest_marker("background")
+    if mark is None:
+        return None
+    runs = item.config.stash[BACKGROUND_RUNS]
+    if item.nodeid not in runs:
+        runs[item.nodeid] = BackgroundRun(**mark.kwargs)
+    return runs[item.nodeid]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # At the start of the session: the runs overlap each other and every test before theirs.
+    if session.config.option.collectonly or not os.environ.get("DATAGO_LIBRARY") and not LIBRARY.is_file():
+        return
+    for item in session.items:
+        _background_run(item)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Also when a test failed or the session was interrupted: no server of a run outlives the session.
+    for run in session.config.stash.get(BACKGROUND_RUNS, {}).values():
+        run.stop()
+
+
+@pytest.fixture
+def background(request: pytest.FixtureRequest) -> BackgroundRun:
+    """The run of the test's ``background`` mark; the test asserts on ``background.result()``."""
+    run = _background_run(request.node)
+    if run is None:
+        raise pytest.UsageError(f"{request.node.nodeid} uses the background fixture without the mark")
+    return run
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -5,12 +5,13 @@ the reference; wrong key, missing container; no secret in errors."""
 from __future__ import annotations
 
 import datetime
-import json
 import logging
+import os
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,10 +19,10 @@ import requests
 
 import datago
 from support.azurite import ACCOUNT, KEY, Azurite
+from support.background import BackgroundRun, read_for
 from support.config import filesystem_config, image_config, webdataset_config
 from support.drain import drain
 from support.leaks import assert_no_secret, run_texts
-from support.process import run_python
 from support.shards import image_bytes, shard_bytes, standard_shard
 from support.token_server import AzureTokenServer, self_signed
 
@@ -205,33 +206,16 @@ def test_retry_after_is_waited_and_every_shard_arrives_once(
     assert min(gaps.values()) >= 1.9 and max(gaps.values()) < 10, gaps
 
 
-# A subprocess: Go reads SSL_CERT_FILE (the test certificate Azurite serves HTTPS with) once per process.
-MANAGED_IDENTITY_RUN = """
-    import json, time
-    import datago
-    cfg = json.loads(open("cfg.json").read())
-    n, deadline = 0, time.monotonic() + 120
-    with datago.Client(cfg) as c:
-        for _ in c:
-            n += 1
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        print(json.dumps({"n": n, "skipped": c.stats()["skipped"], "skips": [str(r) for r in c.skipped()]}))
-"""
-
-
-def test_managed_identity_tokens_of_20_seconds_over_a_2_minute_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The default Azure credential chain, on its managed-identity link (App Service's IDENTITY_ENDPOINT, a
-    loopback server handing out 20-second tokens), against Azurite over HTTPS with OAuth on: Azurite refuses
-    an expired token, so a run that outlives several tokens only succeeds if the SDK renews them."""
-    cert, key = self_signed(tmp_path)
-    srv = Azurite(tmp_path, tls=(cert, key))
+def managed_identity_run(workdir: Path) -> dict[str, Any]:
+    """In the background (support/background.py): Azurite over HTTPS with OAuth on, the images in it, a
+    managed-identity endpoint handing out 20-second tokens, a 2-minute slow read of the prefix with the
+    default credential chain, then what Azurite answers an expired token and one for another audience."""
+    cert, key = self_signed(workdir)
+    srv = Azurite(workdir, tls=(cert, key))
     tokens = AzureTokenServer(lifetime=20)
     try:
         srv.put("data", {k: v for k, v in files().items() if k.startswith("imgs/")})
+        # This process is the run's own: no other credential of the chain comes before the managed identity.
         for k in [
             *AZ_VARS,
             "AZURE_CLIENT_ID",
@@ -239,7 +223,7 @@ def test_managed_identity_tokens_of_20_seconds_over_a_2_minute_run(
             "AZURE_CLIENT_SECRET",
             "AZURE_FEDERATED_TOKEN_FILE",
         ]:
-            monkeypatch.delenv(k, raising=False)
+            os.environ.pop(k, None)
         cfg = filesystem_config(
             "az://data/imgs",
             storage={"endpoint_url": srv.endpoint},
@@ -247,14 +231,13 @@ def test_managed_identity_tokens_of_20_seconds_over_a_2_minute_run(
             samples_buffer_size=2,
             prefetch_buffer_size=4,
         )
-        (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+        # The reader's own process: Go reads SSL_CERT_FILE (the certificate Azurite serves) once per process.
         env = {"AZURE_STORAGE_ACCOUNT": ACCOUNT, "SSL_CERT_FILE": str(cert), **tokens.env()}
-        out = run_python(MANAGED_IDENTITY_RUN, 200, tmp_path, **env)
-        assert out.returncode == 0, out.stderr[-3000:]
-        got = json.loads(out.stdout.strip().splitlines()[-1])
-        # Azurite does refuse an expired token and one for another audience (the check the run relies on).
+        got = read_for(cfg, 120, workdir, timeout=200, **env)
+        got.update(issued=len(tokens.issued), refused=tokens.refused)
         expired, _ = tokens.issue(lifetime=-5)
         wrong_audience, _ = tokens.issue(resource="https://vault.azure.net")
+        got["probes"] = []
         for token in (expired, wrong_audience):
             r = requests.get(
                 f"{srv.endpoint}/data?restype=container&comp=list",
@@ -262,14 +245,27 @@ def test_managed_identity_tokens_of_20_seconds_over_a_2_minute_run(
                 verify=str(cert),
                 timeout=10,
             )
-            assert r.status_code in (401, 403), (r.status_code, r.text[:300])
+            got["probes"].append((r.status_code, r.text[:300]))
     finally:
         tokens.stop()
         srv.stop()
+    return got
+
+
+@pytest.mark.background(run=managed_identity_run)
+def test_managed_identity_tokens_of_20_seconds_over_a_2_minute_run(background: BackgroundRun) -> None:
+    """The default Azure credential chain, on its managed-identity link (App Service's IDENTITY_ENDPOINT, a
+    loopback server handing out 20-second tokens), against Azurite over HTTPS with OAuth on: Azurite refuses
+    an expired token, so a run that outlives several tokens only succeeds if the SDK renews them."""
+    got = background.result()
+    assert got["returncode"] == 0, got["stderr"]
+    # Azurite does refuse an expired token and one for another audience (the check the run relies on).
+    for status, text in got["probes"]:
+        assert status in (401, 403), (status, text)
     assert sum(got["skipped"].values()) == 0, got["skips"][:3]
     assert got["n"] > N_IMAGES * 3
     # A token per expiry (azcore renews an expired one before the request that needs it): 6 in 2 minutes.
-    assert len(tokens.issued) - 2 >= 5 and tokens.refused == 0, (len(tokens.issued), tokens.refused)
+    assert got["issued"] >= 5 and got["refused"] == 0, (got["issued"], got["refused"])
 
 
 def test_no_secret_in_logs_errors_stats_reprs_skips_or_state(

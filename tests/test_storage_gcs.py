@@ -4,18 +4,20 @@ reference; a missing bucket; an object deleted after the listing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import requests
 
 import datago
+from support.background import BackgroundRun, read_for
 from support.config import filesystem_config, image_config, webdataset_config
 from support.drain import drain
 from support.gcs_server import FakeGCS
@@ -159,55 +161,85 @@ def test_retry_after_is_waited_and_every_shard_arrives_once(
     assert min(gaps.values()) >= 1.9 and max(gaps.values()) < 10, gaps
 
 
+@contextlib.contextmanager
+def token_guarded(upstream: str) -> Iterator[tuple[GoogleTokenServer, FaultProxy]]:
+    """A loopback token endpoint issuing 20-second access tokens, and a proxy in front of ``upstream``
+    (fake-gcs-server, which itself accepts anything) that refuses (401) any request without an issued,
+    unexpired token."""
+    tokens = GoogleTokenServer(lifetime=20)
+    proxy = FaultProxy(upstream, authorize=tokens.valid)
+    try:
+        yield tokens, proxy
+    finally:
+        proxy.stop()
+        tokens.stop()
+
+
 @pytest.fixture
 def google_tokens(
     gcs: tuple[FakeGCS, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[tuple[GoogleTokenServer, FaultProxy]]:
-    """Application Default Credentials from a service-account JSON whose token endpoint is a loopback server
-    issuing 20-second access tokens, and a proxy in front of fake-gcs-server that refuses (401) any request
-    without an issued, unexpired token (fake-gcs-server itself accepts anything)."""
+    """Application Default Credentials from a service-account JSON whose token endpoint is the token server
+    of ``token_guarded``."""
     srv, _ = gcs
-    tokens = GoogleTokenServer(lifetime=20)
-    proxy = FaultProxy(srv.endpoint, authorize=tokens.valid)
-    (tmp_path / "service-account.json").write_text(json.dumps(tokens.credentials()))
-    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "service-account.json"))
-    yield tokens, proxy
-    proxy.stop()
-    tokens.stop()
+    with token_guarded(srv.endpoint) as (tokens, proxy):
+        (tmp_path / "service-account.json").write_text(json.dumps(tokens.credentials()))
+        monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "service-account.json"))
+        yield tokens, proxy
 
 
-def test_service_account_tokens_of_20_seconds_over_a_2_minute_run(
-    google_tokens: tuple[GoogleTokenServer, FaultProxy],
-) -> None:
-    tokens, proxy = google_tokens
-    storage = {"endpoint_url": proxy.endpoint}
-    # Many epochs over the prefix, read slowly: every epoch lists again and reads every object.
-    cfg = filesystem_config(
-        "gs://data/imgs", storage=storage, epochs=1000, samples_buffer_size=2, prefetch_buffer_size=4
-    )
-    n = 0
-    deadline = time.monotonic() + 120
-    with datago.Client(cfg) as c:
-        for _ in c:
-            n += 1
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        stats = c.stats()
-    assert sum(stats["skipped"].values()) == 0, stats["skipped"]
-    assert n > N_IMAGES * 3
+def service_account_run(workdir: Path) -> dict[str, Any]:
+    """In the background (support/background.py): fake-gcs-server with the images behind ``token_guarded``, a
+    2-minute slow read of the prefix with the service account, then what the proxy does with an unknown
+    token and an expired one."""
+    root = workdir / "gcs"
+    for k, v in files().items():
+        if k.startswith("imgs/"):
+            (root / "data" / k).parent.mkdir(parents=True, exist_ok=True)
+            (root / "data" / k).write_bytes(v)
+    srv = FakeGCS(root)
+    try:
+        with token_guarded(srv.endpoint) as (tokens, proxy):
+            (workdir / "service-account.json").write_text(json.dumps(tokens.credentials()))
+            # Many epochs over the prefix, read slowly: every epoch lists again and reads every object.
+            cfg = filesystem_config(
+                "gs://data/imgs",
+                storage={"endpoint_url": proxy.endpoint},
+                epochs=1000,
+                samples_buffer_size=2,
+                prefetch_buffer_size=4,
+            )
+            got = read_for(
+                cfg, 120, workdir, GOOGLE_APPLICATION_CREDENTIALS=str(workdir / "service-account.json")
+            )
+            got.update(issued=len(tokens.issued), refused=tokens.refused, rejected=proxy.rejected)
+            expired = tokens.issue(lifetime=0)
+            got["probes"] = [
+                requests.get(
+                    f"{proxy.endpoint}/storage/v1/b/data/o",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=10,
+                ).status_code
+                for token in ("ya29.unknown", expired)
+            ]
+            got["rejected_after_probes"] = proxy.rejected
+    finally:
+        srv.stop()
+    return got
+
+
+@pytest.mark.background(run=service_account_run)
+def test_service_account_tokens_of_20_seconds_over_a_2_minute_run(background: BackgroundRun) -> None:
+    got = background.result()
+    assert got["returncode"] == 0, got["stderr"]
+    assert sum(got["skipped"].values()) == 0, got["skips"][:3]
+    assert got["n"] > N_IMAGES * 3
     # Refreshed before each expiry (x/oauth2 renews 10 s ahead: about every 10 s), never used after it.
-    assert len(tokens.issued) >= 6 and tokens.refused == 0, (len(tokens.issued), tokens.refused)
-    assert proxy.rejected == 0
+    assert got["issued"] >= 6 and got["refused"] == 0, (got["issued"], got["refused"])
+    assert got["rejected"] == 0
     # The proxy does refuse what a store refuses: an unknown token, an expired one.
-    expired = tokens.issue(lifetime=0)
-    for token in ("ya29.unknown", expired):
-        r = requests.get(
-            f"{proxy.endpoint}/storage/v1/b/data/o", headers={"Authorization": f"Bearer {token}"}
-        )
-        assert r.status_code == 401
-    assert proxy.rejected == 2
+    assert got["probes"] == [401, 401] and got["rejected_after_probes"] == 2, got
 
 
 def test_no_secret_in_logs_errors_stats_reprs_skips_or_state(

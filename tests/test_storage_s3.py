@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import datago
+from support.background import BackgroundRun, read_for
 from support.config import filesystem_config, image_config, webdataset_config
 from support.drain import drain
 from support.leaks import assert_no_secret, run_texts
@@ -431,42 +432,57 @@ print(json.dumps({{"Version": 1, "AccessKeyId": c["AccessKeyId"], "SecretAccessK
 """
 
 
-def test_credential_process_with_20_second_credentials_over_a_2_minute_run(
-    s3: tuple[S3Server, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    srv, _ = s3
-    isolate(monkeypatch, tmp_path)
-    log = tmp_path / "calls"
-    script = tmp_path / "creds.py"
-    script.write_text(
-        textwrap.dedent(CREDENTIAL_PROCESS).format(
-            python=sys.executable,
-            log=str(log),
-            endpoint=srv.endpoint,
-            key_id=srv.key.id,
-            secret=srv.key.secret,
-            role=srv.role_arn,
+def credential_process_run(workdir: Path) -> dict[str, Any]:
+    """In the background (support/background.py): moto with the image tree, a profile whose
+    credential_process hands out 20-second credentials, and a 2-minute slow read of the prefix with them."""
+    srv = S3Server()
+    try:
+        srv.bucket(BUCKET)
+        srv.put(BUCKET, tree())
+        log = workdir / "calls"
+        script = workdir / "creds.py"
+        script.write_text(
+            textwrap.dedent(CREDENTIAL_PROCESS).format(
+                python=sys.executable,
+                log=str(log),
+                endpoint=srv.endpoint,
+                key_id=srv.key.id,
+                secret=srv.key.secret,
+                role=srv.role_arn,
+            )
         )
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    (tmp_path / "config").write_text(f"[profile short]\ncredential_process = {script}\nregion = us-east-1\n")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
-    monkeypatch.setenv("AWS_PROFILE", "short")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", srv.endpoint)
-    # Many epochs over the prefix, read slowly: every epoch lists again and reads every object.
-    cfg = filesystem_config(f"s3://{BUCKET}/imgs", epochs=1000, samples_buffer_size=2, prefetch_buffer_size=4)
-    n = 0
-    deadline = time.monotonic() + 120
-    with datago.Client(cfg) as c:
-        for _ in c:
-            n += 1
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        stats = c.stats()
-    assert sum(stats["skipped"].values()) == 0, stats["skipped"]
-    assert n > N_IMAGES * 3
-    assert len(log.read_text()) >= 5  # refreshed before each 20-second expiry
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+        config = workdir / "config"
+        config.write_text(f"[profile short]\ncredential_process = {script}\nregion = us-east-1\n")
+        # This process is the run's own: its environment is the reader's (no key of the server in it).
+        for k in list(os.environ):
+            if k.startswith("AWS_"):
+                del os.environ[k]
+        env = {
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(config),
+            "AWS_SHARED_CREDENTIALS_FILE": str(workdir / "no-aws-credentials"),
+            "AWS_PROFILE": "short",
+            "AWS_ENDPOINT_URL_S3": srv.endpoint,
+        }
+        # Many epochs over the prefix, read slowly: every epoch lists again and reads every object.
+        cfg = filesystem_config(
+            f"s3://{BUCKET}/imgs", epochs=1000, samples_buffer_size=2, prefetch_buffer_size=4
+        )
+        got = read_for(cfg, 120, workdir, **env)
+        got["calls"] = len(log.read_text()) if log.exists() else 0
+    finally:
+        srv.stop()
+    return got
+
+
+@pytest.mark.background(run=credential_process_run)
+def test_credential_process_with_20_second_credentials_over_a_2_minute_run(background: BackgroundRun) -> None:
+    got = background.result()
+    assert got["returncode"] == 0, got["stderr"]
+    assert sum(got["skipped"].values()) == 0, got["skips"][:3]
+    assert got["n"] > N_IMAGES * 3
+    assert got["calls"] >= 5  # refreshed before each 20-second expiry
 
 
 def test_every_test_process_is_kept_off_this_machines_credentials() -> None:
