@@ -207,11 +207,13 @@ func (b *Backend) Open(ctx context.Context, u string, off int64, version string)
 }
 
 // Retryable: the SDK already retried what a retry may fix (5xx, throttling, SlowDown, connection
-// errors), so only a broken connection is worth another round.
+// errors), so only a broken connection (no HTTP answer, or a successful one whose body broke while
+// it was read) is worth another round: retrying a refused request again would multiply the SDK's
+// attempts (a store that keeps answering 500 made a listing wait (max_retries+1)² attempts).
 func (b *Backend) Retryable(err error) bool {
 	var be *blob.Error
 	if errors.As(err, &be) {
-		return be.Code == "" || be.Status >= 500 || be.Status == http.StatusTooManyRequests
+		return be.Status < 300
 	}
 	return true
 }
