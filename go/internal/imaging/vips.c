@@ -12,6 +12,7 @@
 
 /* Interpolators are stateless: one shared instance, made at init, serves every thread. */
 static VipsInterpolate *dg_bicubic;
+static int dg_ready;
 
 static void
 dg_drop_log(const char *domain, GLogLevelFlags level, const char *message, gpointer data)
@@ -46,7 +47,14 @@ dg_init(void)
 	/* Bad samples are counted and reported by datago; libvips' own warnings on stderr would
 	 * repeat them in every training log. Errors still reach us through the error buffer. */
 	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING, dg_drop_log, NULL);
+	dg_ready = 1;
 	return 0;
+}
+
+int
+dg_initialised(void)
+{
+	return dg_ready;
 }
 
 char *

@@ -76,6 +76,14 @@ typedef struct dg_output {
 
 int dg_init(void);
 
+/* Whether dg_init succeeded in this copy of the library. */
+int dg_initialised(void);
+
+/* Around fork(), with no image being processed: occupy every idle libvips worker thread so that
+ * none is left on libvips' free list for the child to wait on, then let them go (fork.c). */
+void dg_fork_hold(void);
+void dg_fork_release(void);
+
 /* Turns off libvips' run-time code generation (liborc); see vips.c. */
 void dg_no_jit(void);
 
