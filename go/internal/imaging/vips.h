@@ -54,6 +54,8 @@ typedef struct dg_params {
 			       * The direct decoder serves only its colour images. */
 	int alpha_mask;       /* flattened as without keep_alpha, and the alpha (opaque when the image
 			       * has none, after the same resize) written to mask_data as 8-bit grey */
+	int webp_libvips;     /* tests: WebP pixels from libvips' loader (the reference) rather than
+			       * from libwebp on the calling thread (vips.c, dg_webp_pixels) */
 } dg_params;
 
 typedef struct dg_output {
