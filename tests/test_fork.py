@@ -176,3 +176,30 @@ def test_png16_interlaced_helper_is_valid() -> None:
     with Image.open(io.BytesIO(data)) as im:
         assert im.info.get("interlace") == 1
         assert np.array_equal(np.asarray(im.convert("RGB")), rgb)
+
+
+def test_torch_fork_workers_after_parent_peeked_webp(tmp_path: Path) -> None:
+    """The case users hit: a WebP sample looked at in the parent, then DataLoader workers (fork
+    start method) that each build their client after the fork."""
+    root = tmp_path / "webp"
+    _write(root, "webp_lossy", n=8)
+    cfg = filesystem_config(root, image=image_config(size=64))
+    script = f"""
+        import json
+        from torch.utils.data import DataLoader
+        import datago
+        from datago.torch import DatagoIterableDataset
+        cfg = json.loads({json.dumps(json.dumps(cfg))})
+        with datago.Client(cfg) as c:
+            peeked = c.get_sample(timeout=30)
+        loader = DataLoader(
+            DatagoIterableDataset(cfg), batch_size=None, num_workers=2,
+            multiprocessing_context="fork", timeout=40,
+        )
+        ids = sorted(item["id"] for item in loader)
+        print("IDS", len(ids), len(set(ids)), peeked.id in ids, flush=True)
+    """
+    result = run_python(script, timeout=150)
+    # A hung worker makes the DataLoader raise after its timeout (nonzero exit), not hang the test.
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "IDS 8 8 True" in result.stdout, result.stdout
