@@ -203,3 +203,50 @@ def test_torch_fork_workers_after_parent_peeked_webp(tmp_path: Path) -> None:
     # A hung worker makes the DataLoader raise after its timeout (nonzero exit), not hang the test.
     assert result.returncode == 0, result.stderr[-3000:]
     assert "IDS 8 8 True" in result.stdout, result.stdout
+
+
+def test_fork_while_parent_is_busy_in_libvips(tmp_path: Path) -> None:
+    """Forks while the parent's workers run libvips thread-pool pipelines (CMYK with kept alpha): a
+    worker that finishes just before the fork goes back on libvips' idle list microseconds later,
+    and must not be left there for the child."""
+    big, small = tmp_path / "big", tmp_path / "small"
+    for root, n, size in ((big, 60, (300, 200)), (small, 3, (60, 40))):
+        root.mkdir()
+        for i in range(n):
+            Image.fromarray(photo(*size, seed=i)).convert("CMYK").save(root / f"{i}.jpg", quality=90)
+    keep = {"alpha_background": "keep"}
+    cfg = filesystem_config(big, image=keep, concurrency=3)
+    child_cfg = filesystem_config(small, image=keep)
+    script = f"""
+        import json, os, time
+        import datago
+        cfg = json.loads({json.dumps(json.dumps(cfg))})
+        child_cfg = json.loads({json.dumps(json.dumps(child_cfg))})
+        ok = hung = 0
+        for rep in range(6):
+            c = datago.Client(cfg)
+            c.start()
+            for _ in range(3 + rep):
+                c.get_sample(timeout=30)
+            pid = os.fork()
+            if pid == 0:
+                with datago.Client(child_cfg) as n:
+                    os._exit(0 if len(list(n)) == 3 else 3)
+            deadline = time.monotonic() + 20
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    ok += status == 0
+                    break
+                if time.monotonic() > deadline:
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    hung += 1
+                    break
+                time.sleep(0.01)
+            c.close()
+        print("FORKS", ok, hung, flush=True)
+    """
+    result = run_python(script, timeout=200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "FORKS 6 0" in result.stdout, result.stdout

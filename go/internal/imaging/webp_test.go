@@ -2,6 +2,7 @@ package imaging
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/datago-dev/datago/internal/bucket"
@@ -77,14 +78,23 @@ func TestWebPMatchesLibvipsLoader(t *testing.T) {
 	}
 }
 
-// A file whose header parses but whose bitstream does not decode fails as with libvips' loader.
+// A file whose header parses but whose bitstream does not decode fails as with libvips' loader,
+// with the same message.
 func TestWebPCorruptPixels(t *testing.T) {
 	data := corruptWebP(t, mustVipsEncode(t, 120, 80, photo(120, 80, 3), ".webp[Q=80]"))
+	var msgs []string
 	for _, libvipsOnly := range []bool{false, true} {
 		im, err := Process(data, &Options{libvipsOnly: libvipsOnly})
 		if err == nil {
 			im.Free()
 			t.Fatalf("libvipsOnly %v: corrupt WebP decoded", libvipsOnly)
 		}
+		if !errors.Is(err, ErrDecode) {
+			t.Fatalf("libvipsOnly %v: %v is not a decode error", libvipsOnly, err)
+		}
+		msgs = append(msgs, err.Error())
+	}
+	if msgs[0] != msgs[1] {
+		t.Fatalf("message %q, libvips' loader says %q", msgs[0], msgs[1])
 	}
 }
