@@ -12,10 +12,18 @@ import "sync"
 var forkGate sync.RWMutex
 
 // HoldForFork blocks until no thread is inside libvips and keeps them out until ReleaseAfterFork.
-func HoldForFork() { forkGate.Lock() }
+// It also occupies libvips' idle worker threads (fork.c): the child inherits libvips' list of
+// them, not the threads, and would hand them work that never runs.
+func HoldForFork() {
+	forkGate.Lock()
+	C.dg_fork_hold()
+}
 
 // ReleaseAfterFork lets processing resume (in the parent, after fork).
-func ReleaseAfterFork() { forkGate.Unlock() }
+func ReleaseAfterFork() {
+	C.dg_fork_release()
+	forkGate.Unlock()
+}
 
 // PrepareForkedChild must run before any image is processed in a forked child that loaded a fresh
 // copy of the library: the child shares the parent's libvips, whose generated SIMD code lives in

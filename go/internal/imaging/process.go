@@ -23,7 +23,7 @@ type Options struct {
 	AlphaMask     bool            // flatten as without KeepAlpha, and deliver the alpha (255 without one), after the same resize, in Image.Alpha
 	MaxPixels     int64           // >0: an image whose header says width*height > MaxPixels is refused with ErrTooLarge before decoding pixels
 
-	libvipsOnly bool // tests: skip the direct libjpeg/libpng decoder, which must agree with libvips
+	libvipsOnly bool // tests: skip the direct libjpeg/libpng decoders and decode WebP with libvips' loader, which must agree
 }
 
 // Image is a processed image in C memory. Data is allocated with malloc and must be released
@@ -130,6 +130,7 @@ func process(data []byte, opts *Options, capture bool) (*Image, error) {
 		keepAlpha:   opts.KeepAlpha,
 		native:      opts.Native,
 		alphaMask:   opts.AlphaMask && !opts.Mask,
+		webpLibvips: opts.libvipsOnly,
 	}
 	if opts.CropAndResize {
 		var b bucket.Bucket
@@ -193,7 +194,7 @@ func probeAndDecode(data []byte, opts *Options, capture bool) (*Image, error) {
 	im, w, h, tooLarge, err := decode(data, plan{
 		probe: true, direct: opts.direct(), keepAlpha: opts.KeepAlpha, maxPixels: opts.MaxPixels, shrink: 1, mask: opts.Mask, preEncode: opts.PreEncode,
 		format: opts.Format, quality: opts.quality(), background: opts.background(),
-		native: opts.Native, alphaMask: opts.AlphaMask && !opts.Mask,
+		native: opts.Native, alphaMask: opts.AlphaMask && !opts.Mask, webpLibvips: opts.libvipsOnly,
 	}, capture)
 	switch {
 	case tooLarge:

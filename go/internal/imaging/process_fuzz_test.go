@@ -30,6 +30,14 @@ func FuzzProcess(f *testing.F) {
 	f.Add([]byte("\xff\xd8\xff\xe0 not quite a jpeg"))
 	f.Add(withOrientation(testimg.JPEG(f, img, 80), 1))
 	f.Add(withOrientation(testimg.JPEG(f, gray, 80), 6))
+	// WebP, lossy and lossless, with alpha: decoded by libwebp on the calling thread (vips.c).
+	for _, suffix := range []string{".webp[Q=70]", ".webp[lossless]"} {
+		data, err := vipsEncode(img.Pix, 24, 17, 4, suffix, "", false)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
 	for _, c := range hostileCases(f) {
 		f.Add(c.data)
 	}

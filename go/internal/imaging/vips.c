@@ -4,6 +4,7 @@
 
 #include <vips/vips.h>
 #include <vips/vector.h>
+#include <webp/decode.h>
 
 #include "codec.h"
 #include "encode.h"
@@ -12,6 +13,7 @@
 
 /* Interpolators are stateless: one shared instance, made at init, serves every thread. */
 static VipsInterpolate *dg_bicubic;
+static int dg_ready;
 
 static void
 dg_drop_log(const char *domain, GLogLevelFlags level, const char *message, gpointer data)
@@ -46,7 +48,14 @@ dg_init(void)
 	/* Bad samples are counted and reported by datago; libvips' own warnings on stderr would
 	 * repeat them in every training log. Errors still reach us through the error buffer. */
 	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING, dg_drop_log, NULL);
+	dg_ready = 1;
 	return 0;
+}
+
+int
+dg_initialised(void)
+{
+	return dg_ready;
 }
 
 char *
@@ -94,6 +103,56 @@ dg_sniff(const unsigned char *b, size_t len)
 	if (len >= 12 && !memcmp(b, "RIFF", 4) && !memcmp(b + 8, "WEBP", 4))
 		return DG_LOADER_WEBP;
 	return DG_LOADER_OTHER;
+}
+
+static void *
+dg_copy_meta(VipsImage *from, const char *name, GValue *value, void *to)
+{
+	(void) from;
+	/* Only metadata: the header fields (width, bands, ...) are to's own already. */
+	if (!vips_image_get_typeof((VipsImage *) to, name))
+		vips_image_set((VipsImage *) to, name, value);
+	return NULL;
+}
+
+/* The pixels of a still WebP whose header libvips has read into hdr. libvips' WebP loader
+ * decodes into a memory image, which it fills on its worker threads; after fork() a child
+ * inherits the list of the parent's idle workers but not the threads, and waits forever for
+ * one of them. Decoding with libwebp here, on the calling thread, as libvips does (RGBA, scaled
+ * by libwebp to the header's size, alpha dropped when the file declares none), gives the same
+ * pixels. The result is the memory image with hdr's metadata (ICC profile, EXIF, orientation). */
+static VipsImage *
+dg_webp_pixels(VipsObject *ctx, VipsImage *hdr, const void *buf, size_t len, int shrink)
+{
+	VipsImage **t = dg_slots(ctx, 2);
+	WebPDecoderConfig config;
+
+	if (!WebPInitDecoderConfig(&config))
+		return NULL;
+	t[0] = vips_image_new_memory();
+	vips_image_init_fields(t[0], hdr->Xsize, hdr->Ysize, 4, VIPS_FORMAT_UCHAR,
+			       VIPS_CODING_NONE, VIPS_INTERPRETATION_sRGB, hdr->Xres, hdr->Yres);
+	if (vips_image_write_prepare(t[0]))
+		return NULL;
+	config.output.colorspace = MODE_RGBA;
+	config.output.is_external_memory = 1;
+	config.output.u.RGBA.rgba = VIPS_IMAGE_ADDR(t[0], 0, 0);
+	config.output.u.RGBA.stride = VIPS_IMAGE_SIZEOF_LINE(t[0]);
+	config.output.u.RGBA.size = VIPS_IMAGE_SIZEOF_IMAGE(t[0]);
+	/* As libvips: libwebp's scaler only with a shrink (it would resample even at 1:1). */
+	if (shrink > 1) {
+		config.options.use_scaling = 1;
+		config.options.scaled_width = hdr->Xsize;
+		config.options.scaled_height = hdr->Ysize;
+	}
+	if (WebPDecode(buf, len, &config) != VP8_STATUS_OK) {
+		vips_error("webp2vips", "%s", "unable to read pixels");
+		return NULL;
+	}
+	vips_image_map(hdr, dg_copy_meta, t[0]);
+	if (hdr->Bands == 4)
+		return t[0];
+	return vips_extract_band(t[0], &t[1], 0, "n", hdr->Bands, NULL) ? NULL : t[1];
 }
 
 static VipsImage *
@@ -842,6 +901,12 @@ dg_process(const void *buf, size_t len, const dg_params *p, dg_output *out)
 		}
 		p = &probed;
 	} else if (!(im = dg_open(ctx, buf, len, p->loader, p->shrink, out->err)))
+		goto done;
+	/* Only now, past the pixel limit: the header alone was read so far. An animation stays
+	 * with libvips, which composes its frames. */
+	if (p->loader == DG_LOADER_WEBP && !p->webp_libvips &&
+	    !vips_image_get_typeof(im, VIPS_META_N_PAGES) &&
+	    !(im = dg_webp_pixels(ctx, im, buf, len, p->shrink)))
 		goto done;
 	ret = dg_decode(ctx, im, p, out);
 

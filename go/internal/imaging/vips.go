@@ -103,6 +103,7 @@ type plan struct {
 	background          [3]uint8
 	keepAlpha           bool
 	native, alphaMask   bool
+	webpLibvips         bool // tests (Options.libvipsOnly)
 }
 
 func cBool(b bool) C.int {
@@ -140,6 +141,7 @@ func decode(data []byte, pl plan, capture bool) (im *Image, width, height int, t
 		keep_alpha:    cBool(pl.keepAlpha),
 		native:        cBool(pl.native),
 		alpha_mask:    cBool(pl.alphaMask),
+		webp_libvips:  cBool(pl.webpLibvips),
 	}
 	var out C.dg_output
 	status := C.dg_process(unsafe.Pointer(&data[0]), C.size_t(len(data)), &p, &out)

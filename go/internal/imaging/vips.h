@@ -54,6 +54,8 @@ typedef struct dg_params {
 			       * The direct decoder serves only its colour images. */
 	int alpha_mask;       /* flattened as without keep_alpha, and the alpha (opaque when the image
 			       * has none, after the same resize) written to mask_data as 8-bit grey */
+	int webp_libvips;     /* tests: WebP pixels from libvips' loader (the reference) rather than
+			       * from libwebp on the calling thread (vips.c, dg_webp_pixels) */
 } dg_params;
 
 typedef struct dg_output {
@@ -75,6 +77,14 @@ typedef struct dg_output {
 } dg_output;
 
 int dg_init(void);
+
+/* Whether dg_init succeeded in this copy of the library. */
+int dg_initialised(void);
+
+/* Around fork(), with no image being processed: occupy every idle libvips worker thread so that
+ * none is left on libvips' free list for the child to wait on, then let them go (fork.c). */
+void dg_fork_hold(void);
+void dg_fork_release(void);
 
 /* Turns off libvips' run-time code generation (liborc); see vips.c. */
 void dg_no_jit(void);
