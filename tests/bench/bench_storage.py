@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         for repeat in range(repeats):
             for name in LOADERS if repeat % 2 == 0 else LOADERS[::-1]:
                 spec = {"loader": name, "url": urls[name], "workers": args.workers}
+                moto_before = time.process_time()  # moto's threads: the main one only waits
                 if name == "wds-s3fs":
                     if not Path(args.s3fs_python).exists():
                         results[name].append(
@@ -244,10 +245,11 @@ def main(argv: list[str] | None = None) -> int:
                     r = spawn(spec, env, args.timeout)
                 if "error" not in r and r["images"] != args.count:
                     r["error"] = f"delivered {r['images']} of {args.count} images"
+                r["moto_cpu_s"] = time.process_time() - moto_before
                 results[name].append(r)
                 status = r.get("error") or (
                     f"{r['images']} images in {r['seconds']:.2f} s = {r['images'] / r['seconds']:.1f} img/s, "
-                    f"first after {r['first_s'] * 1000:.0f} ms"
+                    f"first after {r['first_s'] * 1000:.0f} ms, moto {r['moto_cpu_s']:.2f} s of CPU"
                 )
                 print(f"  run {repeat + 1}/{repeats} {name:13s} {status}", flush=True)
 
@@ -261,18 +263,25 @@ def main(argv: list[str] | None = None) -> int:
     rates = {
         name: [r["images"] / r["seconds"] for r in rs if "error" not in r] for name, rs in results.items()
     }
-    print("\n| loader | images | median img/s (min–max) | vs the same data on local disk |")
-    print("| --- | ---: | ---: | ---: |")
+    print(
+        "\n| loader | images | median img/s (min–max) | vs the same data on local disk | moto CPU s, median |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: |")
     failed = False
     for name, rs in rates.items():
         if not rs:
             failed = True
-            print(f"| {name} | – | failed: {results[name][0].get('error') if results[name] else '-'} | – |")
+            print(
+                f"| {name} | – | failed: {results[name][0].get('error') if results[name] else '-'} | – | – |"
+            )
             continue
         median = statistics.median(rs)
         local = rates.get(name.replace("s3-", "local-"), [])
         ratio = f"**{median / statistics.median(local):.2f}×**" if name.startswith("s3-") and local else "–"
-        print(f"| {name} | {args.count} | {median:.1f} ({min(rs):.1f}–{max(rs):.1f}) | {ratio} |")
+        moto = statistics.median(r["moto_cpu_s"] for r in results[name] if "error" not in r)
+        print(
+            f"| {name} | {args.count} | {median:.1f} ({min(rs):.1f}–{max(rs):.1f}) | {ratio} | {moto:.2f} |"
+        )
     if rates["s3-shards"] and rates["wds-s3fs"]:
         ratio = statistics.median(rates["s3-shards"]) / statistics.median(rates["wds-s3fs"])
         print(
