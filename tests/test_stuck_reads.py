@@ -7,9 +7,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,10 @@ import pytest
 from PIL import Image
 
 CHILD = r"""
-import json, sys, time
+import json, signal, sys, time
+# A process started from a shell without job control inherits SIGINT ignored, and Python then
+# installs no KeyboardInterrupt handler: put the default one back, as an interactive run has it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import datago
 config = json.loads(sys.argv[1])
 with datago.Client(config) as client:
@@ -32,6 +37,22 @@ with datago.Client(config) as client:
 """
 
 
+def read_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The child's next line, or a failure (never a hang) when none comes within timeout."""
+    assert proc.stdout is not None
+    lines: queue.Queue[str] = getattr(proc, "lines", None) or queue.Queue()
+    if not hasattr(proc, "lines"):
+        proc.lines = lines  # type: ignore[attr-defined]
+        stdout = proc.stdout
+        threading.Thread(
+            target=lambda: [lines.put(x) for x in iter(stdout.readline, "")], daemon=True
+        ).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        raise AssertionError(f"no output from the child within {timeout} s") from None
+
+
 def interrupt_while_stuck(config: dict, expect_samples: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, json.dumps(config)],
@@ -41,13 +62,13 @@ def interrupt_while_stuck(config: dict, expect_samples: int) -> None:
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"  # SIGINT before this would hit the import
+        assert read_line(proc).strip() == "ready"  # SIGINT before this would hit the import
         for _ in range(expect_samples):
-            assert proc.stdout.readline().strip() == "sample"
+            assert read_line(proc).strip() == "sample"
         time.sleep(0.5)  # every other sample is delivered: the client now waits on the stuck read
         sent = time.time()
         proc.send_signal(signal.SIGINT)
-        line = proc.stdout.readline().split()
+        line = read_line(proc, 10).split()
         assert line[:2] == ["raised", "KeyboardInterrupt"], line
         assert float(line[2]) - sent < 0.5, f"KeyboardInterrupt {float(line[2]) - sent:.2f} s after SIGINT"
         proc.wait(timeout=5)  # leaving the with block and interpreter exit: bounded
