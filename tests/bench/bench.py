@@ -180,76 +180,6 @@ def _status_kb(pid: int | str, key: str) -> int:
     return 0
 
 
-def _descendants(pid: int) -> list[int]:
-    out: list[int] = []
-    stack = [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            tasks = os.listdir(f"/proc/{current}/task")
-        except OSError:
-            continue
-        for tid in tasks:
-            try:
-                with open(f"/proc/{current}/task/{tid}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                continue
-            out.extend(kids)
-            stack.extend(kids)
-    return out
-
-
-def _pss_kb(pid: int) -> int:
-    """Proportional set size: pages shared by n processes count 1/n in each (forked workers share a lot)."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class TreeRssSampler:
-    """Peaks of the summed VmRSS (every ``interval``) and of the summed PSS (every ``pss_interval``) of this
-    process and its descendants, sampled in a daemon thread. The RSS sum counts the pages that forked
-    workers share with their parent once per process; the PSS sum counts them once in all. PSS is sampled
-    rarely: reading smaps_rollup costs ~7 ms for a process that imported torch."""
-
-    def __init__(self, interval: float = 0.02, pss_interval: float = 1.0) -> None:
-        self.interval = interval
-        self.pss_every = max(1, round(pss_interval / interval))
-        self.peak_kb = 0
-        self.pss_peak_kb = 0
-        self._count = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def sample(self, pss: bool = False) -> None:
-        pids = [os.getpid(), *_descendants(os.getpid())]
-        self.peak_kb = max(self.peak_kb, sum(_status_kb(p, "VmRSS:") for p in pids))
-        if pss:
-            self.pss_peak_kb = max(self.pss_peak_kb, sum(_pss_kb(p) for p in pids))
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._count += 1
-            # The first PSS sample after 0.2 s (the workers have started), then every pss_interval.
-            self.sample(pss=self._count == 10 or self._count % self.pss_every == 0)
-
-    def __enter__(self) -> TreeRssSampler:
-        self.sample(pss=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample(pss=True)
-
-
 def _datago_config(root: str, process: bool, concurrency: int, limit: int = 0) -> dict[str, Any]:
     config: dict[str, Any] = {
         "source_type": "filesystem",
@@ -425,24 +355,21 @@ def _run_torch(spec: dict[str, Any], result: RunResult, draft: bool) -> None:
 
 
 def run_one(spec: dict[str, Any]) -> RunResult:
-    """Body of a measured subprocess."""
+    """Body of a measured subprocess (its tree's memory peaks are sampled by the launcher, spawn())."""
     loader = spec["loader"]
     result = RunResult(loader=loader)
-    with TreeRssSampler() as sampler:
-        if loader in ("datago", "datago-pil", "datago-c1", "datago-wheel"):
-            _run_datago(spec, result)
-        elif loader == "rust":
-            _run_rust(spec, result)
-        elif loader in ("torch", "torch-draft"):
-            _run_torch(spec, result, draft=loader == "torch-draft")
-        elif loader == "pil":
-            _run_pil(spec, result)
-        else:
-            raise ValueError(f"unknown loader {loader!r}")
+    if loader in ("datago", "datago-pil", "datago-c1", "datago-wheel"):
+        _run_datago(spec, result)
+    elif loader == "rust":
+        _run_rust(spec, result)
+    elif loader in ("torch", "torch-draft"):
+        _run_torch(spec, result, draft=loader == "torch-draft")
+    elif loader == "pil":
+        _run_pil(spec, result)
+    else:
+        raise ValueError(f"unknown loader {loader!r}")
     result.rss_self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result.rss_children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    result.rss_tree_peak_mb = sampler.peak_kb / 1024
-    result.pss_tree_peak_mb = sampler.pss_peak_kb / 1024
     result.vm_hwm_mb = _status_kb(os.getpid(), "VmHWM:") / 1024
     return result
 
@@ -819,25 +746,20 @@ class LoadMeter:
         self.external = max(0.0, other / wall) if wall > 0 else 0.0
 
 
-# Linux keeps the largest RSS a process had before exec() in its ru_maxrss, and a child forked (or
-# vforked) from this parent would start from the parent's ~100 MB. So measured processes are started
-# through a minimal interpreter that posix_spawns them: their ru_maxrss starts from its few MB.
-_LAUNCHER = (
-    "import os, sys\n"
-    "pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ)\n"
-    "sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
-)
-# The same for the CLI, which does not report its memory: this launcher prints its ru_maxrss (wait4) after
-# the marker argv[1]; argv[2:] is the CLI's command line.
-_CLI_LAUNCHER = (
-    "import json, os, sys, time\n"
-    "started = time.perf_counter()\n"
-    "pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)\n"
-    "_, status, usage = os.wait4(pid, 0)\n"
-    "print(sys.argv[1] + json.dumps({'wall_s': time.perf_counter() - started, "
-    "'exit': os.waitstatus_to_exitcode(status), 'maxrss_kb': usage.ru_maxrss, "
-    "'cpu_s': usage.ru_utime + usage.ru_stime}), flush=True)\n"
-)
+# Every measured process, the CLI's included, is started by launcher.py: a minimal interpreter that
+# posix_spawns it (so its ru_maxrss does not start from this ~100 MB parent's) and samples its tree's
+# memory from outside (a thread inside would compete with the loader for the GIL).
+_LAUNCHER = Path(__file__).resolve().with_name("launcher.py")
+LAUNCHER_MARKER = "@@datago-bench-launcher@@"
+
+
+def _launched(stdout: str) -> dict[str, Any]:
+    """The launcher's report in a measured process's stdout ({} when it has none)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(LAUNCHER_MARKER):
+            report: dict[str, Any] = json.loads(line[len(LAUNCHER_MARKER) :])
+            return report
+    return {}
 
 
 def _communicate(command: list[str], timeout: float, env: dict[str, str] | None) -> tuple[int, str, str]:
@@ -862,12 +784,17 @@ def spawn(
     exe = str(python or sys.executable)
     child = [exe, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
     try:
-        code, stdout, stderr = _communicate([exe, "-S", "-c", _LAUNCHER, *child], timeout, env)
+        launch = [exe, "-S", str(_LAUNCHER), LAUNCHER_MARKER, *child]
+        code, stdout, stderr = _communicate(launch, timeout, env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
             payload: dict[str, Any] = json.loads(line[len(RESULT_MARKER) :])
+            if "loader" in payload:  # a measured run: its tree's peaks, as the launcher sampled them
+                launched = _launched(stdout)
+                payload["rss_tree_peak_mb"] = launched.get("rss_tree_peak_kb", 0) / 1024
+                payload["pss_tree_peak_mb"] = launched.get("pss_tree_peak_kb", 0) / 1024
             return payload
     tail = (stderr.strip().splitlines() or ["(no output)"])[-6:]
     return {"error": f"exit status {code}: " + " | ".join(tail)}
@@ -876,7 +803,7 @@ def spawn(
 def run_cli(cli: Path, config_path: Path, timeout: float) -> RunResult:
     """One run of the Go CLI: ``datago-cli -config FILE -quiet``; its printed samples/s."""
     result = RunResult(loader="cli")
-    command = [sys.executable, "-S", "-c", _CLI_LAUNCHER, RESULT_MARKER]
+    command = [sys.executable, "-S", str(_LAUNCHER), LAUNCHER_MARKER]
     command += [str(cli), "-config", str(config_path), "-quiet"]
     try:
         code, stdout, stderr = _communicate(command, timeout, None)
@@ -884,11 +811,9 @@ def run_cli(cli: Path, config_path: Path, timeout: float) -> RunResult:
         result.error = f"timed out after {timeout:.0f} s"
         return result
     fields: dict[str, str] = {}
-    launcher: dict[str, Any] = {}
+    launcher = _launched(stdout)
     for line in stdout.splitlines():
-        if line.startswith(RESULT_MARKER):
-            launcher = json.loads(line[len(RESULT_MARKER) :])
-        elif line and not line.startswith(" "):
+        if line and not line.startswith(" ") and not line.startswith(LAUNCHER_MARKER):
             key, _, value = line.partition("  ")
             fields[key.strip()] = value.strip()
     if code != 0 or launcher.get("exit") != 0 or "samples/s" not in fields:
@@ -898,8 +823,9 @@ def run_cli(cli: Path, config_path: Path, timeout: float) -> RunResult:
     result.images = int(fields["samples"].split()[0])
     rate = float(fields["samples/s"])
     result.seconds = result.images / rate if rate > 0 else 0.0
-    # One process: its ru_maxrss stands for the tree and PSS figures too (PSS <= RSS).
-    result.rss_self_mb = result.rss_tree_peak_mb = result.pss_tree_peak_mb = launcher["maxrss_kb"] / 1024
+    result.rss_self_mb = launcher["maxrss_kb"] / 1024
+    result.rss_tree_peak_mb = launcher["rss_tree_peak_kb"] / 1024
+    result.pss_tree_peak_mb = launcher["pss_tree_peak_kb"] / 1024
     result.stats = {"wall_s": round(launcher["wall_s"], 3), "skipped": fields.get("skipped"), **fields}
     result.stats["cpu_s"] = launcher.get("cpu_s", 0.0)
     return result
