@@ -4,6 +4,11 @@ Python its consumer thread's CPU per sample and the GOMAXPROCS the library runs 
 
   python tests/bench/handoff_profile.py .cache/bench/corpus/thumb-n20000-s0/images --epochs 3
 
+With --beside WORK/IDLE (microseconds, e.g. 7/50), each repeat also runs the CLI beside another
+process that spins WORK and sleeps IDLE in a loop: a thread outside Go taking about what Python's
+consumer takes per sample, to tell the cost of any consumer thread on the same cores from the cost
+of the handoff itself. Its CPU share is printed with the CLI's rate.
+
 The CLI binary comes from a run of bench.py (<cache>/datago-cli).
 """
 
@@ -36,6 +41,32 @@ print(json.dumps({"n": n, "wall": time.perf_counter() - wall, "thread_cpu": time
 """
 
 
+# The process beside the CLI (--beside): spins WORK µs, sleeps IDLE µs, until killed.
+BESIDE = """
+import sys, time
+work, idle = float(sys.argv[1]) * 1e-6, float(sys.argv[2]) * 1e-6
+clock = time.perf_counter
+while True:
+    t = clock()
+    while clock() - t < work:
+        pass
+    time.sleep(idle)
+"""
+
+
+def beside(spec: str) -> subprocess.Popen[bytes]:
+    work, _, idle = spec.partition("/")
+    proc = subprocess.Popen([sys.executable, "-c", BESIDE, work, idle])
+    time.sleep(0.3)  # interpreter start-up done before the CLI starts
+    return proc
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds of a running process (utime + stime from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
     """(stdout, wall seconds, CPU seconds of the child) of one run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -55,6 +86,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gomaxprocs", default="default,cores", help="Python variants: default and/or cores")
+    parser.add_argument("--beside", metavar="WORK/IDLE", help="also run the CLI beside a spinning process")
     parser.add_argument("--cli", default=str(ROOT / ".cache" / "bench" / "datago-cli"))
     args = parser.parse_args()
     config = {
@@ -75,6 +107,18 @@ def main() -> None:
                 f"{r + 1} cli:            {n / wall:9,.0f} samples/s  cores {cpu / wall:.2f}  "
                 f"CPU {cpu / n * 1e6:6.1f} us/sample (process start included)"
             )
+            if args.beside:
+                other = beside(args.beside)
+                before = cpu_of(other.pid)
+                out, wall, cpu = child([args.cli, "-config", str(path), "-quiet"], env)
+                share = (cpu_of(other.pid) - before) / wall
+                other.kill()
+                other.wait()
+                n = int(next(line.split()[1] for line in out.splitlines() if line.startswith("samples ")))
+                print(
+                    f"{r + 1} cli beside {args.beside}: {n / wall:9,.0f} samples/s  cores {cpu / wall:.2f}  "
+                    f"CPU {cpu / n * 1e6:6.1f} us/sample; the other process used {share:.2f} cores"
+                )
             for variant in args.gomaxprocs.split(","):
                 run_env = dict(env)
                 if variant == "cores":
