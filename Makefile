@@ -44,6 +44,12 @@ $(AZURITE):
 $(FAKE_GCS):
 	GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/fsouza/fake-gcs-server@v1.50.0
 
+# gofakes3, the second S3 store of tests/bench/bench_storage.py: a Go server whose own CPU per request is
+# small beside moto's, so that datago's cost is measured with little of the store's on the same cores.
+GOFAKES3 := .cache/bin/gofakes3
+$(GOFAKES3):
+	GOBIN=$(CURDIR)/.cache/bin $(GO) install github.com/johannesboyne/gofakes3/cmd/gofakes3@v1.2.0
+
 # libvips (headers, pkg-config file, runtime), a C compiler for cgo, python3-venv, npm (Azurite) and, when missing, Go,
 # from Debian/Ubuntu packages when we are root. The wheel's own libvips (make native) is built from
 # Debian's source package with meson and ninja, against the codec -dev packages libvips-dev brings.
@@ -134,7 +140,7 @@ demo: lib
 	$(PY) tests/bench/demo.py
 
 # The wheel: bench.py's datago-wheel runs it beside the in-tree build.
-bench: lib wheel $(S3FS_VENV)/.bench-ready
+bench: lib wheel $(S3FS_VENV)/.bench-ready $(GOFAKES3)
 	$(PY) -m pip install -q -r tests/bench/requirements.txt
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/bench_webdataset.py

@@ -17,8 +17,14 @@ Loaders, each in its own process, concurrency = --workers:
                              the time to the first sample, then the client stops; then a MapDataset over
                              the same prefix, whose construction lists it whole: objects/s is the rate
 
+  s3-*-gofakes3              s3-shards and s3-prefix against a second S3 store, gofakes3 (a Go server in a
+                             process of its own, objects in memory, requests not authenticated), installed
+                             by make bench into .cache/bin
+
 moto holds the objects in memory and answers with its Python server, sharing the 2 cores with the loader:
-an upper bound on what the storage layer costs, not a measurement of S3 itself.
+an upper bound on what the storage layer costs, not a measurement of S3 itself. Each run's row gives the
+store's CPU seconds during the run (moto's threads run in this process; gofakes3's from /proc), so the
+part of a gap that is the store's is visible; gofakes3 takes a fraction of moto's CPU per request.
 
   PYTHONPATH=python .venv/bin/python tests/bench/bench_storage.py            # 128 images, 3 repeats
   PYTHONPATH=python .venv/bin/python tests/bench/bench_storage.py --quick    # 12 images, 1 repeat
@@ -31,6 +37,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -46,7 +53,16 @@ from bench_webdataset import IMAGE_CONFIG, ensure_shards  # noqa: E402
 from reference import REPO_ROOT, add_python_path, default_cache_dir, get_buckets  # noqa: E402
 
 MARKER = "STORAGE_BENCH_RESULT "
-LOADERS = ("s3-shards", "local-shards", "s3-prefix", "local-prefix", "wds-s3fs")
+LOADERS = (
+    "s3-shards",
+    "local-shards",
+    "s3-prefix",
+    "local-prefix",
+    "wds-s3fs",
+    "s3-shards-gofakes3",
+    "s3-prefix-gofakes3",
+)
+GOFAKES3 = REPO_ROOT / ".cache" / "bin" / "gofakes3"  # make bench installs it
 S3FS_PYTHON = REPO_ROOT / ".cache" / "bench" / "venv-s3fs" / "bin" / "python"
 DATALOADER_WORKERS = 2
 
@@ -97,7 +113,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         with datago.MapDataset(cfg) as ds:
             n = len(ds)
         return {"loader": loader, "first_s": first, "listed": n, "list_s": time.perf_counter() - t0}
-    if loader.endswith("shards"):
+    if "-shards" in loader:
         source = {
             "source_type": "webdataset",
             "source_config": {"url": spec["url"], "concurrent_downloads": 4},
@@ -137,6 +153,40 @@ def spawn(
     return {"loader": spec["loader"], "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
 
 
+def fill_bench_bucket(boto3: Any, endpoint: str, images: Path, shards: list[Path]) -> None:
+    """The corpus's images and shards, uploaded to bucket "bench" of the store at ``endpoint``."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench-secret",
+    )
+    s3.create_bucket(Bucket="bench")
+    for p in sorted(images.glob("*.jpg")):
+        s3.put_object(Bucket="bench", Key=f"images/{p.name}", Body=p.read_bytes())
+    for p in shards:
+        s3.put_object(Bucket="bench", Key=f"shards/{p.name}", Body=p.read_bytes())
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds of a running process (utime + stime, /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def fill_listing_bucket(count: int) -> None:
     """``count`` copies of a small JPEG put straight into moto's in-process backend (uploading them one
     request at a time would take longer than the benchmark): the listing still goes through moto's S3 API."""
@@ -164,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="12 images, 20,000 listed objects, 1 repeat")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--s3fs-python", default=str(S3FS_PYTHON), help="interpreter of the wds-s3fs loader")
+    parser.add_argument(
+        "--gofakes3", default=str(GOFAKES3), help="the gofakes3 binary of the s3-*-gofakes3 runs"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     add_python_path()
@@ -200,19 +253,21 @@ def main(argv: list[str] | None = None) -> int:
         AWS_EC2_METADATA_DISABLED="true",
     )
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in LOADERS}
+    fake: subprocess.Popen[bytes] | None = None
+    fake_env: dict[str, str] = {}
     try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench-secret",
-        )
-        s3.create_bucket(Bucket="bench")
-        for p in sorted(images.glob("*.jpg")):
-            s3.put_object(Bucket="bench", Key=f"images/{p.name}", Body=p.read_bytes())
-        for p in shards:
-            s3.put_object(Bucket="bench", Key=f"shards/{p.name}", Body=p.read_bytes())
+        fill_bench_bucket(boto3, endpoint, images, shards)
+        if Path(args.gofakes3).exists():
+            fake_port = free_port()
+            fake = subprocess.Popen(
+                [args.gofakes3, "-backend", "memory", "-host", f"127.0.0.1:{fake_port}", "-quiet"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            fake_endpoint = f"http://127.0.0.1:{fake_port}"
+            wait_for_port(fake_port)
+            fill_bench_bucket(boto3, fake_endpoint, images, shards)
+            fake_env = {**env, "AWS_ENDPOINT_URL_S3": fake_endpoint}
         megabytes = sum(p.stat().st_size for p in shards) / 1e6
         print(
             f"bench_storage: {args.count} highres images ({megabytes:.0f} MB) in {len(shards)} shards and "
@@ -225,11 +280,19 @@ def main(argv: list[str] | None = None) -> int:
             "local-shards": [str(p) for p in shards],
             "s3-prefix": "s3://bench/images",
             "local-prefix": str(images),
+            "s3-shards-gofakes3": "s3://bench/shards/",
+            "s3-prefix-gofakes3": "s3://bench/images",
         }
         for repeat in range(repeats):
             for name in LOADERS if repeat % 2 == 0 else LOADERS[::-1]:
                 spec = {"loader": name, "url": urls[name], "workers": args.workers}
+                on_fake = name.endswith("-gofakes3")
+                if on_fake and fake is None:
+                    results[name].append({"loader": name, "error": f"{args.gofakes3} missing (make bench)"})
+                    print(f"  run {repeat + 1}/{repeats} {name:18s} skipped: no {args.gofakes3}")
+                    continue
                 moto_before = time.process_time()  # moto's threads: the main one only waits
+                fake_before = cpu_seconds(fake.pid) if on_fake and fake else 0.0
                 if name == "wds-s3fs":
                     if not Path(args.s3fs_python).exists():
                         results[name].append(
@@ -242,16 +305,19 @@ def main(argv: list[str] | None = None) -> int:
                     s3fs_env = {**env, "PYTHONPATH": str(BENCH_DIR)}
                     r = spawn(spec, s3fs_env, args.timeout, args.s3fs_python)
                 else:
-                    r = spawn(spec, env, args.timeout)
+                    r = spawn(spec, fake_env if on_fake else env, args.timeout)
                 if "error" not in r and r["images"] != args.count:
                     r["error"] = f"delivered {r['images']} of {args.count} images"
-                r["moto_cpu_s"] = time.process_time() - moto_before
+                if on_fake and fake:
+                    r["store"], r["store_cpu_s"] = "gofakes3", cpu_seconds(fake.pid) - fake_before
+                else:
+                    r["store"], r["store_cpu_s"] = "moto", time.process_time() - moto_before
                 results[name].append(r)
                 status = r.get("error") or (
                     f"{r['images']} images in {r['seconds']:.2f} s = {r['images'] / r['seconds']:.1f} img/s, "
-                    f"first after {r['first_s'] * 1000:.0f} ms, moto {r['moto_cpu_s']:.2f} s of CPU"
+                    f"first after {r['first_s'] * 1000:.0f} ms, {r['store']} {r['store_cpu_s']:.2f} s of CPU"
                 )
-                print(f"  run {repeat + 1}/{repeats} {name:13s} {status}", flush=True)
+                print(f"  run {repeat + 1}/{repeats} {name:18s} {status}", flush=True)
 
         t0 = time.perf_counter()
         fill_listing_bucket(args.objects)
@@ -259,12 +325,16 @@ def main(argv: list[str] | None = None) -> int:
         listing = spawn({"loader": "listing", "url": "s3://list/many", "workers": 1}, env, args.timeout)
     finally:
         server.stop()
+        if fake is not None:
+            fake.kill()
+            fake.wait()
 
     rates = {
         name: [r["images"] / r["seconds"] for r in rs if "error" not in r] for name, rs in results.items()
     }
     print(
-        "\n| loader | images | median img/s (min–max) | vs the same data on local disk | moto CPU s, median |"
+        "\n| loader | images | median img/s (min–max) | vs the same data on local disk "
+        "| store's CPU s, median |"
     )
     print("| --- | ---: | ---: | ---: | ---: |")
     failed = False
@@ -276,12 +346,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             continue
         median = statistics.median(rs)
-        local = rates.get(name.replace("s3-", "local-"), [])
+        local = rates.get(name.removesuffix("-gofakes3").replace("s3-", "local-"), [])
         ratio = f"**{median / statistics.median(local):.2f}×**" if name.startswith("s3-") and local else "–"
-        moto = statistics.median(r["moto_cpu_s"] for r in results[name] if "error" not in r)
-        print(
-            f"| {name} | {args.count} | {median:.1f} ({min(rs):.1f}–{max(rs):.1f}) | {ratio} | {moto:.2f} |"
-        )
+        good = [r for r in results[name] if "error" not in r]
+        store = f"{statistics.median(r['store_cpu_s'] for r in good):.2f} ({good[0]['store']})"
+        print(f"| {name} | {args.count} | {median:.1f} ({min(rs):.1f}–{max(rs):.1f}) | {ratio} | {store} |")
     if rates["s3-shards"] and rates["wds-s3fs"]:
         ratio = statistics.median(rates["s3-shards"]) / statistics.median(rates["wds-s3fs"])
         print(
