@@ -86,6 +86,7 @@ from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus  # noqa: E402
+from launcher import status_kb  # noqa: E402
 from reference import (  # noqa: E402
     BUCKET_ARGS,
     IMAGE_CONFIG,
@@ -167,17 +168,6 @@ class RunResult:
 
 
 # ------------------------------------------------------------------------------------ measured process
-
-
-def _status_kb(pid: int | str, key: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def _datago_config(root: str, process: bool, concurrency: int, limit: int = 0) -> dict[str, Any]:
@@ -370,7 +360,7 @@ def run_one(spec: dict[str, Any]) -> RunResult:
         raise ValueError(f"unknown loader {loader!r}")
     result.rss_self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result.rss_children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    result.vm_hwm_mb = _status_kb(os.getpid(), "VmHWM:") / 1024
+    result.vm_hwm_mb = status_kb(os.getpid(), "VmHWM:") / 1024
     return result
 
 

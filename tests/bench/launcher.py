@@ -23,7 +23,8 @@ RSS_INTERVAL = 0.02
 PSS_EVERY = 50  # RSS samples per PSS sample (reading smaps_rollup costs ~7 ms for a torch process)
 
 
-def _status_kb(pid: int, key: str) -> int:
+def status_kb(pid: int, key: str) -> int:
+    """The kB value of ``key`` (e.g. "VmRSS:") in /proc/PID/status, 0 when unreadable."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
@@ -77,9 +78,10 @@ def main() -> int:
         count = 0
         while True:
             pids = _tree(pid)
-            peaks["rss"] = max(peaks["rss"], sum(_status_kb(p, "VmRSS:") for p in pids))
-            # The first PSS sample after 0.2 s (forked workers have started), then every second.
-            if count == 10 or count % PSS_EVERY == 0:
+            peaks["rss"] = max(peaks["rss"], sum(status_kb(p, "VmRSS:") for p in pids))
+            # PSS after 20 ms (the process has exec'd), after 0.2 s (forked workers have started),
+            # then every second.
+            if count in (1, 10) or count % PSS_EVERY == 0:
                 peaks["pss"] = max(peaks["pss"], sum(_pss_kb(p) for p in pids))
             count += 1
             if done.wait(RSS_INTERVAL):
