@@ -309,3 +309,25 @@ func (r *Reader) RankAndWorld(sc *Object, rank, world *int) {
 		r.Fail(sc.Key("rank"), fmt.Sprintf("must be < world_size (%d), got %d", *world, *rank))
 	}
 }
+
+// ReadSection reads text, a JSON object, as the section at key with read (a section's parser, as
+// the configuration calls it): for tests of one section's keys. The error is the first key's.
+func ReadSection[T, R any](text []byte, key string, read func(*Reader, *Object) R) (T, error) {
+	var zero T
+	v, derr := Decode(text, key)
+	if derr != nil {
+		return zero, derr
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return zero, &Error{Key: key, Msg: "must be an object"}
+	}
+	r := &Reader{}
+	o := NewObject(key, m)
+	c := read(r, o)
+	r.Finish(o)
+	if err := r.Err(); err != nil {
+		return zero, err
+	}
+	return any(c).(T), nil
+}

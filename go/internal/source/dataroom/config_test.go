@@ -14,18 +14,7 @@ const dbTestKey = "f00dfeedf00dfeedf00dfeedf00dfeedf00dk3y9"
 // parseConfig reads {sc} as source_config, as the configuration does.
 func parseConfig(t *testing.T, sc string) (Config, error) {
 	t.Helper()
-	v, derr := confread.Decode([]byte("{"+sc+"}"), "source_config")
-	if derr != nil {
-		t.Fatal(derr)
-	}
-	r := &confread.Reader{}
-	o := confread.NewObject("source_config", v.(map[string]any))
-	c := parse(r, o)
-	r.Finish(o)
-	if err := r.Err(); err != nil {
-		return Config{}, err
-	}
-	return c.(Config), nil
+	return confread.ReadSection[Config]([]byte("{"+sc+"}"), "source_config", parse)
 }
 
 func TestDBConfigDefaultsAndEnvironment(t *testing.T) {
