@@ -31,7 +31,7 @@ Loaders, each run in its own process (page cache warmed first by reading every f
                builds) into a venv of its own, <cache>/venv-wheel, with PYTHONPATH cleared: the wheel's own
                libdatago.so and bundled libvips against the in-tree build; A, B, C, H
   cli          the Go CLI (``go build ./cmd/datago`` into the cache) on the same JSON config, ``-quiet``;
-               its printed samples/s (it times Start() to the last sample); A, B, C, H. Its CPU per
+               its printed samples/s (it times making the client to the last sample); A, B, C, H. Its CPU per
                sample on H, against ``go test -bench BenchmarkStageHooks`` (what the always-on stage
                timings cost a sample), is the stage timings' share (issue 17's target: at most 1%)
 
@@ -40,10 +40,11 @@ consumer process, so it includes the loader's startup but not the interpreter an
 loading of native code: the Rust loader's happens at import, the CLI's at its process start, and datago
 loads libdatago.so (with the first client otherwise) before the timer starts.
 Peak RSS comes from resource.getrusage in the measured process: RUSAGE_SELF, plus RUSAGE_CHILDREN for
-pools (their largest worker, once joined); sampled peaks of the whole process tree are reported as well,
-since the workers of torch and pil run side by side: the summed VmRSS (every 20 ms; it counts the pages
-that forked workers share with their parent once per process) and the summed PSS (every second; shared
-pages counted once). For the CLI all three are its own ru_maxrss (wait4).
+pools (their largest worker, once joined); for the CLI its ru_maxrss (wait4). Sampled peaks of the whole
+process tree are reported as well, since the workers of torch and pil run side by side: the summed VmRSS
+(every 20 ms; it counts the pages that forked workers share with their parent once per process) and the
+summed PSS (every second; shared pages counted once), sampled from outside by launcher.py, which starts
+every measured process, the CLI's included (a sampling thread inside would take the GIL from the loader).
 
 The machine may be shared: for every run the parent also measures how many cores other processes kept
 busy meanwhile (/proc/stat busy time minus the CPU time of the run's own processes, over its wall time),
