@@ -26,6 +26,7 @@ from support.storage_cases import (
     check_faults_every_sample_once,
     check_prefix_once_each_ranks_and_pixels,
     check_retry_after,
+    check_shards_and_resume,
     image_urls,
     store_files,
     write_files,
@@ -60,30 +61,33 @@ def az_env(azurite: tuple[Azurite, Path], monkeypatch: pytest.MonkeyPatch) -> Az
     return srv
 
 
+def account_sas() -> str:
+    """A read-and-list account SAS for an hour, signed with KEY (two tests need the same one)."""
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    return str(
+        generate_account_sas(
+            ACCOUNT,
+            KEY,
+            resource_types=ResourceTypes(service=True, container=True, object=True),
+            permission=AccountSasPermissions(read=True, list=True),
+            expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
+        )
+    )
+
+
 def test_prefix_once_each_ranks_and_pixels(az_env: Azurite, azurite: tuple[Azurite, Path]) -> None:
     _, local = azurite
     check_prefix_once_each_ranks_and_pixels(BASE, local)
 
 
 def test_shards_map_dataset_and_resume(az_env: Azurite) -> None:
-    want = sorted(f"az://data/shards/train-{s:03d}.tar#s{s:02d}_{i:03d}" for s in range(4) for i in range(6))
-    for url in ("az://data/shards/", "az://data/shards/train-{000..003}.tar"):
-        d = drain(datago.Client(webdataset_config(url)))
-        assert d.error is None and not d.skips and sorted(d.ids) == want
+    check_shards_and_resume(BASE)
     with datago.MapDataset(filesystem_config("az://data/imgs")) as ds:
         assert ds.ids == image_urls(BASE) and ds[3].id == image_urls(BASE)[3]
-    cfg = filesystem_config("az://data/imgs", random_sampling=True, seed=2, concurrency=1)
-    with datago.Client(cfg) as first:
-        before = [next(first).id for _ in range(11)]
-        state = first.state_dict()
-    with datago.Client(cfg, state=state) as second:
-        after = [s.id for s in second]
-    assert before + after == drain(datago.Client(cfg)).ids
 
 
 def test_account_key_and_sas_token(az_env: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:
-    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
-
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
     monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
@@ -91,13 +95,7 @@ def test_account_key_and_sas_token(az_env: Azurite, monkeypatch: pytest.MonkeyPa
     assert sorted(
         drain(datago.Client(filesystem_config("az://data/imgs", storage=storage))).ids
     ) == image_urls(BASE)
-    sas = generate_account_sas(
-        ACCOUNT,
-        KEY,
-        resource_types=ResourceTypes(service=True, container=True, object=True),
-        permission=AccountSasPermissions(read=True, list=True),
-        expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
-    )
+    sas = account_sas()
     monkeypatch.delenv("AZURE_STORAGE_KEY")
     monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", sas)
     d = drain(datago.Client(filesystem_config("az://data/imgs", storage=storage)))
@@ -226,21 +224,13 @@ def test_no_secret_in_logs_errors_stats_reprs_skips_or_state(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
-
     caplog.set_level(logging.DEBUG, logger="datago")
     storage = {"endpoint_url": az_env.endpoint}
     shards = webdataset_config(
         ["az://data/shards/train-{000..001}.tar", "az://data/shards/train-404.tar"], storage=storage
     )
     prefix = filesystem_config("az://data/imgs", storage=storage)
-    sas = generate_account_sas(
-        ACCOUNT,
-        KEY,
-        resource_types=ResourceTypes(service=True, container=True, object=True),
-        permission=AccountSasPermissions(read=True, list=True),
-        expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
-    )
+    sas = account_sas()
     signature = [p for p in sas.split("&") if p.startswith("sig=")][0].removeprefix("sig=")
     texts: list[str] = []
     for creds in (

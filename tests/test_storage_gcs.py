@@ -17,7 +17,6 @@ import requests
 import datago
 from support.background import BackgroundRun, read_for
 from support.config import filesystem_config, webdataset_config
-from support.drain import drain
 from support.gcs_server import FakeGCS
 from support.leaks import assert_no_secret, run_texts
 from support.s3_server import FaultProxy
@@ -26,6 +25,7 @@ from support.storage_cases import (
     check_faults_every_sample_once,
     check_prefix_once_each_ranks_and_pixels,
     check_retry_after,
+    check_shards_and_resume,
     image_urls,
     store_files,
     write_files,
@@ -60,17 +60,7 @@ def test_prefix_once_each_ranks_and_pixels(gcs_env: FakeGCS, gcs: tuple[FakeGCS,
 def test_shards_map_dataset_resume_and_endpoint_key(
     gcs_env: FakeGCS, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    want = sorted(f"gs://data/shards/train-{s:03d}.tar#s{s:02d}_{i:03d}" for s in range(4) for i in range(6))
-    for url in ("gs://data/shards/", "gs://data/shards/train-{000..003}.tar"):
-        d = drain(datago.Client(webdataset_config(url)))
-        assert d.error is None and not d.skips and sorted(d.ids) == want
-    cfg = filesystem_config("gs://data/imgs", random_sampling=True, seed=2, concurrency=1)
-    with datago.Client(cfg) as first:
-        before = [next(first).id for _ in range(11)]
-        state = first.state_dict()
-    with datago.Client(cfg, state=state) as second:
-        after = [s.id for s in second]
-    assert before + after == drain(datago.Client(cfg)).ids
+    check_shards_and_resume(BASE)
     # Without the emulator variable: the endpoint key, anonymous (no credential lookup).
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
     storage = {"endpoint_url": gcs_env.endpoint, "anonymous": True}

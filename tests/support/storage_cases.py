@@ -60,6 +60,23 @@ def check_prefix_once_each_ranks_and_pixels(base: str, local: Path) -> None:
     assert sorted(union) == image_urls(base) and set(union.values()) == {1}
 
 
+def check_shards_and_resume(base: str) -> None:
+    """The shards under ``base``, as a prefix and as a brace range: every sample once; a shuffled read of the
+    image prefix resumed from a state after 11 samples goes on as the uninterrupted read (shared so both
+    backends assert alike)."""
+    want = sorted(f"{base}/shards/train-{s:03d}.tar#s{s:02d}_{i:03d}" for s in range(4) for i in range(6))
+    for url in (f"{base}/shards/", f"{base}/shards/train-{{000..003}}.tar"):
+        d = drain(datago.Client(webdataset_config(url)))
+        assert d.error is None and not d.skips and sorted(d.ids) == want
+    cfg = filesystem_config(f"{base}/imgs", random_sampling=True, seed=2, concurrency=1)
+    with datago.Client(cfg) as first:
+        before = [next(first).id for _ in range(11)]
+        state = first.state_dict()
+    with datago.Client(cfg, state=state) as second:
+        after = [s.id for s in second]
+    assert before + after == drain(datago.Client(cfg)).ids
+
+
 def check_faults_every_sample_once(base: str, proxy: FaultProxy, storage: dict[str, Any]) -> None:
     """Images and shards under ``base`` read through ``proxy`` (a fault plan of cuts and resets): every
     sample once, nothing skipped; stops the proxy (shared so both backends assert alike)."""
