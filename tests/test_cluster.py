@@ -5,10 +5,7 @@ torchrun jobs on gloo."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ import pytest
 
 import datago
 from support.images import photo, save
-from support.process import PYTHON_DIR
+from support.torchrun import run_torchrun
 
 HERE = Path(__file__).resolve().parent
 COUNT = 61  # a prime: no world size divides it, and the hash split is uneven (asserted)
@@ -226,30 +223,8 @@ def test_state_size_is_bounded(folder: tuple[Path, list[str]]) -> None:
 # ------------------------------------------------------------------------------------------ torchrun
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def torchrun(nproc: int, out: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PYTHON_DIR), env.get("PYTHONPATH")]))
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes=1",
-        f"--nproc_per_node={nproc}",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        str(HERE / "scripts" / "cluster_worker.py"),
-        f"--out={out}",
-        *args,
-    ]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return run_torchrun(nproc, HERE / "scripts" / "cluster_worker.py", f"--out={out}", *args, timeout=timeout)
 
 
 def reports(out: Path, nproc: int) -> list[dict[str, Any]]:

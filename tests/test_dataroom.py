@@ -17,7 +17,7 @@ import datago
 from support.config import dataroom_config
 from support.dataroom_server import DEFAULT_TOKEN, DataroomServer, GeneratedImage
 from support.drain import drain
-from support.reference import expected_geometry, psnr
+from support.reference import mask_box_placement, psnr
 
 N_IMAGES = 36
 
@@ -177,17 +177,8 @@ def test_masks_and_additional_images_stay_aligned(server: DataroomServer) -> Non
         assert extra.shape == (h, w, 3)
         assert set(np.unique(mask)) <= {0, 255}, "a mask must keep two levels"
         # The rectangle drawn at mask_box in the original lands where the crop puts it.
-        (sw, sh), (left, top, _, _) = expected_geometry(gen.width, gen.height, (w, h))
         assert gen.mask_box is not None
-        x0, y0, x1, y1 = gen.mask_box
-        want = (
-            x0 * sw / gen.width - left,
-            y0 * sh / gen.height - top,
-            x1 * sw / gen.width - left,
-            y1 * sh / gen.height - top,
-        )
-        ys, xs = np.nonzero(mask)
-        got = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        want, got, _ = mask_box_placement(gen.width, gen.height, gen.mask_box, (w, h), mask)
         assert all(
             abs(g - max(0, min(e, lim))) <= 1.01 for g, e, lim in zip(got, want, (w, h, w, h), strict=True)
         ), (

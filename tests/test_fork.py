@@ -18,6 +18,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from support.config import filesystem_config, image_config
+from support.forking import IMPORT_WAIT_CHILD
 from support.images import photo, png16, smooth_alpha
 from support.process import run_python
 
@@ -100,6 +101,7 @@ def test_child_decodes_after_parent_decoded(tmp_path: Path, kind: str) -> None:
         import json, os, time
         import numpy as np
         import datago
+        {IMPORT_WAIT_CHILD}
         configs = json.loads({json.dumps(json.dumps(configs))})
 
         def decode(cfg):
@@ -126,18 +128,8 @@ def test_child_decodes_after_parent_decoded(tmp_path: Path, kind: str) -> None:
                 code = 0
             finally:
                 os._exit(code)
-        deadline = time.monotonic() + 40
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                print("CHILD-EXIT", status, flush=True)
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                print("CHILD-HUNG", flush=True)
-                break
-            time.sleep(0.02)
+        status = wait_child(pid, 40)
+        print("CHILD-HUNG" if status is None else f"CHILD-EXIT {{status}}", flush=True)
         print("PARENT", sum(len(v) for v in parent.values()), flush=True)
     """
     result = run_python(script, timeout=120)
@@ -220,6 +212,7 @@ def test_fork_while_parent_is_busy_in_libvips(tmp_path: Path) -> None:
     script = f"""
         import json, os, time
         import datago
+        {IMPORT_WAIT_CHILD}
         cfg = json.loads({json.dumps(json.dumps(cfg))})
         child_cfg = json.loads({json.dumps(json.dumps(child_cfg))})
         ok = hung = 0
@@ -232,18 +225,9 @@ def test_fork_while_parent_is_busy_in_libvips(tmp_path: Path) -> None:
             if pid == 0:
                 with datago.Client(child_cfg) as n:
                     os._exit(0 if len(list(n)) == 3 else 3)
-            deadline = time.monotonic() + 20
-            while True:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    ok += status == 0
-                    break
-                if time.monotonic() > deadline:
-                    os.kill(pid, 9)
-                    os.waitpid(pid, 0)
-                    hung += 1
-                    break
-                time.sleep(0.01)
+            status = wait_child(pid, 20, poll=0.01)
+            ok += status == 0
+            hung += status is None
             c.close()
         print("FORKS", ok, hung, flush=True)
     """

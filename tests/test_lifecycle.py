@@ -19,6 +19,7 @@ from datago import _lib
 from support.config import filesystem_config, image_config
 from support.dataroom_server import DataroomServer
 from support.drain import drain
+from support.forking import IMPORT_WAIT_CHILD
 from support.images import save, write_flat_png
 from support.process import rss_bytes, run_python, thread_count
 
@@ -146,6 +147,7 @@ def test_fork(photo_dir, pre_encode: bool) -> None:
     script = f"""
         import json, os, sys, time
         import datago
+        {IMPORT_WAIT_CHILD}
         cfg = json.loads({json.dumps(json.dumps(cfg))})
         client = datago.Client(cfg)
         client.start()
@@ -171,18 +173,8 @@ def test_fork(photo_dir, pre_encode: bool) -> None:
                     print("CHILD-NEW", len(list(new)), flush=True)
             finally:
                 os._exit(0)
-        deadline = time.monotonic() + 30
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                print("CHILD-EXIT", status, flush=True)
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                print("CHILD-HUNG", flush=True)
-                break
-            time.sleep(0.02)
+        status = wait_child(pid, 30)
+        print("CHILD-HUNG" if status is None else f"CHILD-EXIT {{status}}", flush=True)
         rest = list(client)
         print("PARENT", 1 + len(rest), flush=True)
         client.close()

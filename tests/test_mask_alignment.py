@@ -13,7 +13,7 @@ import pytest
 
 import datago
 from support.dataroom_server import DataroomServer
-from support.reference import expected_geometry, psnr
+from support.reference import mask_box_placement, psnr
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +53,8 @@ def test_mask_edges_on_the_continuous_geometry(server: DataroomServer, size: int
         mask = s.mask_arrays()["segmentation_mask"]
         extra = s.additional_image_arrays()["masked_image"]
         assert mask.shape == (h, w) and set(np.unique(mask)) <= {0, 255}
-        (sw, sh), (left, top, _, _) = expected_geometry(gen.width, gen.height, (w, h))
         assert gen.mask_box is not None
-        x0, y0, x1, y1 = gen.mask_box
-        want = (
-            x0 * sw / gen.width - left,
-            y0 * sh / gen.height - top,
-            x1 * sw / gen.width - left,
-            y1 * sh / gen.height - top,
-        )
-        ys, xs = np.nonzero(mask)
-        got = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        want, got, (sw, _) = mask_box_placement(gen.width, gen.height, gen.mask_box, (w, h), mask)
         for g, e, lim in zip(got, want, (w, h, w, h), strict=True):
             off = abs(float(g) - max(0.0, min(e, lim)))
             worst = max(worst, off)

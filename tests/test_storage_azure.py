@@ -8,25 +8,32 @@ import datetime
 import logging
 import os
 import urllib.parse
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import requests
 
 import datago
 from support.azurite import ACCOUNT, KEY, Azurite
 from support.background import BackgroundRun, read_for
-from support.config import filesystem_config, image_config, webdataset_config
+from support.config import filesystem_config, webdataset_config
 from support.drain import drain
 from support.leaks import assert_no_secret, run_texts
-from support.shards import image_bytes, shard_bytes, standard_shard
+from support.storage_cases import (
+    N_IMAGES,
+    check_faults_every_sample_once,
+    check_prefix_once_each_ranks_and_pixels,
+    check_retry_after,
+    check_shards_and_resume,
+    image_urls,
+    store_files,
+    write_files,
+)
 from support.token_server import AzureTokenServer, self_signed
 
-N_IMAGES = 40
+BASE = "az://data"
 AZ_VARS = (
     "AZURE_STORAGE_CONNECTION_STRING",
     "AZURE_STORAGE_ACCOUNT",
@@ -35,25 +42,12 @@ AZ_VARS = (
 )
 
 
-def files() -> dict[str, bytes]:
-    out = {
-        f"imgs/p{i % 3}/img{i:03d}.jpg": image_bytes(24 + i % 5 * 4, 20 + i % 3 * 4, i)
-        for i in range(N_IMAGES)
-    }
-    out["imgs/notes.txt"] = b"not an image"
-    for s in range(4):
-        out[f"shards/train-{s:03d}.tar"] = shard_bytes(standard_shard(s, 6))
-    return out
-
-
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Azurite, Path]]:
     srv = Azurite(tmp_path_factory.mktemp("azurite"))
-    srv.put("data", files())
+    srv.put("data", store_files())
     local = tmp_path_factory.mktemp("local")
-    for k, v in files().items():
-        (local / k).parent.mkdir(parents=True, exist_ok=True)
-        (local / k).write_bytes(v)
+    write_files(local, store_files())
     yield srv, local
     srv.stop()
 
@@ -67,66 +61,45 @@ def az_env(azurite: tuple[Azurite, Path], monkeypatch: pytest.MonkeyPatch) -> Az
     return srv
 
 
-def image_urls() -> list[str]:
-    return sorted(f"az://data/{k}" for k in files() if k.endswith(".jpg"))
+def account_sas() -> str:
+    """A read-and-list account SAS for an hour, signed with KEY (two tests need the same one)."""
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    return str(
+        generate_account_sas(
+            ACCOUNT,
+            KEY,
+            resource_types=ResourceTypes(service=True, container=True, object=True),
+            permission=AccountSasPermissions(read=True, list=True),
+            expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
+        )
+    )
 
 
 def test_prefix_once_each_ranks_and_pixels(az_env: Azurite, azurite: tuple[Azurite, Path]) -> None:
     _, local = azurite
-    img = image_config(size=32, ratio=8)
-    got = drain(datago.Client(filesystem_config("az://data/imgs", img))).by_id()
-    assert sorted(got) == image_urls()
-    for path, sample in drain(datago.Client(filesystem_config(local / "imgs", img))).by_id().items():
-        assert np.array_equal(
-            sample.array, got["az://data/" + Path(path).relative_to(local).as_posix()].array
-        )
-    union: Counter[str] = Counter()
-    for rank in range(2):
-        remote = drain(datago.Client(filesystem_config("az://data/imgs/", rank=rank, world_size=2)))
-        disk = drain(datago.Client(filesystem_config(local / "imgs", rank=rank, world_size=2)))
-        rel = sorted(i.removeprefix("az://data/imgs/") for i in remote.ids)
-        assert rel == sorted(Path(i).relative_to(local / "imgs").as_posix() for i in disk.ids)
-        union.update(remote.ids)
-    assert sorted(union) == image_urls() and set(union.values()) == {1}
+    check_prefix_once_each_ranks_and_pixels(BASE, local)
 
 
 def test_shards_map_dataset_and_resume(az_env: Azurite) -> None:
-    want = sorted(f"az://data/shards/train-{s:03d}.tar#s{s:02d}_{i:03d}" for s in range(4) for i in range(6))
-    for url in ("az://data/shards/", "az://data/shards/train-{000..003}.tar"):
-        d = drain(datago.Client(webdataset_config(url)))
-        assert d.error is None and not d.skips and sorted(d.ids) == want
+    check_shards_and_resume(BASE)
     with datago.MapDataset(filesystem_config("az://data/imgs")) as ds:
-        assert ds.ids == image_urls() and ds[3].id == image_urls()[3]
-    cfg = filesystem_config("az://data/imgs", random_sampling=True, seed=2, concurrency=1)
-    with datago.Client(cfg) as first:
-        before = [next(first).id for _ in range(11)]
-        state = first.state_dict()
-    with datago.Client(cfg, state=state) as second:
-        after = [s.id for s in second]
-    assert before + after == drain(datago.Client(cfg)).ids
+        assert ds.ids == image_urls(BASE) and ds[3].id == image_urls(BASE)[3]
 
 
 def test_account_key_and_sas_token(az_env: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:
-    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
-
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
     monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
     storage = {"endpoint_url": az_env.endpoint}
-    assert (
-        sorted(drain(datago.Client(filesystem_config("az://data/imgs", storage=storage))).ids) == image_urls()
-    )
-    sas = generate_account_sas(
-        ACCOUNT,
-        KEY,
-        resource_types=ResourceTypes(service=True, container=True, object=True),
-        permission=AccountSasPermissions(read=True, list=True),
-        expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
-    )
+    assert sorted(
+        drain(datago.Client(filesystem_config("az://data/imgs", storage=storage))).ids
+    ) == image_urls(BASE)
+    sas = account_sas()
     monkeypatch.delenv("AZURE_STORAGE_KEY")
     monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", sas)
     d = drain(datago.Client(filesystem_config("az://data/imgs", storage=storage)))
-    assert sorted(d.ids) == image_urls()
+    assert sorted(d.ids) == image_urls(BASE)
     signature = [p for p in sas.split("&") if p.startswith("sig=")][0]
     assert signature not in repr(d.stats)
 
@@ -165,19 +138,7 @@ def test_faults_every_sample_once(az_env: Azurite, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
     base = az_env.endpoint.rsplit("/", 1)[0]
     proxy = FaultProxy(base, plan=["ok", "cut", "ok", "slowdown", "reset", "ok", "throttle", "cut"])
-    storage = {"endpoint_url": f"{proxy.endpoint}/{ACCOUNT}"}
-    try:
-        images = drain(
-            datago.Client(filesystem_config("az://data/imgs", storage=storage, concurrency=3)), timeout=120
-        )
-        shards = drain(
-            datago.Client(webdataset_config("az://data/shards/", storage=storage, max_retries=8)), timeout=120
-        )
-    finally:
-        proxy.stop()
-    assert sorted(images.ids) == image_urls() and not images.skips
-    assert len(shards.ids) == len(set(shards.ids)) == 24 and not shards.skips
-    assert proxy.counts.get("cut", 0) >= 4 and proxy.counts.get("reset", 0) >= 2, proxy.counts
+    check_faults_every_sample_once(BASE, proxy, {"endpoint_url": f"{proxy.endpoint}/{ACCOUNT}"})
 
 
 def test_retry_after_is_waited_and_every_shard_arrives_once(
@@ -192,18 +153,7 @@ def test_retry_after_is_waited_and_every_shard_arrives_once(
     monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
     proxy = FaultProxy(az_env.endpoint.rsplit("/", 1)[0], retry_after=2)
     storage = {"endpoint_url": f"{proxy.endpoint}/{ACCOUNT}"}
-    try:
-        d = drain(
-            datago.Client(webdataset_config("az://data/shards/", storage=storage, concurrent_downloads=4)),
-            timeout=120,
-        )
-    finally:
-        proxy.stop()
-    assert d.error is None and not d.skips and len(d.ids) == len(set(d.ids)) == 24
-    gaps = proxy.retry_gaps()
-    assert len([t for t in gaps if ".tar" in t]) == 4, gaps  # every shard refused once, then read
-    assert any("comp=list" in t for t in gaps), gaps  # the listing too
-    assert min(gaps.values()) >= 1.9 and max(gaps.values()) < 10, gaps
+    check_retry_after(BASE, proxy, storage, object_marker=".tar", listing_marker="comp=list")
 
 
 def managed_identity_run(workdir: Path) -> dict[str, Any]:
@@ -214,7 +164,7 @@ def managed_identity_run(workdir: Path) -> dict[str, Any]:
     srv = Azurite(workdir, tls=(cert, key))
     tokens = AzureTokenServer(lifetime=20)
     try:
-        srv.put("data", {k: v for k, v in files().items() if k.startswith("imgs/")})
+        srv.put("data", {k: v for k, v in store_files().items() if k.startswith("imgs/")})
         # This process is the run's own: no other credential of the chain comes before the managed identity.
         for k in [
             *AZ_VARS,
@@ -274,21 +224,13 @@ def test_no_secret_in_logs_errors_stats_reprs_skips_or_state(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
-
     caplog.set_level(logging.DEBUG, logger="datago")
     storage = {"endpoint_url": az_env.endpoint}
     shards = webdataset_config(
         ["az://data/shards/train-{000..001}.tar", "az://data/shards/train-404.tar"], storage=storage
     )
     prefix = filesystem_config("az://data/imgs", storage=storage)
-    sas = generate_account_sas(
-        ACCOUNT,
-        KEY,
-        resource_types=ResourceTypes(service=True, container=True, object=True),
-        permission=AccountSasPermissions(read=True, list=True),
-        expiry=datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
-    )
+    sas = account_sas()
     signature = [p for p in sas.split("&") if p.startswith("sig=")][0].removeprefix("sig=")
     texts: list[str] = []
     for creds in (

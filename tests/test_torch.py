@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import pickle
-import socket
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,7 +24,7 @@ from datago.torch import (
 )
 from support.config import filesystem_config
 from support.images import photo, save
-from support.process import PYTHON_DIR
+from support.torchrun import run_torchrun
 
 HERE = Path(__file__).resolve().parent
 SIZE = 64  # bucket size of the tests' crop_and_resize
@@ -87,31 +83,9 @@ def ids_through(dataset: Any, **loader: Any) -> list[str]:
 # ------------------------------------------------------------------------------------- (a) torchrun
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def torchrun(root: Path, out: Path, *args: str) -> list[dict[str, Any]]:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PYTHON_DIR), env.get("PYTHONPATH")]))
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes=1",
-        "--nproc_per_node=2",
-        "--master_addr=127.0.0.1",
-        f"--master_port={free_port()}",
-        str(HERE / "scripts" / "torchrun_worker.py"),
-        f"--root={root}",
-        f"--out={out}",
-        *args,
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    worker = HERE / "scripts" / "torchrun_worker.py"
+    done = run_torchrun(2, worker, f"--root={root}", f"--out={out}", *args, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 

@@ -49,7 +49,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 import corpus  # noqa: E402
-from bench_webdataset import IMAGE_CONFIG, ensure_shards  # noqa: E402
+from bench_webdataset import IMAGE_CONFIG, ensure_shards, read_datago, spawn_child  # noqa: E402
 from reference import REPO_ROOT, add_python_path, default_cache_dir, get_buckets  # noqa: E402
 
 MARKER = "STORAGE_BENCH_RESULT "
@@ -121,36 +121,14 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         source = {"source_type": "filesystem", "source_config": {"root_path": spec["url"]}}
     config = {**source, "image_config": IMAGE_CONFIG, "concurrency": workers}
-    count, touched, first = 0, 0, 0.0
-    with datago.Client(config) as client:
-        for sample in client:
-            array = sample.array
-            touched ^= int(array[-1, -1, 0])
-            count += 1
-            if count == 1:
-                first = time.perf_counter() - started
-            del array, sample
-        seconds = time.perf_counter() - started
-        stats = client.stats()
+    count, seconds, first, stats = read_datago(config, started)
     return {"loader": loader, "images": count, "seconds": seconds, "first_s": first, "stats": stats}
 
 
 def spawn(
     spec: dict[str, Any], env: dict[str, str], timeout: float, python: str = sys.executable
 ) -> dict[str, Any]:
-    proc = subprocess.run(
-        [python, __file__, "--child", json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith(MARKER):
-            result: dict[str, Any] = json.loads(line[len(MARKER) :])
-            return result
-    return {"loader": spec["loader"], "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+    return spawn_child(__file__, MARKER, spec, timeout, env=env, python=python)
 
 
 def fill_bench_bucket(boto3: Any, endpoint: str, images: Path, shards: list[Path]) -> None:
@@ -230,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from support.s3_server import free_port
+    from support.servers import free_port
 
     cache = default_cache_dir()
     params = corpus.Params(kind="highres", count=args.count)

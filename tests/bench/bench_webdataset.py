@@ -113,6 +113,26 @@ def _pool_shard(url: str) -> list[Any]:
     return list(_wds_dataset([url]))
 
 
+def read_datago(config: dict[str, Any], started: float) -> tuple[int, float, float, dict[str, Any]]:
+    """A datago client read to its end, each array touched: (images, seconds and first-sample seconds since
+    ``started``, final stats); the consumer of every datago loader here and in bench_storage.py, written
+    once so that they measure alike."""
+    import datago
+
+    count, touched, first = 0, 0, 0.0
+    with datago.Client(config) as client:
+        for sample in client:
+            array = sample.array
+            touched ^= int(array[-1, -1, 0])
+            count += 1
+            if count == 1:
+                first = time.perf_counter() - started
+            del array, sample
+        seconds = time.perf_counter() - started
+        stats = client.stats()
+    return count, seconds, first, stats
+
+
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     loader, urls, workers = spec["loader"], spec["urls"], spec["workers"]
     _BUCKETS[:] = [tuple(b) for b in spec["buckets"]]
@@ -121,24 +141,13 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     stats: dict[str, Any] = {}
     started = time.perf_counter()
     if loader in ("datago", "datago-local"):
-        import datago
-
         config = {
             "source_type": "webdataset",
             "source_config": {"url": urls, "concurrent_downloads": 4},
             "image_config": IMAGE_CONFIG,
             "concurrency": workers,
         }
-        with datago.Client(config) as client:
-            for sample in client:
-                array = sample.array
-                touched ^= int(array[-1, -1, 0])
-                count += 1
-                if count == 1:
-                    first = time.perf_counter() - started
-                del array, sample
-            seconds = time.perf_counter() - started
-            stats = client.stats()
+        count, seconds, first, stats = read_datago(config, started)
     elif loader == "wds-dataloader":
         from torch.utils.data import DataLoader
 
@@ -179,19 +188,33 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- parent
 
 
-def spawn(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def spawn_child(
+    script: str,
+    marker: str,
+    spec: dict[str, Any],
+    timeout: float,
+    env: dict[str, str] | None = None,
+    python: str = sys.executable,
+) -> dict[str, Any]:
+    """``script --child spec`` in a process of its own: the JSON it prints after ``marker``, or the last line
+    of its stderr as an error (one copy for this bench and bench_storage.py)."""
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(spec)],
+        [python, script, "--child", json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
         check=False,
     )
     for line in proc.stdout.splitlines():
-        if line.startswith(MARKER):
-            result: dict[str, Any] = json.loads(line[len(MARKER) :])
+        if line.startswith(marker):
+            result: dict[str, Any] = json.loads(line[len(marker) :])
             return result
     return {"loader": spec["loader"], "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+
+
+def spawn(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    return spawn_child(__file__, MARKER, spec, timeout)
 
 
 def start_server(root: Path) -> tuple[subprocess.Popen[str], str]:

@@ -6,5 +6,8 @@
   WebDataset tar shards; ``reference``: what datago must deliver, computed independently of it;
 - ``dataroom_server``, ``wds_server``: loopback HTTP servers with fault injection (each also runs as a
   script, for the benchmarks); ``stalling_server``: a TCP server that never answers;
-- ``process``: the checkout's paths, subprocess scripts, this process's RSS and threads.
+- ``process``: the checkout's paths, subprocess scripts, this process's RSS and threads; ``servers``: a free
+  loopback port, waiting for a server subprocess to answer, stopping it; ``torchrun``: a one-node torchrun
+  job; ``forking``: waiting for a forked child, with a hang guard, in a subprocess script;
+- ``storage_cases``: the objects and the checks the Azure and GCS storage tests share.
 """

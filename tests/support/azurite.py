@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from support.process import ROOT
+from support.servers import free_port, stop_process, wait_until_up
 
 AZURITE = ROOT / ".cache" / "npm" / "node_modules" / ".bin" / "azurite-blob"
 # Azurite's documented development account (public: it is the same in every Azurite).
@@ -23,9 +23,7 @@ class Azurite:
     def __init__(self, workdir: Path, tls: tuple[Path, Path] | None = None) -> None:
         if not AZURITE.exists():
             raise RuntimeError(f"{AZURITE} is missing: run `make deps` (npm install azurite)")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.proc = subprocess.Popen(
             [
                 str(AZURITE),
@@ -52,15 +50,13 @@ class Azurite:
                 f"BlobEndpoint={self.endpoint}",
             ]
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("azurite did not start") from None
-                time.sleep(0.1)
+        wait_until_up(
+            self.proc,
+            lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close(),
+            "azurite",
+            timeout=60,
+            poll=0.1,
+        )
         from azure.storage.blob import BlobServiceClient
 
         verify: dict[str, Any] = {"connection_verify": str(tls[0])} if tls else {}
@@ -74,9 +70,4 @@ class Azurite:
             c.upload_blob(name, data, overwrite=True)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)

@@ -4,14 +4,13 @@ bucket)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import requests
 
 from support.process import ROOT
+from support.servers import free_port, stop_process, wait_until_up
 
 FAKE_GCS = ROOT / ".cache" / "bin" / "fake-gcs-server"
 
@@ -20,9 +19,7 @@ class FakeGCS:
     def __init__(self, data: Path) -> None:
         if not FAKE_GCS.exists():
             raise RuntimeError(f"{FAKE_GCS} is missing: run `make deps`")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.endpoint = f"http://{self.host}"
         self.proc = subprocess.Popen(
@@ -46,15 +43,14 @@ class FakeGCS:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{self.endpoint}/storage/v1/b", timeout=1)
-                break
-            except requests.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("fake-gcs-server did not start") from None
-                time.sleep(0.1)
+        wait_until_up(
+            self.proc,
+            lambda: requests.get(f"{self.endpoint}/storage/v1/b", timeout=1),
+            "fake-gcs-server",
+            timeout=60,
+            poll=0.1,
+            errors=requests.ConnectionError,
+        )
 
     def put(self, bucket: str, name: str, data: bytes) -> None:
         r = requests.post(
@@ -71,9 +67,4 @@ class FakeGCS:
         )
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)

@@ -20,6 +20,25 @@ def expected_geometry(
     return (sw, sh), (left, top, left + bw, top + bh)
 
 
+def mask_box_placement(
+    width: int, height: int, box: tuple[int, int, int, int], bucket: tuple[int, int], mask: np.ndarray
+) -> tuple[tuple[float, float, float, float], tuple[int, int, int, int], tuple[int, int]]:
+    """Where the crop to ``bucket`` puts rectangle ``box`` of a (width, height) original (``want``,
+    unclamped), where ``mask`` has it (``got``, exclusive ends) and the resize size: one copy for the
+    mask-alignment checks of test_dataroom.py and test_mask_alignment.py."""
+    (sw, sh), (left, top, _, _) = expected_geometry(width, height, bucket)
+    x0, y0, x1, y1 = box
+    want = (
+        x0 * sw / width - left,
+        y0 * sh / height - top,
+        x1 * sw / width - left,
+        y1 * sh / height - top,
+    )
+    ys, xs = np.nonzero(mask)
+    got = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return want, got, (sw, sh)
+
+
 def closest_bucket(w: int, h: int, buckets: Iterable[tuple[int, int]]) -> tuple[int, int]:
     """The bucket of a (w, h) image: the smallest plain difference of width/height ratios, the smaller
     ratio on an exact tie (the rule of the original datago and of Photoroom's Rust loader), computed

@@ -24,6 +24,11 @@ from typing import Any
 import boto3
 import requests
 
+try:
+    from support.servers import free_port, stop_process, wait_until_up
+except ModuleNotFoundError:  # run as a script: tests/support/ is sys.path[0], not tests/
+    from servers import free_port, stop_process, wait_until_up  # type: ignore[no-redef]
+
 ALLOW_ALL = json.dumps(
     {
         "Version": "2012-10-17",
@@ -39,12 +44,6 @@ TRUST_ANYONE = json.dumps(
 
 
 VIRTUAL_HOST = "s3.datago.test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -76,15 +75,14 @@ class S3Server:
             stderr=subprocess.DEVNULL,
             env=env,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(self.endpoint + "/moto-api/data.json", timeout=1)
-                break
-            except requests.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.05)
+        wait_until_up(
+            self.proc,
+            lambda: requests.get(self.endpoint + "/moto-api/data.json", timeout=1),
+            "moto server",
+            timeout=30,
+            poll=0.05,
+            errors=requests.ConnectionError,
+        )
         iam = boto3.client(
             "iam",
             endpoint_url=self.endpoint,
@@ -133,12 +131,7 @@ class S3Server:
         }
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 # Headers the proxy sets itself rather than copying from moto's response.
