@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import json
 import pickle
@@ -71,10 +72,17 @@ def _no_ambient_rank(monkeypatch: pytest.MonkeyPatch) -> None:
 WORKER_TIMEOUT_S = 120
 
 
+def _report_stuck_worker(worker_id: int) -> None:
+    """In each DataLoader worker: print its Python stack to stderr if it is still running shortly
+    before the loader's timeout, so that a hung worker's report says where it waits."""
+    faulthandler.dump_traceback_later(WORKER_TIMEOUT_S - 10, exit=False)
+
+
 def ids_through(dataset: Any, **loader: Any) -> list[str]:
     out: list[str] = []
     if loader.get("num_workers"):
         loader.setdefault("timeout", WORKER_TIMEOUT_S)
+        loader.setdefault("worker_init_fn", _report_stuck_worker)
     for item in DataLoader(dataset, batch_size=None, **loader):
         out.extend(item["ids"] if "ids" in item else [item["id"]])
     return out
