@@ -24,7 +24,7 @@
 typedef struct dg_holder {
 	GMutex lock;
 	GCond cond;
-	int started;  /* the pool's worker is running our start function */
+	int started;  /* the pool's worker waits in our allocate function */
 	int existing; /* ... on a libvips thread that existed before dg_fork_hold */
 	int release;
 	int failed; /* vips_threadpool_run returned without starting the worker */
@@ -93,24 +93,24 @@ dg_listed_worker(pid_t tid)
 static VipsThreadState *
 dg_hold_start(VipsImage *im, void *a)
 {
-	dg_holder *h = a;
-	int existing = dg_listed_worker((pid_t) syscall(SYS_gettid));
-
-	g_mutex_lock(&h->lock);
-	h->started = 1;
-	h->existing = existing;
-	g_cond_broadcast(&h->cond);
-	g_mutex_unlock(&h->lock);
 	return vips_thread_state_new(im, a);
 }
 
+/* The holder's worker says it has started only here, about to wait: fork() must not copy a
+ * thread in the middle of glib (making its thread state takes GObject's and GSlice's process-wide
+ * locks, which the child would inherit held and wait on for ever). From the broadcast to the wait,
+ * the worker holds only h->lock, which g_cond_wait releases, and its own pool's lock. */
 static int
 dg_hold_allocate(VipsThreadState *state, void *a, gboolean *stop)
 {
 	dg_holder *h = a;
+	int existing = dg_listed_worker((pid_t) syscall(SYS_gettid));
 
 	(void) state;
 	g_mutex_lock(&h->lock);
+	h->started = 1;
+	h->existing = existing;
+	g_cond_broadcast(&h->cond);
 	while (!h->release)
 		g_cond_wait(&h->cond, &h->lock);
 	g_mutex_unlock(&h->lock);
