@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from PIL import Image, ImageOps
 from support.config import filesystem_config, image_config
 from support.forking import IMPORT_WAIT_CHILD
 from support.images import photo, png16, smooth_alpha
-from support.process import PYTHON_DIR, run_python
+from support.process import run_python
 
 _ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
 
@@ -237,17 +234,3 @@ def test_fork_while_parent_is_busy_in_libvips(tmp_path: Path) -> None:
     result = run_python(script, timeout=200)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "FORKS 6 0" in result.stdout, result.stdout
-
-
-def test_glib_slice_allocator_is_malloc_unless_the_user_chose() -> None:
-    """Loading datago sets G_SLICE=always-malloc (glib's slice allocator keeps locks fork() can copy
-    held), before glib reads it; a value already in the environment is the user's and stays."""
-    script = "import os, datago; datago.library_version(); print(os.environ.get('G_SLICE'))"
-    env = {k: v for k, v in os.environ.items() if k != "G_SLICE"}  # this process's datago set it
-    env["PYTHONPATH"] = str(PYTHON_DIR)
-    for preset, want in ((None, "always-malloc"), ("debug-blocks", "debug-blocks")):
-        run_env = env if preset is None else {**env, "G_SLICE": preset}
-        out = subprocess.run(
-            [sys.executable, "-c", script], env=run_env, capture_output=True, text=True, timeout=60
-        )
-        assert out.stdout.strip() == want, out.stderr

@@ -241,13 +241,6 @@ def explain_load_error(path: Path, error: BaseException) -> str:
     return f"datago: cannot load {path}: {text}. If it is damaged or for another platform, {_BUILD_HINT}."
 
 
-# glib 2.74's slice allocator has process-wide locks that fork() can copy held (a libvips worker
-# thread that exits after 15 s idle takes one, at any moment): its malloc mode leaves a forked child
-# only malloc's locks, which glibc's fork() takes care of. glib reads it once, when it is loaded
-# (glib 2.76 and later always use malloc); a value the user set is kept.
-os.environ.setdefault("G_SLICE", "always-malloc")
-
-
 def _load(path: Path) -> Any:
     if not path.is_file():
         origin = "DATAGO_LIBRARY points to" if os.environ.get("DATAGO_LIBRARY") else "expected"
