@@ -50,6 +50,7 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 import corpus  # noqa: E402
 from bench_webdataset import IMAGE_CONFIG, ensure_shards, read_datago, spawn_child  # noqa: E402
+from launcher import cpu_seconds  # noqa: E402
 from reference import REPO_ROOT, add_python_path, default_cache_dir, get_buckets  # noqa: E402
 
 MARKER = "STORAGE_BENCH_RESULT "
@@ -147,24 +148,6 @@ def fill_bench_bucket(boto3: Any, endpoint: str, images: Path, shards: list[Path
         s3.put_object(Bucket="bench", Key=f"shards/{p.name}", Body=p.read_bytes())
 
 
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds of a running process (utime + stime, /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def fill_listing_bucket(count: int) -> None:
     """``count`` copies of a small JPEG put straight into moto's in-process backend (uploading them one
     request at a time would take longer than the benchmark): the listing still goes through moto's S3 API."""
@@ -208,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from support.servers import free_port
+    from support.servers import free_port, stop_process, wait_until_up
 
     cache = default_cache_dir()
     params = corpus.Params(kind="highres", count=args.count)
@@ -243,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
                 stderr=subprocess.DEVNULL,
             )
             fake_endpoint = f"http://127.0.0.1:{fake_port}"
-            wait_for_port(fake_port)
+            wait_until_up(
+                fake,
+                lambda: socket.create_connection(("127.0.0.1", fake_port), timeout=0.5).close(),
+                "gofakes3",
+                timeout=10,
+                poll=0.05,
+            )
             fill_bench_bucket(boto3, fake_endpoint, images, shards)
             fake_env = {**env, "AWS_ENDPOINT_URL_S3": fake_endpoint}
         megabytes = sum(p.stat().st_size for p in shards) / 1e6
@@ -304,8 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
         if fake is not None:
-            fake.kill()
-            fake.wait()
+            stop_process(fake)
 
     rates = {
         name: [r["images"] / r["seconds"] for r in rs if "error" not in r] for name, rs in results.items()

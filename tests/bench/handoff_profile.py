@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from launcher import cpu_seconds  # the script's own folder is on sys.path
+
 ROOT = Path(__file__).resolve().parents[2]
 
 CONSUMER = """
@@ -59,12 +61,6 @@ def beside(spec: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-c", BESIDE, work, idle])
     time.sleep(0.3)  # interpreter start-up done before the CLI starts
     return proc
-
-
-def cpu_of(pid: int) -> float:
-    """CPU seconds of a running process (utime + stime from /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def child(command: list[str], env: dict[str, str]) -> tuple[str, float, float]:
@@ -109,9 +105,9 @@ def main() -> None:
             )
             if args.beside:
                 other = beside(args.beside)
-                before = cpu_of(other.pid)
+                before = cpu_seconds(other.pid)
                 out, wall, cpu = child([args.cli, "-config", str(path), "-quiet"], env)
-                share = (cpu_of(other.pid) - before) / wall
+                share = (cpu_seconds(other.pid) - before) / wall
                 other.kill()
                 other.wait()
                 n = int(next(line.split()[1] for line in out.splitlines() if line.startswith("samples ")))

@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 RSS_INTERVAL = 0.02
 PSS_EVERY = 50  # RSS samples per PSS sample (reading smaps_rollup costs ~7 ms for a torch process)
@@ -33,6 +34,12 @@ def status_kb(pid: int, key: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds a running process has used so far (utime + stime, /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pss_kb(pid: int) -> int:
